@@ -1,0 +1,1 @@
+//! syncseg-wasm: the browser API (to come: see the browser issue).
