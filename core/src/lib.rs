@@ -12,3 +12,5 @@ pub mod error;
 pub mod fsio;
 
 pub use error::{Error, Result};
+pub mod model;
+pub mod train;

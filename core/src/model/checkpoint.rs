@@ -1,0 +1,299 @@
+//! Model directories: `model.safetensors` (the reference PyTorch state-dict
+//! names, 197 tensors for C2F-TCN) plus `model.json` ([`ModelMeta`]).
+//!
+//! A directory is written whole into a staging folder beside it and swapped
+//! in by renames, so a reader never sees weights from one save and metadata
+//! from another, and an interrupted save leaves the previous one intact.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::c2f_tcn::C2fTcn;
+use super::config::C2fConfig;
+use crate::error::{Error, Result};
+
+/// File names inside a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The metadata file.
+pub const META_FILE: &str = "model.json";
+/// Identifies the JSON as ours.
+pub const FORMAT: &str = "syncseg-model";
+
+/// What a model directory says about its model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The syncseg version that wrote it.
+    pub syncseg_version: String,
+    /// The architecture and its widths.
+    pub c2f: C2fConfig,
+    /// Class names, index = output channel.
+    pub classes: Vec<String>,
+    /// Classes ignored by the training loss (and usual background for evaluation).
+    #[serde(default)]
+    pub background: Vec<String>,
+    /// The window length (frames) the model was trained on; prediction cuts
+    /// long videos into windows of this length.
+    pub window_frames: usize,
+    /// Training steps taken (PyTorch's `num_batches_tracked`).
+    #[serde(default)]
+    pub steps: u64,
+    /// How the weights came to be: settings, epochs, selection score.
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+}
+
+impl ModelMeta {
+    /// Metadata for a new model.
+    pub fn new(c2f: C2fConfig, classes: Vec<String>, background: Vec<String>, window_frames: usize) -> Self {
+        ModelMeta {
+            format: FORMAT.to_string(),
+            syncseg_version: env!("CARGO_PKG_VERSION").to_string(),
+            c2f,
+            classes,
+            background,
+            window_frames,
+            steps: 0,
+            provenance: serde_json::Value::Null,
+        }
+    }
+}
+
+/// A C2F-TCN with its variables and metadata.
+pub struct SegModel {
+    /// The metadata.
+    pub meta: ModelMeta,
+    /// Every tensor of the state dict but `num_batches_tracked`.
+    pub varmap: VarMap,
+    /// The network reading `varmap`.
+    pub net: C2fTcn,
+}
+
+impl SegModel {
+    /// A freshly initialised model.
+    pub fn new(meta: ModelMeta, device: &Device) -> Result<Self> {
+        meta.c2f.validate()?;
+        if meta.classes.len() != meta.c2f.num_classes {
+            return Err(Error::invalid(format!(
+                "model config: {} class names for {} classes",
+                meta.classes.len(),
+                meta.c2f.num_classes
+            )));
+        }
+        let (net, varmap) = C2fTcn::init(&meta.c2f, device)?;
+        Ok(SegModel { meta, varmap, net })
+    }
+
+    /// The state dict as PyTorch would save it (with `num_batches_tracked`).
+    pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
+        let data = self.varmap.data().lock().expect("varmap poisoned");
+        let mut out = HashMap::with_capacity(data.len() + 26);
+        for (name, var) in data.iter() {
+            if let Some(prefix) = name.strip_suffix(".running_mean") {
+                let steps = Tensor::new(self.meta.steps as i64, var.device())?;
+                out.insert(format!("{prefix}.num_batches_tracked"), steps);
+            }
+            out.insert(name.clone(), var.as_tensor().clone());
+        }
+        Ok(out)
+    }
+
+    /// Replaces every variable with the tensor of the same name in `tensors`.
+    /// Missing names, extra names and shape mismatches are errors naming
+    /// `source` and the tensor; `num_batches_tracked` entries are optional.
+    pub fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
+        let data = self.varmap.data().lock().expect("varmap poisoned");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let t = tensors.get(name).ok_or_else(|| {
+                Error::format(source, format!("missing tensor '{name}' (shape {:?})", var.shape().dims()))
+            })?;
+            if t.shape() != var.shape() {
+                return Err(Error::format(
+                    source,
+                    format!("tensor '{name}' has shape {:?}, the model expects {:?}", t.shape().dims(), var.shape().dims()),
+                ));
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+        }
+        let mut extra: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !data.contains_key(*k) && !k.ends_with(".num_batches_tracked"))
+            .collect();
+        extra.sort();
+        if let Some(first) = extra.first() {
+            return Err(Error::format(
+                source,
+                format!("unexpected tensor '{first}' ({} unexpected in all): not a C2F-TCN state dict", extra.len()),
+            ));
+        }
+        drop(data);
+        if let Some(steps) = tensors.get("inc.conv.conv.1.num_batches_tracked") {
+            if let Ok(v) = steps.to_dtype(DType::F64).and_then(|t| t.to_scalar::<f64>()) {
+                self.meta.steps = v.max(0.0) as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a model directory.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let meta_path = dir.join(META_FILE);
+        let text = crate::fsio::read_text(&meta_path)?;
+        let meta: ModelMeta = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&meta_path, format!("not a syncseg model description: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(Error::format(&meta_path, format!("format is '{}', expected '{FORMAT}'", meta.format)));
+        }
+        let weights = dir.join(WEIGHTS_FILE);
+        let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| match e {
+            candle_core::Error::Io(io) => Error::io(&weights, io),
+            other => Error::format(&weights, format!("not a readable safetensors file ({other})")),
+        })?;
+        let mut model = SegModel::new(meta, device).map_err(|e| Error::format(&meta_path, e.to_string()))?;
+        model.load_state_dict(&tensors, &weights)?;
+        Ok(model)
+    }
+
+    /// Writes the model directory `dir` (created if needed, replaced whole
+    /// if it exists).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".syncseg-model-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        let weights = staging.path().join(WEIGHTS_FILE);
+        candle_core::safetensors::save(&self.state_dict()?, &weights)
+            .map_err(|e| Error::format(&weights, format!("cannot write weights: {e}")))?;
+        let json = serde_json::to_string_pretty(&self.meta).expect("metadata serialises");
+        crate::fsio::write_bytes_atomic(staging.path().join(META_FILE), json.as_bytes())?;
+        replace_dir(staging, dir)
+    }
+
+    /// Converts a reference PyTorch checkpoint (a `state_dict` saved with
+    /// `torch.save`, optionally under a `state_dict`/`model_state_dict` key
+    /// or with DataParallel's `module.` prefix). Input dimension, classes and
+    /// widths are read from the tensor shapes.
+    pub fn import_pth(path: impl AsRef<Path>, classes: Option<Vec<String>>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+        let unreadable = |e: candle_core::Error| {
+            Error::format(path, format!("not a readable PyTorch checkpoint ({})", one_line(&e.to_string())))
+        };
+        let mut entries = candle_core::pickle::read_all(path).map_err(unreadable)?;
+        if !entries.iter().any(|(k, _)| k.ends_with("inc.conv.conv.0.weight")) {
+            for key in ["state_dict", "model_state_dict", "model"] {
+                if let Ok(found) = candle_core::pickle::read_all_with_key(path, Some(key)) {
+                    if found.iter().any(|(k, _)| k.ends_with("inc.conv.conv.0.weight")) {
+                        entries = found;
+                        break;
+                    }
+                }
+            }
+        }
+        let tensors: HashMap<String, Tensor> = entries
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), v))
+            .collect();
+        let c2f = config_from_shapes(&tensors, path)?;
+        let classes = match classes {
+            Some(c) if c.len() != c2f.num_classes => {
+                return Err(Error::format(
+                    path,
+                    format!("the checkpoint has {} classes but the mapping names {}", c2f.num_classes, c.len()),
+                ))
+            }
+            Some(c) => c,
+            None => (0..c2f.num_classes).map(|i| format!("class{i}")).collect(),
+        };
+        // The sync release trained on 600-frame windows.
+        let meta = ModelMeta::new(c2f, classes, Vec::new(), 600);
+        let mut model = SegModel::new(meta, device)?;
+        model.load_state_dict(&tensors, path)?;
+        model.meta.provenance = serde_json::json!({ "imported_from": path.display().to_string() });
+        Ok(model)
+    }
+
+    /// Rebuilds the network over the same variables (after a config change
+    /// such as new ensemble weights).
+    pub fn rebuild(&mut self) -> Result<()> {
+        let vb = VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device());
+        self.net = C2fTcn::new(&self.meta.c2f, vb)?;
+        Ok(())
+    }
+
+    /// The device the variables live on.
+    pub fn device(&self) -> Device {
+        let data = self.varmap.data().lock().expect("varmap poisoned");
+        data.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Reads the architecture off a state dict's shapes.
+fn config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<C2fConfig> {
+    let dims = |name: &str| -> Result<Vec<usize>> {
+        t.get(name)
+            .map(|x| x.dims().to_vec())
+            .ok_or_else(|| Error::format(path, format!("missing tensor '{name}': not a C2F-TCN state dict")))
+    };
+    let inc = dims("inc.conv.conv.0.weight")?;
+    let head = dims("outcc.conv.weight")?;
+    if inc.len() != 3 || head.len() != 3 {
+        return Err(Error::format(path, "inc/outcc weights are not 3-D convolution kernels"));
+    }
+    let mut enc = [0usize; 7];
+    enc[0] = inc[0];
+    for (i, w) in enc.iter_mut().enumerate().skip(1) {
+        let d = dims(&format!("down{i}.max_pool_conv.1.conv.0.weight"))?;
+        *w = d[0];
+    }
+    Ok(C2fConfig {
+        input_dim: inc[1],
+        num_classes: head[0],
+        encoder_widths: enc,
+        decoder_width: head[1],
+        ensemble_weights: [1.0; 6],
+    })
+}
+
+/// Moves the finished `staging` folder to `dir`, replacing what was there.
+fn replace_dir(staging: tempfile::TempDir, dir: &Path) -> Result<()> {
+    let staged = staging.keep();
+    let backup = dir.with_extension("syncseg-old");
+    let had_old = dir.exists();
+    if had_old {
+        let _ = std::fs::remove_dir_all(&backup);
+        std::fs::rename(dir, &backup).map_err(|e| Error::io(dir, e))?;
+    }
+    if let Err(e) = std::fs::rename(&staged, dir) {
+        if had_old {
+            let _ = std::fs::rename(&backup, dir);
+        }
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(Error::io(dir, e));
+    }
+    if had_old {
+        let _ = std::fs::remove_dir_all(&backup);
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need when it is
+# missing, then checks formatting, lints, and runs every test of the
+# workspace. `.ci/run` runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_rust_component() {
+    if ! cargo "$1" --version >/dev/null 2>&1; then
+        echo "installing rustup component $2"
+        rustup component add "$2"
+    fi
+}
+need_rust_component fmt rustfmt
+need_rust_component clippy clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
