@@ -10,5 +10,7 @@
 
 pub mod error;
 pub mod fsio;
+pub mod metrics;
+pub mod segments;
 
 pub use error::{Error, Result};
