@@ -10,6 +10,8 @@
 
 pub mod error;
 pub mod fsio;
+pub mod metrics;
+pub mod segments;
 
 pub use error::{Error, Result};
 pub mod model;
