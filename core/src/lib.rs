@@ -16,3 +16,5 @@ pub mod segments;
 pub use error::{Error, Result};
 pub mod model;
 pub mod train;
+pub mod predict;
+pub mod report;

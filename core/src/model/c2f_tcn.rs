@@ -184,19 +184,10 @@ impl C2fTcn {
         }
         // Valid-frame masks at every resolution: a pooled position is real if
         // any frame under it is (max-pooling the mask like the features).
-        let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(7);
-        let full = match mode {
-            Mode::Train { mask: Some(m) } => Some(m.unsqueeze(1)?.to_dtype(DType::F32)?),
-            _ => None,
+        let masks: Vec<Option<Tensor>> = match mode {
+            Mode::Train { mask: Some(m) } => mask_pyramid(m)?.into_iter().map(Some).collect(),
+            _ => vec![None; 7],
         };
-        masks.push(full);
-        for i in 0..6 {
-            let next = match &masks[i] {
-                Some(m) => Some(maxpool(m, 2)?),
-                None => None,
-            };
-            masks.push(next);
-        }
 
         let mut skips = Vec::with_capacity(7);
         let mut h = self.inc.forward(x, mode, masks[0].as_ref())?;
@@ -265,6 +256,19 @@ impl C2fTcn {
     pub fn blocks(&self) -> Vec<&DoubleConv> {
         std::iter::once(&self.inc).chain(&self.downs).chain(&self.ups).collect()
     }
+}
+
+/// Valid-frame masks `[B, 1, Tₗ]` at the seven resolutions T, T/2 … T/64
+/// (floor), from a full-resolution `[B, T]` mask: a pooled position is real
+/// if any frame under it is. Index `l` < 6 is also the resolution of head `l`.
+pub fn mask_pyramid(mask: &Tensor) -> Result<Vec<Tensor>> {
+    let mut out = Vec::with_capacity(7);
+    out.push(mask.unsqueeze(1)?.to_dtype(DType::F32)?);
+    for i in 0..6 {
+        let next = maxpool(&out[i], 2)?;
+        out.push(next);
+    }
+    Ok(out)
 }
 
 /// MaxPool1d with kernel = stride = `k` on `[B, C, T]` (floor of T/k outputs).

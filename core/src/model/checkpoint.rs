@@ -1,12 +1,11 @@
 //! Model directories: `model.safetensors` (the reference PyTorch state-dict
 //! names, 197 tensors for C2F-TCN) plus `model.json` ([`ModelMeta`]).
 //!
-//! A directory is written whole into a staging folder beside it and swapped
-//! in by renames, so a reader never sees weights from one save and metadata
-//! from another, and an interrupted save leaves the previous one intact.
+//! Each file is written to a temporary name and renamed into place, so an
+//! interrupted save never leaves a truncated file.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -163,25 +162,21 @@ impl SegModel {
         Ok(model)
     }
 
-    /// Writes the model directory `dir` (created if needed, replaced whole
-    /// if it exists).
+    /// Writes the model into directory `dir` (created if needed). Each file
+    /// is replaced atomically, weights first, then the metadata that
+    /// describes them; other files in `dir` are left alone.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".syncseg-model-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
-        let weights = staging.path().join(WEIGHTS_FILE);
-        candle_core::safetensors::save(&self.state_dict()?, &weights)
-            .map_err(|e| Error::format(&weights, format!("cannot write weights: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
+        if let Err(e) = candle_core::safetensors::save(&self.state_dict()?, &tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::format(&weights, format!("cannot write weights: {e}")));
+        }
+        std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
         let json = serde_json::to_string_pretty(&self.meta).expect("metadata serialises");
-        crate::fsio::write_bytes_atomic(staging.path().join(META_FILE), json.as_bytes())?;
-        replace_dir(staging, dir)
+        crate::fsio::write_bytes_atomic(dir.join(META_FILE), json.as_bytes())
     }
 
     /// Converts a reference PyTorch checkpoint (a `state_dict` saved with
@@ -274,26 +269,4 @@ fn config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<C2fCon
         decoder_width: head[1],
         ensemble_weights: [1.0; 6],
     })
-}
-
-/// Moves the finished `staging` folder to `dir`, replacing what was there.
-fn replace_dir(staging: tempfile::TempDir, dir: &Path) -> Result<()> {
-    let staged = staging.keep();
-    let backup = dir.with_extension("syncseg-old");
-    let had_old = dir.exists();
-    if had_old {
-        let _ = std::fs::remove_dir_all(&backup);
-        std::fs::rename(dir, &backup).map_err(|e| Error::io(dir, e))?;
-    }
-    if let Err(e) = std::fs::rename(&staged, dir) {
-        if had_old {
-            let _ = std::fs::rename(&backup, dir);
-        }
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(Error::io(dir, e));
-    }
-    if had_old {
-        let _ = std::fs::remove_dir_all(&backup);
-    }
-    Ok(())
 }

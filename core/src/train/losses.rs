@@ -10,7 +10,7 @@
 //! Every loss takes a valid-frame mask so that padding (and ignored
 //! frames) count in no average — the reference code let padding in.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 /// Added inside the log, as in the reference code.
 pub const LOG_EPS: f64 = 1e-10;
@@ -77,11 +77,6 @@ pub fn level_mse(student: &[Tensor], teacher: &[Tensor], levels: &[usize], masks
         Some(t) => Ok(t),
         None => Tensor::zeros((), student[0].dtype(), student[0].device()),
     }
-}
-
-/// Mean over the last axis keeping nothing: convenience for logging.
-pub fn scalar(x: &Tensor) -> Result<f32> {
-    x.flatten_all()?.mean(D::Minus1)?.to_scalar::<f32>()
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
     } else {
-        println!("{}", crate::commands::format_scores_table(&[("", &scores)]));
+        print!("{}", syncseg_core::report::scores_table(&[("prediction", &scores)]));
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! The subcommands of `syncseg`, one file each.
 
 mod eval;
+mod import;
+mod predict;
 mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -21,13 +24,22 @@ pub struct Cli {
 pub enum Command {
     /// Generate the synthetic synchronized exo/ego benchmark (MS-TCN layout).
     Synth(synth::Args),
+    /// Train a C2F-TCN with labels (the exo teacher, or an oracle).
+    Train(train::Args),
+    /// Segment videos with a trained model.
+    Predict(predict::Args),
     /// Score per-frame predictions against ground truth (Edit, F1@{10,25,50}, MoF).
     Eval(eval::Args),
+    /// Convert a reference PyTorch C2F-TCN checkpoint (.pth) into a model directory.
+    Import(import::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Import(a) => import::run(a),
     }
 }

@@ -1,0 +1,108 @@
+//! Frame-wise prediction with a trained model, any video length.
+//!
+//! Videos are cut into windows of the model's training window length (each
+//! window zero-padded to C2F-TCN's minimum of 384 frames) and processed
+//! independently, as the reference release does; memory is bounded by one
+//! window whatever the video length.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::features::Features;
+use crate::model::{Mode, SegModel};
+use crate::segments::segments_of;
+use crate::train::windows::{features_batch, padded_len, windows};
+
+/// Windows per forward pass: amortises per-call overhead, bounds memory.
+const WINDOWS_PER_BATCH: usize = 4;
+
+/// A predicted segment with its class name and mean confidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictedSegment {
+    /// Class id.
+    pub label: u32,
+    /// Class name.
+    pub name: String,
+    /// First frame.
+    pub start: usize,
+    /// One past the last frame.
+    pub end: usize,
+    /// Mean ensemble probability of `label` over the segment.
+    pub confidence: f32,
+}
+
+/// The result for one video.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Ensemble probabilities `[K, T]` row-major.
+    pub probs: Vec<f32>,
+    /// Number of classes K.
+    pub classes: usize,
+    /// Arg-max label per frame.
+    pub labels: Vec<u32>,
+}
+
+impl Prediction {
+    /// Maximal runs of one label with their mean confidence.
+    pub fn segments(&self, names: &[String]) -> Vec<PredictedSegment> {
+        let t = self.labels.len();
+        segments_of(&self.labels)
+            .into_iter()
+            .map(|s| {
+                let row = &self.probs[s.label as usize * t..(s.label as usize + 1) * t];
+                let conf = row[s.start..s.end].iter().sum::<f32>() / (s.end - s.start) as f32;
+                PredictedSegment {
+                    label: s.label,
+                    name: names.get(s.label as usize).cloned().unwrap_or_default(),
+                    start: s.start,
+                    end: s.end,
+                    confidence: conf,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs `model` (eval mode) over `features` `[D, T]`, T ≥ 1.
+pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
+    let c = &model.meta.c2f;
+    if features.dim != c.input_dim {
+        return Err(Error::invalid(format!(
+            "the model expects {}-dimensional features, got {}",
+            c.input_dim, features.dim
+        )));
+    }
+    if features.frames == 0 {
+        return Err(Error::invalid("the video has no frames"));
+    }
+    let device = model.device();
+    let k = c.num_classes;
+    let t_total = features.frames;
+    let mut probs = vec![0f32; k * t_total];
+    let all = windows(&[t_total], model.meta.window_frames);
+    for chunk in all.chunks(WINDOWS_PER_BATCH) {
+        let t = padded_len(chunk);
+        let (x, _) = features_batch(&[features], chunk, t, &device)?;
+        let out = model.net.forward(&x, Mode::Eval)?;
+        let p: Tensor = model.net.ensemble(&out)?;
+        let p = p.to_vec3::<f32>()?;
+        for (w, pw) in chunk.iter().zip(p) {
+            for (class, row) in pw.iter().enumerate() {
+                probs[class * t_total + w.start..class * t_total + w.start + w.len].copy_from_slice(&row[..w.len]);
+            }
+        }
+    }
+    let labels = (0..t_total)
+        .map(|f| {
+            let mut best = 0;
+            for class in 1..k {
+                if probs[class * t_total + f] > probs[best * t_total + f] {
+                    best = class;
+                }
+            }
+            best as u32
+        })
+        .collect();
+    Ok(Prediction { probs, classes: k, labels })
+}

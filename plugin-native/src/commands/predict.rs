@@ -1,0 +1,64 @@
+//! `syncseg predict`: per-frame labels, segments and probabilities.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::Device;
+use syncseg_core::labels::{read_bundle, write_frame_labels};
+use syncseg_core::model::SegModel;
+use syncseg_core::npy::{read_features, write_npy, FeatureLayout};
+use syncseg_core::predict::predict;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model directory (from `syncseg train`, `distill` or `import`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder of `<video>.npy` features.
+    #[arg(long)]
+    features: PathBuf,
+    /// Videos to segment (a split bundle).
+    #[arg(long)]
+    videos: PathBuf,
+    /// Output folder: `<video>.txt`, `<video>.segments.json` (and `.probs.npy`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the ensemble probabilities `[K, T]` as `<video>.probs.npy`.
+    #[arg(long)]
+    save_probs: bool,
+    /// Feature files are `[T, D]` instead of `[D, T]`.
+    #[arg(long)]
+    time_major: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let model = SegModel::load(&args.model, &device)?;
+    let names = read_bundle(&args.videos)?;
+    let layout = if args.time_major { FeatureLayout::TimeByDim } else { FeatureLayout::DimByTime };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let pb = crate::progress::bar(names.len() as u64, "predict", "videos");
+    for name in &names {
+        let fpath = args.features.join(format!("{name}.npy"));
+        let features = read_features(&fpath, layout)?;
+        let pred = predict(&model, &features).with_context(|| format!("{}", fpath.display()))?;
+        let label_names: Vec<&str> = pred.labels.iter().map(|&l| model.meta.classes[l as usize].as_str()).collect();
+        write_frame_labels(args.out.join(format!("{name}.txt")), &label_names)?;
+        let segments = serde_json::json!({
+            "video": name,
+            "frames": pred.labels.len(),
+            "segments": pred.segments(&model.meta.classes),
+        });
+        syncseg_core::fsio::write_bytes_atomic(
+            args.out.join(format!("{name}.segments.json")),
+            serde_json::to_string_pretty(&segments)?.as_bytes(),
+        )?;
+        if args.save_probs {
+            write_npy(args.out.join(format!("{name}.probs.npy")), &[pred.classes, pred.labels.len()], &pred.probs)?;
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    eprintln!("segmented {} videos into {}", names.len(), args.out.display());
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `syncseg train`: supervised C2F-TCN training (the exo teacher, the oracles).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use syncseg_core::labels::{read_bundle, Mapping};
+use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
+use syncseg_core::npy::FeatureLayout;
+use syncseg_core::train::adam::AdamConfig;
+use syncseg_core::train::data::load_labeled;
+use syncseg_core::train::fit::{fit, FitConfig};
+use syncseg_core::train::supervised::{Supervised, SupervisedLoss};
+
+use crate::progress::EpochBars;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Folder of `<video>.npy` features, `[D, T]` float arrays.
+    #[arg(long)]
+    features: PathBuf,
+    /// Folder of `<video>.txt` per-frame labels.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Class mapping: mapping.txt (`<id> <label>`) or mapping.csv.
+    #[arg(long)]
+    mapping: PathBuf,
+    /// Training videos (a split bundle).
+    #[arg(long)]
+    videos: PathBuf,
+    /// Validation videos of the same view, for model selection (never a test split).
+    #[arg(long)]
+    val_videos: Option<PathBuf>,
+    /// Output model directory (best epoch; `last/` holds the last epoch).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    /// L2 weight decay (added to the gradient, as torch.optim.Adam).
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Labels ignored by the loss and left out of segment metrics (repeatable).
+    #[arg(long = "background", value_name = "LABEL")]
+    background: Vec<String>,
+    /// Videos are cut into windows of at most this many frames.
+    #[arg(long, default_value_t = 600)]
+    max_frames: usize,
+    /// Weight of the smoothing (truncated MSE) loss.
+    #[arg(long, default_value_t = 0.15)]
+    smoothing: f64,
+    /// Stop after this many epochs without a better validation score.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Feature files are `[T, D]` instead of `[D, T]`.
+    #[arg(long)]
+    time_major: bool,
+    /// Continue an interrupted run from OUT/last.
+    #[arg(long)]
+    resume: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.max_frames == 0 || args.epochs == 0 || args.batch_size == 0 {
+        bail!("--max-frames, --epochs and --batch-size must be positive");
+    }
+    let device = Device::Cpu;
+    let mapping = Mapping::read(&args.mapping)?;
+    let layout = if args.time_major { FeatureLayout::TimeByDim } else { FeatureLayout::DimByTime };
+    let names = read_bundle(&args.videos)?;
+    let train = load_labeled(&args.features, &args.labels, &mapping, &names, layout)?;
+    let val = match &args.val_videos {
+        Some(b) => load_labeled(&args.features, &args.labels, &mapping, &read_bundle(b)?, layout)?,
+        None => Vec::new(),
+    };
+    let mut ignore = Vec::new();
+    for b in &args.background {
+        ignore.push(mapping.id_of(b).with_context(|| {
+            format!("--background '{b}' is not a class of {}", args.mapping.display())
+        })?);
+    }
+    let dim = train[0].features.dim;
+    if let Some(v) = val.iter().find(|v| v.features.dim != dim) {
+        bail!("validation video '{}' has {}-dimensional features, training videos {dim}", v.name, v.features.dim);
+    }
+    let mut model = if args.resume {
+        SegModel::load(args.out.join("last"), &device)
+            .with_context(|| format!("--resume: no resumable run in {}", args.out.display()))?
+    } else {
+        let meta = ModelMeta::new(
+            C2fConfig::reference(dim, mapping.len()),
+            mapping.names().to_vec(),
+            args.background.clone(),
+            args.max_frames,
+        );
+        SegModel::new(meta, &device)?
+    };
+    let cfg = FitConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        adam: AdamConfig {
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            ..Default::default()
+        },
+        seed: args.seed,
+        patience: args.patience,
+    };
+    model.meta.provenance = serde_json::json!({
+        "command": "train",
+        "features": args.features.display().to_string(),
+        "videos": args.videos.display().to_string(),
+        "val_videos": args.val_videos.as_ref().map(|p| p.display().to_string()),
+        "fit": cfg,
+        "smoothing": args.smoothing,
+    });
+    let loss = SupervisedLoss {
+        smoothing: args.smoothing,
+        ..Default::default()
+    };
+    let objective = Supervised::new(&train, &val, args.max_frames, ignore, loss, device);
+    let trainable = syncseg_core::train::trainable_vars(&model);
+    let mut bars = EpochBars::new("train");
+    let progress = fit(&mut model, trainable, &objective, &cfg, &args.out, args.resume, &mut bars)?;
+    bars.finish();
+    match progress.best {
+        Some((score, epoch)) if !val.is_empty() => eprintln!(
+            "best epoch {epoch} (validation F1@{{10,25,50}}+Edit+MoF = {score:.2}) saved to {}",
+            args.out.display()
+        ),
+        _ => eprintln!("last epoch saved to {} (no validation videos)", args.out.display()),
+    }
+    Ok(())
+}
