@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod features;
 pub mod fsio;
+pub mod npy;
 
 pub use error::{Error, Result};
