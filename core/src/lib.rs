@@ -11,6 +11,7 @@
 pub mod error;
 pub mod features;
 pub mod fsio;
+pub mod labels;
 pub mod npy;
 
 pub use error::{Error, Result};
