@@ -8,13 +8,18 @@
 
 #![warn(missing_docs)]
 
+pub mod dataset;
 pub mod error;
+pub mod features;
 pub mod fsio;
+pub mod labels;
 pub mod metrics;
-pub mod segments;
-
-pub use error::{Error, Result};
 pub mod model;
-pub mod train;
+pub mod npy;
 pub mod predict;
 pub mod report;
+pub mod segments;
+pub mod synth;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -329,7 +329,7 @@ impl Generator {
             let rec = self.recording(i)?;
             crate::npy::write_features(root.join(format!("features/exo/{}.npy", rec.name)), &rec.exo)?;
             crate::npy::write_features(root.join(format!("features/ego/{}.npy", rec.name)), &rec.ego)?;
-            let label_names: Vec<&str> = rec.labels.iter().map(|&l| mapping.name(l)).collect();
+            let label_names = mapping.decode(&rec.labels)?;
             let (gt_dir, splits): (&str, &[&str]) = match self.role(i) {
                 SplitRole::Train => ("groundTruth", &["exo_train", "ego_train"]),
                 SplitRole::Val => ("groundTruth", &["exo_val", "ego_val"]),
@@ -355,8 +355,11 @@ impl Generator {
             write_bundle(root.join(format!("splits/{split}.bundle")), &list)?;
         }
         let views = serde_json::json!({
-            "exo": {"fps": self.cfg.fps, "offset_s": 0.0},
-            "ego": {"fps": self.cfg.fps, "offset_s": 0.0},
+            "label_fps": self.cfg.fps,
+            "views": {
+                "exo": {"fps": self.cfg.fps, "offset_s": 0.0},
+                "ego": {"fps": self.cfg.fps, "offset_s": 0.0},
+            }
         });
         let views_path = root.join("views.json");
         crate::fsio::write_bytes_atomic(&views_path, serde_json::to_string_pretty(&views).expect("json").as_bytes())?;

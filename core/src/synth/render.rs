@@ -89,7 +89,7 @@ struct ViewMap {
     w2: Vec<f32>,
 }
 
-fn gaussian_vec(n: usize, std: f64, rng: &mut impl Rng) -> Vec<f32> {
+fn gaussian_vec<R: Rng + ?Sized>(n: usize, std: f64, rng: &mut R) -> Vec<f32> {
     (0..n)
         .map(|_| {
             let g: f64 = StandardNormal.sample(rng);
@@ -142,7 +142,7 @@ impl World {
         let w1_shared = gaussian_vec(h * l, 0.7, rng);
         let w2_shared = gaussian_vec(d * h, 1.0 / (h as f64).sqrt(), rng);
         let b1_shared = gaussian_vec(h, 0.3, rng);
-        let mut view = |rng: &mut dyn rand::RngCore| ViewMap {
+        let view = |rng: &mut dyn rand::RngCore| ViewMap {
             w1: mix(&w1_shared, &gaussian_vec(h * l, 0.7, rng), theta),
             b1: mix(&b1_shared, &gaussian_vec(h, 0.3, rng), theta),
             w2: mix(&w2_shared, &gaussian_vec(d * h, 1.0 / (h as f64).sqrt(), rng), theta),

@@ -36,7 +36,7 @@ fn centroids(recs: &[(Vec<u32>, Features)], k: usize) -> Vec<Vec<f64>> {
     for (labels, f) in recs {
         for (t, &l) in labels.iter().enumerate() {
             for (i, s) in sum[l as usize].iter_mut().enumerate() {
-                *s += f.get(i, t) as f64;
+                *s += f.get(i, t).unwrap() as f64;
             }
             n[l as usize] += 1;
         }
@@ -55,8 +55,8 @@ fn accuracy(c: &[Vec<f64>], recs: &[(Vec<u32>, Features)]) -> f64 {
         for (t, &l) in labels.iter().enumerate() {
             let best = (0..c.len())
                 .min_by(|&a, &b| {
-                    let da: f64 = c[a].iter().enumerate().map(|(i, m)| (f.get(i, t) as f64 - m).powi(2)).sum();
-                    let db: f64 = c[b].iter().enumerate().map(|(i, m)| (f.get(i, t) as f64 - m).powi(2)).sum();
+                    let da: f64 = c[a].iter().enumerate().map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2)).sum();
+                    let db: f64 = c[b].iter().enumerate().map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2)).sum();
                     da.total_cmp(&db)
                 })
                 .unwrap();
