@@ -89,7 +89,8 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
         let p = p.to_vec3::<f32>()?;
         for (w, pw) in chunk.iter().zip(p) {
             for (class, row) in pw.iter().enumerate() {
-                probs[class * t_total + w.start..class * t_total + w.start + w.len].copy_from_slice(&row[..w.len]);
+                probs[class * t_total + w.start..class * t_total + w.start + w.len]
+                    .copy_from_slice(&row[..w.len]);
             }
         }
     }
@@ -104,5 +105,9 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
             best as u32
         })
         .collect();
-    Ok(Prediction { probs, classes: k, labels })
+    Ok(Prediction {
+        probs,
+        classes: k,
+        labels,
+    })
 }

@@ -4,7 +4,12 @@ use crate::metrics::Scores;
 
 /// A Markdown table with one row per `(name, scores)`: Edit, F1@{10,25,50}, MoF.
 pub fn scores_table(rows: &[(&str, &Scores)]) -> String {
-    let width = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0).max(6);
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let mut out = format!(
         "| {:<width$} | {:>6} | {:>6} | {:>6} | {:>6} | {:>6} |\n|{}|--------|--------|--------|--------|--------|\n",
         "Method",

@@ -8,7 +8,9 @@ use candle_core::{Device, Tensor};
 use syncseg_core::model::{C2fConfig, Mode, SegModel};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/c2f_tcn").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/c2f_tcn")
+        .join(name)
 }
 
 fn npy(name: &str) -> Tensor {
@@ -17,19 +19,32 @@ fn npy(name: &str) -> Tensor {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn imported() -> SegModel {
     let mut model = SegModel::import_pth(fixture("model.pth"), None, &Device::Cpu).unwrap();
-    let cfg: C2fConfig = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let cfg: C2fConfig =
+        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
     // Shapes alone determine everything but the ensemble weights.
     let mut from_shapes = model.meta.c2f.clone();
     from_shapes.ensemble_weights = cfg.ensemble_weights;
     assert_eq!(from_shapes, cfg);
     model.meta.c2f = cfg;
     model.rebuild().unwrap();
-    assert_eq!(model.meta.steps, 1234, "num_batches_tracked is carried over");
+    assert_eq!(
+        model.meta.steps, 1234,
+        "num_batches_tracked is carried over"
+    );
     model
 }
 
@@ -44,7 +59,10 @@ fn eval_forward_matches_pytorch() {
             let err = max_abs_diff(&head.squeeze(0).unwrap(), &want);
             assert!(err < 1e-4, "T={t} head {name}: max |diff| {err}");
         }
-        let feat = max_abs_diff(&out.features.squeeze(0).unwrap(), &npy(&format!("case_T{t}_feat.npy")));
+        let feat = max_abs_diff(
+            &out.features.squeeze(0).unwrap(),
+            &npy(&format!("case_T{t}_feat.npy")),
+        );
         assert!(feat < 1e-4, "T={t} features: {feat}");
         let probs = model.net.ensemble(&out).unwrap().squeeze(0).unwrap();
         let err = max_abs_diff(&probs, &npy(&format!("case_T{t}_probs.npy")));
@@ -57,7 +75,10 @@ fn train_mode_batch_norm_matches_pytorch() {
     let model = imported();
     let x = npy("case_T400_input.npy").unsqueeze(0).unwrap();
     let out = model.net.forward(&x, Mode::Train { mask: None }).unwrap();
-    let err = max_abs_diff(&out.heads[0].squeeze(0).unwrap(), &npy("case_T400_train_y.npy"));
+    let err = max_abs_diff(
+        &out.heads[0].squeeze(0).unwrap(),
+        &npy("case_T400_train_y.npy"),
+    );
     assert!(err < 1e-4, "train-mode y: {err}");
 }
 
@@ -87,8 +108,12 @@ fn reference_state_dict_names_and_shapes() {
         600,
     );
     let model = SegModel::new(meta, &Device::Cpu).unwrap();
-    let mut got: Vec<(String, Vec<usize>)> =
-        model.state_dict().unwrap().into_iter().map(|(k, v)| (k, v.dims().to_vec())).collect();
+    let mut got: Vec<(String, Vec<usize>)> = model
+        .state_dict()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.dims().to_vec()))
+        .collect();
     got.sort();
     assert_eq!(got, want);
 }
@@ -107,7 +132,11 @@ fn save_load_round_trip_keeps_outputs() {
     let a = model.net.forward(&x, Mode::Eval).unwrap();
     let b = back.net.forward(&x, Mode::Eval).unwrap();
     assert_eq!(max_abs_diff(&a.heads[0], &b.heads[0]), 0.0);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging folder left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no staging folder left"
+    );
 }
 
 #[test]
@@ -116,27 +145,48 @@ fn bad_checkpoints_give_clear_errors() {
     let corrupt = dir.path().join("corrupt.pth");
     let bytes = std::fs::read(fixture("model.pth")).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() * 6 / 10]).unwrap();
-    let err = SegModel::import_pth(&corrupt, None, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("corrupt.pth") && err.contains("not a readable PyTorch checkpoint"), "{err}");
+    let err = SegModel::import_pth(&corrupt, None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("corrupt.pth") && err.contains("not a readable PyTorch checkpoint"),
+        "{err}"
+    );
     assert!(!err.contains('\n'));
 
     let err = SegModel::import_pth(fixture("model_wrong_names.pth"), None, &Device::Cpu)
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("model_wrong_names.pth") && err.contains("inc.conv.conv.0.weight"), "{err}");
+    assert!(
+        err.contains("model_wrong_names.pth") && err.contains("inc.conv.conv.0.weight"),
+        "{err}"
+    );
 
-    let err = SegModel::import_pth(dir.path().join("absent.pth"), None, &Device::Cpu).err().unwrap().to_string();
+    let err = SegModel::import_pth(dir.path().join("absent.pth"), None, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("absent.pth"), "{err}");
 
     let classes = Some(vec!["a".to_string(); 3]);
-    let err = SegModel::import_pth(fixture("model.pth"), classes, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("5 classes") && err.contains("names 3"), "{err}");
+    let err = SegModel::import_pth(fixture("model.pth"), classes, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("5 classes") && err.contains("names 3"),
+        "{err}"
+    );
 
     // A model directory with garbage weights.
     let model_dir = dir.path().join("m");
     imported().save(&model_dir).unwrap();
     std::fs::write(model_dir.join("model.safetensors"), b"garbage").unwrap();
-    let err = SegModel::load(&model_dir, &Device::Cpu).err().unwrap().to_string();
+    let err = SegModel::load(&model_dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }

@@ -47,7 +47,10 @@ impl EpochBars {
 
     /// Removes the bars.
     pub fn finish(&mut self) {
-        for pb in [self.steps.take(), self.epochs.take()].into_iter().flatten() {
+        for pb in [self.steps.take(), self.epochs.take()]
+            .into_iter()
+            .flatten()
+        {
             pb.finish_and_clear();
         }
     }
@@ -55,7 +58,9 @@ impl EpochBars {
 
 impl syncseg_core::train::fit::Observer for EpochBars {
     fn step(&mut self, epoch: usize, done: usize, total: usize, loss: f32) {
-        let steps = self.steps.get_or_insert_with(|| self.multi.add(bar(total as u64, "", "steps")));
+        let steps = self
+            .steps
+            .get_or_insert_with(|| self.multi.add(bar(total as u64, "", "steps")));
         if done == 1 {
             steps.reset();
             steps.set_length(total as u64);
@@ -67,7 +72,9 @@ impl syncseg_core::train::fit::Observer for EpochBars {
 
     fn epoch(&mut self, record: &syncseg_core::train::fit::EpochRecord, epochs: usize) {
         let prefix = self.prefix.clone();
-        let pb = self.epochs.get_or_insert_with(|| self.multi.insert(0, bar(epochs as u64, &prefix, "epochs")));
+        let pb = self
+            .epochs
+            .get_or_insert_with(|| self.multi.insert(0, bar(epochs as u64, &prefix, "epochs")));
         pb.set_position(record.epoch as u64);
         let val = match &record.val {
             Some(v) => format!(" val {:.1}{}", v.score, if record.best { " *" } else { "" }),

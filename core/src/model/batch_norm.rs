@@ -47,8 +47,14 @@ impl MaskedBatchNorm {
 
     /// Eval mode: normalise with the running statistics.
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = self.running_mean.as_detached_tensor().reshape((1, self.channels, 1))?;
-        let var = self.running_var.as_detached_tensor().reshape((1, self.channels, 1))?;
+        let mean = self
+            .running_mean
+            .as_detached_tensor()
+            .reshape((1, self.channels, 1))?;
+        let var = self
+            .running_var
+            .as_detached_tensor()
+            .reshape((1, self.channels, 1))?;
         let scale = (self.weight.reshape((1, self.channels, 1))? / (var + EPS)?.sqrt()?)?;
         x.broadcast_sub(&mean)?
             .broadcast_mul(&scale)?
@@ -61,7 +67,11 @@ impl MaskedBatchNorm {
     pub fn forward_train(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         if c != self.channels {
-            candle_core::bail!("batch-norm expects {} channels, got shape {:?}", self.channels, x.shape());
+            candle_core::bail!(
+                "batch-norm expects {} channels, got shape {:?}",
+                self.channels,
+                x.shape()
+            );
         }
         let (mean, var, n) = match mask {
             None => {
@@ -78,18 +88,27 @@ impl MaskedBatchNorm {
                 }
                 let mean = (x.broadcast_mul(m)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)? / n)?;
                 let centered = x.broadcast_sub(&mean)?;
-                let var = (centered.sqr()?.broadcast_mul(m)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)? / n)?;
+                let var = (centered
+                    .sqr()?
+                    .broadcast_mul(m)?
+                    .sum_keepdim(D::Minus1)?
+                    .sum_keepdim(0)?
+                    / n)?;
                 (mean, var, n)
             }
         };
         // Running statistics: detached, unbiased variance as in PyTorch.
         let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))? + (mean.flatten_all()?.detach() * MOMENTUM)?)?;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))?
+            + (mean.flatten_all()?.detach() * MOMENTUM)?)?;
         let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))?
             + (var.flatten_all()?.detach() * (MOMENTUM * unbias))?)?;
         self.running_mean.set(&rm)?;
         self.running_var.set(&rv)?;
-        let scale = self.weight.reshape((1, c, 1))?.broadcast_div(&(var + EPS)?.sqrt()?)?;
+        let scale = self
+            .weight
+            .reshape((1, c, 1))?
+            .broadcast_div(&(var + EPS)?.sqrt()?)?;
         x.broadcast_sub(&mean)?
             .broadcast_mul(&scale)?
             .broadcast_add(&self.bias.reshape((1, c, 1))?)

@@ -8,7 +8,7 @@
 //!           (T)      y5(T/2)      y4(T/4)   y3(T/8)    y2(T/16)   y1(T/32)
 //! ```
 //!
-//! * `double_conv` = 2 × (Conv1d k5 p2 → BatchNorm → ReLU); `down` = MaxPool1d(2) + double_conv.
+//! * `double_conv` = 2 × (TemporalConv k5 p2 → BatchNorm → ReLU); `down` = MaxPool1d(2) + double_conv.
 //! * TPP on x7: max-pools 2, 3, 5, 6 (kernel = stride) → one shared 1×1 conv
 //!   to 1 channel → linear upsampling back to |x7| → concat `[p2, p3, p5, p6, x7]`.
 //! * `up`: linear ×2 upsampling (align_corners), zero-pad on the right to the
@@ -18,8 +18,8 @@
 //!
 //! The pool of 6 at T/64 needs T ≥ 384 ([`MIN_FRAMES`]); callers pad.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, Init, VarBuilder, VarMap};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
 
 use super::batch_norm::MaskedBatchNorm;
 use super::config::C2fConfig;
@@ -40,27 +40,77 @@ pub enum Mode<'a> {
     },
 }
 
-/// A 1-D convolution created with PyTorch's default initialisation
-/// (uniform ±1/√fan_in for weight and bias), so training from scratch starts
-/// where the reference does.
-fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Conv1d> {
-    let bound = 1.0 / ((cin * k) as f64).sqrt();
-    let init = Init::Uniform { lo: -bound, up: bound };
-    let w = vb.get_with_hints((cout, cin, k), "weight", init)?;
-    let b = vb.get_with_hints(cout, "bias", init)?;
-    let cfg = Conv1dConfig {
-        padding: k / 2,
-        ..Default::default()
-    };
-    Ok(Conv1d::new(w, Some(b), cfg))
+/// A same-padded 1-D convolution computed as im2col + one matrix product.
+///
+/// candle's own `conv1d` is fast forward but its backward (a transposed
+/// convolution and a convolution over swapped axes) was 6× slower than the
+/// forward here; written as shifted views and a matmul, the backward is two
+/// matmuls and cheap copies, and the forward matches `conv1d` exactly.
+#[derive(Debug, Clone)]
+pub struct TemporalConv {
+    weight: Tensor,
+    bias: Tensor,
+    k: usize,
+}
+
+impl TemporalConv {
+    /// Creates or loads `weight` `[C_out, C_in, k]` and `bias` `[C_out]` with
+    /// PyTorch's default initialisation (uniform ±1/√fan_in).
+    fn new(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / ((cin * k) as f64).sqrt();
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((cout, cin, k), "weight", init)?;
+        let bias = vb.get_with_hints(cout, "bias", init)?;
+        Ok(TemporalConv { weight, bias, k })
+    }
+
+    /// The weight `[C_out, C_in, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[C_out]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// `[B, C_in, T]` → `[B, C_out, T]`, zero padding k/2 on both sides.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, cin, t) = x.dims3()?;
+        let cout = self.weight.dim(0)?;
+        let cols = if self.k == 1 {
+            x.clone()
+        } else {
+            let p = self.k / 2;
+            let xp = x.pad_with_zeros(2, p, self.k - 1 - p)?;
+            // cols[b, c*k + j, t] = xp[b, c, t + j]: the weight's own layout.
+            let shifted: Vec<Tensor> = (0..self.k)
+                .map(|j| xp.narrow(2, j, t))
+                .collect::<Result<_>>()?;
+            Tensor::stack(&shifted, 2)?.reshape((b, cin * self.k, t))?
+        };
+        let w = self
+            .weight
+            .reshape((1, cout, cin * self.k))?
+            .broadcast_as((b, cout, cin * self.k))?;
+        w.matmul(&cols)?
+            .broadcast_add(&self.bias.reshape((1, cout, 1))?)
+    }
+}
+
+fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<TemporalConv> {
+    TemporalConv::new(cin, cout, k, vb)
 }
 
 /// `conv.0` → `conv.1` (BN) → ReLU → `conv.3` → `conv.4` (BN) → ReLU.
 #[derive(Debug, Clone)]
 pub struct DoubleConv {
-    conv1: Conv1d,
+    conv1: TemporalConv,
     bn1: MaskedBatchNorm,
-    conv2: Conv1d,
+    conv2: TemporalConv,
     bn2: MaskedBatchNorm,
 }
 
@@ -85,7 +135,7 @@ impl DoubleConv {
     }
 
     /// The two convolutions and their batch norms, for exporters and executors.
-    pub fn parts(&self) -> [(&Conv1d, &MaskedBatchNorm); 2] {
+    pub fn parts(&self) -> [(&TemporalConv, &MaskedBatchNorm); 2] {
         [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
     }
 }
@@ -105,10 +155,10 @@ pub struct C2fTcn {
     cfg: C2fConfig,
     inc: DoubleConv,
     downs: Vec<DoubleConv>,
-    tpp_conv: Conv1d,
+    tpp_conv: TemporalConv,
     ups: Vec<DoubleConv>,
     /// `outcc`, then `outcc4` … `outcc0`: the same order as [`C2fOutput::heads`].
-    heads: Vec<Conv1d>,
+    heads: Vec<TemporalConv>,
     resampler: Resampler,
 }
 
@@ -177,10 +227,15 @@ impl C2fTcn {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<C2fOutput> {
         let (_, d, t) = x.dims3()?;
         if d != self.cfg.input_dim {
-            candle_core::bail!("the model expects {}-dimensional features, got {d}", self.cfg.input_dim);
+            candle_core::bail!(
+                "the model expects {}-dimensional features, got {d}",
+                self.cfg.input_dim
+            );
         }
         if t < MIN_FRAMES {
-            candle_core::bail!("C2F-TCN needs at least {MIN_FRAMES} frames, got {t} (pad the input)");
+            candle_core::bail!(
+                "C2F-TCN needs at least {MIN_FRAMES} frames, got {t} (pad the input)"
+            );
         }
         // Valid-frame masks at every resolution: a pooled position is real if
         // any frame under it is (max-pooling the mask like the features).
@@ -214,7 +269,11 @@ impl C2fTcn {
             h = up.forward(&cat, mode, masks[level].as_ref())?;
             // Heads y1 … y5 see ReLU(h); the full-resolution head does not.
             let head = &self.heads[5 - i];
-            heads.push(if i < 5 { head.forward(&h.relu()?)? } else { head.forward(&h)? });
+            heads.push(if i < 5 {
+                head.forward(&h.relu()?)?
+            } else {
+                head.forward(&h)?
+            });
         }
         heads.reverse();
         Ok(C2fOutput { heads, features: h })
@@ -254,7 +313,10 @@ impl C2fTcn {
     /// The convolutions of the encoder and decoder, for executors that fold
     /// BatchNorm: `inc`, `down1..6`, `up`, `up0..4` in that order.
     pub fn blocks(&self) -> Vec<&DoubleConv> {
-        std::iter::once(&self.inc).chain(&self.downs).chain(&self.ups).collect()
+        std::iter::once(&self.inc)
+            .chain(&self.downs)
+            .chain(&self.ups)
+            .collect()
     }
 }
 

@@ -49,7 +49,12 @@ pub struct ModelMeta {
 
 impl ModelMeta {
     /// Metadata for a new model.
-    pub fn new(c2f: C2fConfig, classes: Vec<String>, background: Vec<String>, window_frames: usize) -> Self {
+    pub fn new(
+        c2f: C2fConfig,
+        classes: Vec<String>,
+        background: Vec<String>,
+        window_frames: usize,
+    ) -> Self {
         ModelMeta {
             format: FORMAT.to_string(),
             syncseg_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -88,6 +93,46 @@ impl SegModel {
         Ok(SegModel { meta, varmap, net })
     }
 
+    /// A freshly initialised model whose weights depend only on `seed`:
+    /// every convolution's weight and bias uniform in ±1/√fan_in (PyTorch's
+    /// default for Conv1d), BatchNorm at weight 1, bias 0. candle's own
+    /// initialisers draw from an unseeded generator, so training from scratch
+    /// would not be reproducible with them.
+    pub fn new_seeded(meta: ModelMeta, device: &Device, seed: u64) -> Result<Self> {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let model = SegModel::new(meta, device)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        {
+            let data = model.varmap.data().lock().expect("varmap poisoned");
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            for name in names {
+                let Some(stem) = name
+                    .strip_suffix(".weight")
+                    .or_else(|| name.strip_suffix(".bias"))
+                else {
+                    continue;
+                };
+                let Some(weight) = data.get(&format!("{stem}.weight")) else {
+                    continue;
+                };
+                let dims = weight.dims();
+                if dims.len() != 3 {
+                    continue; // BatchNorm: keep 1 / 0.
+                }
+                let bound = 1.0 / ((dims[1] * dims[2]) as f32).sqrt();
+                let dist = rand_distr::Uniform::new_inclusive(-bound, bound).expect("finite bound");
+                let var = &data[name];
+                let values: Vec<f32> = (0..var.elem_count())
+                    .map(|_| dist.sample(&mut rng))
+                    .collect();
+                var.set(&Tensor::from_vec(values, var.shape(), device)?)?;
+            }
+        }
+        Ok(model)
+    }
+
     /// The state dict as PyTorch would save it (with `num_batches_tracked`).
     pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
         let data = self.varmap.data().lock().expect("varmap poisoned");
@@ -105,19 +150,30 @@ impl SegModel {
     /// Replaces every variable with the tensor of the same name in `tensors`.
     /// Missing names, extra names and shape mismatches are errors naming
     /// `source` and the tensor; `num_batches_tracked` entries are optional.
-    pub fn load_state_dict(&mut self, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
+    pub fn load_state_dict(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        source: &Path,
+    ) -> Result<()> {
         let data = self.varmap.data().lock().expect("varmap poisoned");
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         for name in names {
             let var = &data[name];
             let t = tensors.get(name).ok_or_else(|| {
-                Error::format(source, format!("missing tensor '{name}' (shape {:?})", var.shape().dims()))
+                Error::format(
+                    source,
+                    format!("missing tensor '{name}' (shape {:?})", var.shape().dims()),
+                )
             })?;
             if t.shape() != var.shape() {
                 return Err(Error::format(
                     source,
-                    format!("tensor '{name}' has shape {:?}, the model expects {:?}", t.shape().dims(), var.shape().dims()),
+                    format!(
+                        "tensor '{name}' has shape {:?}, the model expects {:?}",
+                        t.shape().dims(),
+                        var.shape().dims()
+                    ),
                 ));
             }
             var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
@@ -130,12 +186,18 @@ impl SegModel {
         if let Some(first) = extra.first() {
             return Err(Error::format(
                 source,
-                format!("unexpected tensor '{first}' ({} unexpected in all): not a C2F-TCN state dict", extra.len()),
+                format!(
+                    "unexpected tensor '{first}' ({} unexpected in all): not a C2F-TCN state dict",
+                    extra.len()
+                ),
             ));
         }
         drop(data);
         if let Some(steps) = tensors.get("inc.conv.conv.1.num_batches_tracked") {
-            if let Ok(v) = steps.to_dtype(DType::F64).and_then(|t| t.to_scalar::<f64>()) {
+            if let Ok(v) = steps
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+            {
                 self.meta.steps = v.max(0.0) as u64;
             }
         }
@@ -147,17 +209,25 @@ impl SegModel {
         let dir = dir.as_ref();
         let meta_path = dir.join(META_FILE);
         let text = crate::fsio::read_text(&meta_path)?;
-        let meta: ModelMeta = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&meta_path, format!("not a syncseg model description: {e}")))?;
+        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| {
+            Error::format(&meta_path, format!("not a syncseg model description: {e}"))
+        })?;
         if meta.format != FORMAT {
-            return Err(Error::format(&meta_path, format!("format is '{}', expected '{FORMAT}'", meta.format)));
+            return Err(Error::format(
+                &meta_path,
+                format!("format is '{}', expected '{FORMAT}'", meta.format),
+            ));
         }
         let weights = dir.join(WEIGHTS_FILE);
         let tensors = candle_core::safetensors::load(&weights, device).map_err(|e| match e {
             candle_core::Error::Io(io) => Error::io(&weights, io),
-            other => Error::format(&weights, format!("not a readable safetensors file ({other})")),
+            other => Error::format(
+                &weights,
+                format!("not a readable safetensors file ({other})"),
+            ),
         })?;
-        let mut model = SegModel::new(meta, device).map_err(|e| Error::format(&meta_path, e.to_string()))?;
+        let mut model =
+            SegModel::new(meta, device).map_err(|e| Error::format(&meta_path, e.to_string()))?;
         model.load_state_dict(&tensors, &weights)?;
         Ok(model)
     }
@@ -172,7 +242,10 @@ impl SegModel {
         let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
         if let Err(e) = candle_core::safetensors::save(&self.state_dict()?, &tmp) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::format(&weights, format!("cannot write weights: {e}")));
+            return Err(Error::format(
+                &weights,
+                format!("cannot write weights: {e}"),
+            ));
         }
         std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
         let json = serde_json::to_string_pretty(&self.meta).expect("metadata serialises");
@@ -183,19 +256,38 @@ impl SegModel {
     /// `torch.save`, optionally under a `state_dict`/`model_state_dict` key
     /// or with DataParallel's `module.` prefix). Input dimension, classes and
     /// widths are read from the tensor shapes.
-    pub fn import_pth(path: impl AsRef<Path>, classes: Option<Vec<String>>, device: &Device) -> Result<Self> {
+    pub fn import_pth(
+        path: impl AsRef<Path>,
+        classes: Option<Vec<String>>,
+        device: &Device,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if !path.exists() {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         let unreadable = |e: candle_core::Error| {
-            Error::format(path, format!("not a readable PyTorch checkpoint ({})", one_line(&e.to_string())))
+            Error::format(
+                path,
+                format!(
+                    "not a readable PyTorch checkpoint ({})",
+                    one_line(&e.to_string())
+                ),
+            )
         };
         let mut entries = candle_core::pickle::read_all(path).map_err(unreadable)?;
-        if !entries.iter().any(|(k, _)| k.ends_with("inc.conv.conv.0.weight")) {
+        if !entries
+            .iter()
+            .any(|(k, _)| k.ends_with("inc.conv.conv.0.weight"))
+        {
             for key in ["state_dict", "model_state_dict", "model"] {
                 if let Ok(found) = candle_core::pickle::read_all_with_key(path, Some(key)) {
-                    if found.iter().any(|(k, _)| k.ends_with("inc.conv.conv.0.weight")) {
+                    if found
+                        .iter()
+                        .any(|(k, _)| k.ends_with("inc.conv.conv.0.weight"))
+                    {
                         entries = found;
                         break;
                     }
@@ -204,14 +296,23 @@ impl SegModel {
         }
         let tensors: HashMap<String, Tensor> = entries
             .into_iter()
-            .map(|(k, v)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), v))
+            .map(|(k, v)| {
+                (
+                    k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
+                    v,
+                )
+            })
             .collect();
         let c2f = config_from_shapes(&tensors, path)?;
         let classes = match classes {
             Some(c) if c.len() != c2f.num_classes => {
                 return Err(Error::format(
                     path,
-                    format!("the checkpoint has {} classes but the mapping names {}", c2f.num_classes, c.len()),
+                    format!(
+                        "the checkpoint has {} classes but the mapping names {}",
+                        c2f.num_classes,
+                        c.len()
+                    ),
                 ))
             }
             Some(c) => c,
@@ -236,7 +337,10 @@ impl SegModel {
     /// The device the variables live on.
     pub fn device(&self) -> Device {
         let data = self.varmap.data().lock().expect("varmap poisoned");
-        data.values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu)
+        data.values()
+            .next()
+            .map(|v| v.device().clone())
+            .unwrap_or(Device::Cpu)
     }
 }
 
@@ -247,14 +351,20 @@ fn one_line(s: &str) -> String {
 /// Reads the architecture off a state dict's shapes.
 fn config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<C2fConfig> {
     let dims = |name: &str| -> Result<Vec<usize>> {
-        t.get(name)
-            .map(|x| x.dims().to_vec())
-            .ok_or_else(|| Error::format(path, format!("missing tensor '{name}': not a C2F-TCN state dict")))
+        t.get(name).map(|x| x.dims().to_vec()).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("missing tensor '{name}': not a C2F-TCN state dict"),
+            )
+        })
     };
     let inc = dims("inc.conv.conv.0.weight")?;
     let head = dims("outcc.conv.weight")?;
     if inc.len() != 3 || head.len() != 3 {
-        return Err(Error::format(path, "inc/outcc weights are not 3-D convolution kernels"));
+        return Err(Error::format(
+            path,
+            "inc/outcc weights are not 3-D convolution kernels",
+        ));
     }
     let mut enc = [0usize; 7];
     enc[0] = inc[0];

@@ -34,24 +34,51 @@ impl C2fConfig {
         }
     }
 
+    /// The reference architecture with every width multiplied by `scale`
+    /// (rounded, at least 4): 0.5 gives a model with a quarter of the
+    /// convolution cost, for quick runs on small data.
+    pub fn scaled(input_dim: usize, num_classes: usize, scale: f64) -> Self {
+        let mut cfg = C2fConfig::reference(input_dim, num_classes);
+        let s = |w: usize| ((w as f64 * scale).round() as usize).max(4);
+        cfg.encoder_widths = cfg.encoder_widths.map(s);
+        cfg.decoder_width = s(cfg.decoder_width);
+        cfg
+    }
+
     /// Input widths of `up`, `up0` … `up4`: the previous decoder output (or
     /// the TPP output: bottleneck + 4 pooled maps) concatenated with the skip.
     pub fn up_in_widths(&self) -> [usize; 6] {
         let e = &self.encoder_widths;
         let d = self.decoder_width;
-        [e[6] + 4 + e[5], d + e[4], d + e[3], d + e[2], d + e[1], d + e[0]]
+        [
+            e[6] + 4 + e[5],
+            d + e[4],
+            d + e[3],
+            d + e[2],
+            d + e[1],
+            d + e[0],
+        ]
     }
 
     /// Checks that every width is positive and the ensemble has weight.
     pub fn validate(&self) -> crate::Result<()> {
         if self.input_dim == 0 || self.num_classes == 0 {
-            return Err(crate::Error::invalid("model config: input_dim and num_classes must be positive"));
+            return Err(crate::Error::invalid(
+                "model config: input_dim and num_classes must be positive",
+            ));
         }
         if self.encoder_widths.contains(&0) || self.decoder_width == 0 {
-            return Err(crate::Error::invalid("model config: every width must be positive"));
+            return Err(crate::Error::invalid(
+                "model config: every width must be positive",
+            ));
         }
         let w: f32 = self.ensemble_weights.iter().sum();
-        if !(w > 0.0) || self.ensemble_weights.iter().any(|x| *x < 0.0 || !x.is_finite()) {
+        if !(w > 0.0)
+            || self
+                .ensemble_weights
+                .iter()
+                .any(|x| *x < 0.0 || !x.is_finite())
+        {
             return Err(crate::Error::invalid(
                 "model config: ensemble_weights must be non-negative with a positive sum",
             ));

@@ -68,14 +68,23 @@ mod tests {
         // 3 -> 5: sources 0, 0.5, 1, 1.5, 2.
         let x = Tensor::new(&[[[0f32, 10.0, 20.0]]], &Device::Cpu).unwrap();
         let y = Resampler::default().linear(&x, 5).unwrap();
-        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0, 5.0, 10.0, 15.0, 20.0]);
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0.0, 5.0, 10.0, 15.0, 20.0]
+        );
         // 1 -> 4 repeats; 4 -> 1 takes the first.
         let one = Tensor::new(&[[[7f32]]], &Device::Cpu).unwrap();
         let y = Resampler::default().linear(&one, 4).unwrap();
-        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![7.0; 4]);
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![7.0; 4]
+        );
         let four = Tensor::new(&[[[1f32, 2.0, 3.0, 4.0]]], &Device::Cpu).unwrap();
         let y = Resampler::default().linear(&four, 1).unwrap();
-        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1.0]);
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0]
+        );
     }
 
     #[test]

@@ -171,7 +171,9 @@ impl Procedure {
         // a segment is a maximal run of one label anyway.
         order.dedup();
 
-        let speed = LogNormal::new(0.0, cfg.speed_sigma).expect("sigma >= 0").sample(rng);
+        let speed = LogNormal::new(0.0, cfg.speed_sigma)
+            .expect("sigma >= 0")
+            .sample(rng);
         let gap = LogNormal::new(cfg.gap_median_frames.ln(), 0.5).expect("sigma >= 0");
         let mut labels = Vec::new();
         let push_gap = |labels: &mut Vec<u32>, rng: &mut dyn rand::RngCore| {
@@ -243,7 +245,10 @@ mod tests {
                 .collect();
             let mut it = seq.iter();
             for m in must {
-                assert!(it.any(|&x| x == m), "step {m} missing or out of order in {seq:?}");
+                assert!(
+                    it.any(|&x| x == m),
+                    "step {m} missing or out of order in {seq:?}"
+                );
             }
         }
     }

@@ -165,9 +165,9 @@ impl SynthConfig {
                 hidden_dim: 96.min(4 * dim).max(8),
                 view_angle_deg: 60.0,
                 blend_frames: 4,
-                style_scale: 0.5,
+                style_scale: 1.2,
                 drift_scale: 0.4,
-                latent_noise: 0.5,
+                latent_noise: 1.5,
                 exo_offset: 0.2,
                 exo_noise: 0.15,
                 ego_offset: 0.3,
@@ -316,7 +316,13 @@ impl Generator {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, e))?;
         let root = staging.path();
-        for sub in ["features/exo", "features/ego", "groundTruth", "groundTruth_adapt", "splits"] {
+        for sub in [
+            "features/exo",
+            "features/ego",
+            "groundTruth",
+            "groundTruth_adapt",
+            "splits",
+        ] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
         }
@@ -327,8 +333,14 @@ impl Generator {
         let total = self.len();
         for i in 0..total {
             let rec = self.recording(i)?;
-            crate::npy::write_features(root.join(format!("features/exo/{}.npy", rec.name)), &rec.exo)?;
-            crate::npy::write_features(root.join(format!("features/ego/{}.npy", rec.name)), &rec.ego)?;
+            crate::npy::write_features(
+                root.join(format!("features/exo/{}.npy", rec.name)),
+                &rec.exo,
+            )?;
+            crate::npy::write_features(
+                root.join(format!("features/ego/{}.npy", rec.name)),
+                &rec.ego,
+            )?;
             let label_names = mapping.decode(&rec.labels)?;
             let (gt_dir, splits): (&str, &[&str]) = match self.role(i) {
                 SplitRole::Train => ("groundTruth", &["exo_train", "ego_train"]),
@@ -337,14 +349,24 @@ impl Generator {
                 SplitRole::AdaptVal => ("groundTruth_adapt", &["adapt_val"]),
                 SplitRole::Test => ("groundTruth", &["exo_test", "ego_test"]),
             };
-            write_frame_labels(root.join(gt_dir).join(format!("{}.txt", rec.name)), &label_names)?;
+            write_frame_labels(
+                root.join(gt_dir).join(format!("{}.txt", rec.name)),
+                &label_names,
+            )?;
             for s in splits {
                 names.entry(s).or_default().push(rec.name.clone());
             }
             progress(i + 1, total);
         }
         for split in [
-            "exo_train", "exo_val", "ego_train", "ego_val", "adapt", "adapt_val", "exo_test", "ego_test",
+            "exo_train",
+            "exo_val",
+            "ego_train",
+            "ego_val",
+            "adapt",
+            "adapt_val",
+            "exo_test",
+            "ego_test",
         ] {
             let list = names.remove(split).unwrap_or_default();
             if list.is_empty() {
@@ -362,7 +384,12 @@ impl Generator {
             }
         });
         let views_path = root.join("views.json");
-        crate::fsio::write_bytes_atomic(&views_path, serde_json::to_string_pretty(&views).expect("json").as_bytes())?;
+        crate::fsio::write_bytes_atomic(
+            &views_path,
+            serde_json::to_string_pretty(&views)
+                .expect("json")
+                .as_bytes(),
+        )?;
         let cfg_path = root.join("synth.json");
         let json = serde_json::to_string_pretty(&self.cfg).expect("config serialises");
         crate::fsio::write_bytes_atomic(&cfg_path, json.as_bytes())?;

@@ -145,7 +145,11 @@ impl World {
         let view = |rng: &mut dyn rand::RngCore| ViewMap {
             w1: mix(&w1_shared, &gaussian_vec(h * l, 0.7, rng), theta),
             b1: mix(&b1_shared, &gaussian_vec(h, 0.3, rng), theta),
-            w2: mix(&w2_shared, &gaussian_vec(d * h, 1.0 / (h as f64).sqrt(), rng), theta),
+            w2: mix(
+                &w2_shared,
+                &gaussian_vec(d * h, 1.0 / (h as f64).sqrt(), rng),
+                theta,
+            ),
         };
         let exo = view(rng);
         let ego = view(rng);
@@ -196,14 +200,21 @@ impl World {
                 0.5
             };
             let own = |i: usize, k: usize, p: f64| {
-                self.class_embedding[k][i] as f64 + 0.8 * (2.0 * p - 1.0) * self.class_progress[k][i] as f64
+                self.class_embedding[k][i] as f64
+                    + 0.8 * (2.0 * p - 1.0) * self.class_progress[k][i] as f64
             };
             // Cross-fade with the neighbouring segment near the boundaries:
             // transitions are ambiguous in real video too.
             let (other, w_other) = if blend > 0.0 && a > 0 && ((t - a) as f64) < blend {
-                (Some((labels[a - 1] as usize, 1.0)), 0.5 * (1.0 - (t - a) as f64 / blend))
+                (
+                    Some((labels[a - 1] as usize, 1.0)),
+                    0.5 * (1.0 - (t - a) as f64 / blend),
+                )
             } else if blend > 0.0 && b < t_len && ((b - 1 - t) as f64) < blend {
-                (Some((labels[b] as usize, 0.0)), 0.5 * (1.0 - (b - 1 - t) as f64 / blend))
+                (
+                    Some((labels[b] as usize, 0.0)),
+                    0.5 * (1.0 - (b - 1 - t) as f64 / blend),
+                )
             } else {
                 (None, 0.0)
             };
@@ -274,7 +285,12 @@ impl World {
     }
 
     /// `x_t = gain · W2 tanh(W1 z_t + b1 + nuisance_t)`, written as `[D, T]`.
-    fn project(&self, map: &ViewMap, z: &[Vec<f32>], nuisance: impl Fn(usize, &mut [f32])) -> Vec<f32> {
+    fn project(
+        &self,
+        map: &ViewMap,
+        z: &[Vec<f32>],
+        nuisance: impl Fn(usize, &mut [f32]),
+    ) -> Vec<f32> {
         let (d, h, l) = (self.cfg.dim, self.cfg.hidden_dim, self.cfg.latent_dim);
         let t_len = z.len();
         // tanh of a unit-ish Gaussian has a second moment near 0.4: rescale

@@ -55,8 +55,16 @@ fn accuracy(c: &[Vec<f64>], recs: &[(Vec<u32>, Features)]) -> f64 {
         for (t, &l) in labels.iter().enumerate() {
             let best = (0..c.len())
                 .min_by(|&a, &b| {
-                    let da: f64 = c[a].iter().enumerate().map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2)).sum();
-                    let db: f64 = c[b].iter().enumerate().map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2)).sum();
+                    let da: f64 = c[a]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2))
+                        .sum();
+                    let db: f64 = c[b]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (f.get(i, t).unwrap() as f64 - m).powi(2))
+                        .sum();
                     da.total_cmp(&db)
                 })
                 .unwrap();
@@ -73,8 +81,12 @@ fn accuracy(c: &[Vec<f64>], recs: &[(Vec<u32>, Features)]) -> f64 {
 fn exo_probe_fails_on_ego_while_ego_probe_works() {
     let g = small(11);
     let k = g.class_names().len();
-    let train: Vec<usize> = (0..g.len()).filter(|&i| g.role(i) == SplitRole::Train).collect();
-    let test: Vec<usize> = (0..g.len()).filter(|&i| g.role(i) == SplitRole::Test).collect();
+    let train: Vec<usize> = (0..g.len())
+        .filter(|&i| g.role(i) == SplitRole::Train)
+        .collect();
+    let test: Vec<usize> = (0..g.len())
+        .filter(|&i| g.role(i) == SplitRole::Test)
+        .collect();
     let view = |ids: &[usize], ego: bool| -> Vec<(Vec<u32>, Features)> {
         ids.iter()
             .map(|&i| {
@@ -91,6 +103,12 @@ fn exo_probe_fails_on_ego_while_ego_probe_works() {
     let chance = 1.0 / k as f64;
     eprintln!("probe accuracy: exo->exo {exo_exo:.3}, exo->ego {exo_ego:.3}, ego->ego {ego_ego:.3}, chance {chance:.3}");
     assert!(exo_exo > ego_ego, "exo should be the easier view");
-    assert!(ego_ego > exo_ego + 0.1, "ego features must carry the actions");
-    assert!(exo_exo < 0.95, "frames alone must not make the task trivial");
+    assert!(
+        ego_ego > exo_ego + 0.1,
+        "ego features must carry the actions"
+    );
+    assert!(
+        exo_exo < 0.85,
+        "frames alone must not make the task trivial"
+    );
 }

@@ -50,9 +50,21 @@ impl Adam {
     /// An optimiser over `vars` (name, variable), sorted by name for determinism.
     pub fn new(mut vars: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
-        let v = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
-        Ok(Adam { cfg, vars, m, v, step: 0 })
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<Result<Vec<_>>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Adam {
+            cfg,
+            vars,
+            m,
+            v,
+            step: 0,
+        })
     }
 
     /// Steps taken so far.
@@ -98,7 +110,13 @@ impl Adam {
         }
         out.insert(
             "adam.step".to_string(),
-            Tensor::new(&[self.step as f32], self.m.first().map(|t| t.device()).unwrap_or(&candle_core::Device::Cpu))?,
+            Tensor::new(
+                &[self.step as f32],
+                self.m
+                    .first()
+                    .map(|t| t.device())
+                    .unwrap_or(&candle_core::Device::Cpu),
+            )?,
         );
         Ok(out)
     }
@@ -108,11 +126,15 @@ impl Adam {
         for (i, (name, _)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("adam.m.", &mut self.m[i]), ("adam.v.", &mut self.v[i])] {
                 let key = format!("{prefix}{name}");
-                let t = state
-                    .get(&key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks {key}")))?;
+                let t = state.get(&key).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("optimizer state lacks {key}"))
+                })?;
                 if t.shape() != slot.shape() {
-                    candle_core::bail!("optimizer state {key} has shape {:?}, expected {:?}", t.shape(), slot.shape());
+                    candle_core::bail!(
+                        "optimizer state {key} has shape {:?}, expected {:?}",
+                        t.shape(),
+                        slot.shape()
+                    );
                 }
                 *slot = t.clone();
             }

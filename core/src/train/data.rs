@@ -11,7 +11,11 @@ use crate::labels::{read_frame_labels, Mapping};
 use crate::npy::{read_features, FeatureLayout};
 
 /// Reads `features/<video>.npy` for each name.
-pub fn load_features(dir: &Path, videos: &[String], layout: FeatureLayout) -> Result<Vec<Features>> {
+pub fn load_features(
+    dir: &Path,
+    videos: &[String],
+    layout: FeatureLayout,
+) -> Result<Vec<Features>> {
     videos
         .iter()
         .map(|v| read_features(dir.join(format!("{v}.npy")), layout))
@@ -38,7 +42,10 @@ pub fn load_labeled(
             if first.features.dim != features.dim {
                 return Err(Error::format(
                     &fpath,
-                    format!("{}-dimensional features, but {} has {}", features.dim, first.name, first.features.dim),
+                    format!(
+                        "{}-dimensional features, but {} has {}",
+                        features.dim, first.name, first.features.dim
+                    ),
                 ));
             }
         }

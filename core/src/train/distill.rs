@@ -67,7 +67,9 @@ fn truncate(f: &Features, n: usize) -> Result<Features> {
 fn drop_frames(f: &Features, rate: f64, rng: &mut impl Rng) -> Result<Features> {
     let keep: Vec<usize> = (0..f.frames).filter(|_| !rng.random_bool(rate)).collect();
     if keep.is_empty() {
-        return Err(Error::invalid(format!("--drop-rate {rate} dropped every frame of a video")));
+        return Err(Error::invalid(format!(
+            "--drop-rate {rate} dropped every frame of a video"
+        )));
     }
     f.select_frames(&keep)
 }
@@ -83,7 +85,9 @@ pub fn make_pairs(
     seed: u64,
 ) -> Result<Vec<Pair>> {
     if !(0.0..1.0).contains(&drop_rate) {
-        return Err(Error::invalid(format!("--drop-rate {drop_rate}: must be in [0, 1)")));
+        return Err(Error::invalid(format!(
+            "--drop-rate {drop_rate}: must be in [0, 1)"
+        )));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd157_1770);
     let n = recordings.len();
@@ -131,7 +135,12 @@ pub struct Distill<'a> {
 
 /// Teacher heads for each window (one at a time: they are cached, cropped to
 /// each window's padded length later).
-fn teacher_outputs(teacher: &SegModel, pairs: &[Pair], wins: &[Window], device: &Device) -> Result<Vec<Vec<Tensor>>> {
+fn teacher_outputs(
+    teacher: &SegModel,
+    pairs: &[Pair],
+    wins: &[Window],
+    device: &Device,
+) -> Result<Vec<Vec<Tensor>>> {
     let feats: Vec<&Features> = pairs.iter().map(|p| &p.teacher).collect();
     wins.iter()
         .map(|w| {
@@ -185,7 +194,11 @@ impl<'a> Distill<'a> {
         let t = padded_len(batch);
         let feats: Vec<&Features> = pairs.iter().map(|p| &p.student).collect();
         let (x, mask) = features_batch(&feats, batch, t, &self.device)?;
-        let mode = if mode_train { Mode::Train { mask: Some(&mask) } } else { Mode::Eval };
+        let mode = if mode_train {
+            Mode::Train { mask: Some(&mask) }
+        } else {
+            Mode::Eval
+        };
         let out = student.net.forward(&x, mode)?;
         // Teacher heads were computed per window at that window's padded
         // length; pad them to this batch's length per head.
@@ -220,7 +233,11 @@ impl Objective for Distill<'_> {
         let cached: Vec<&Vec<Tensor>> = batch
             .iter()
             .map(|w| {
-                let i = self.windows.iter().position(|x| x == w).expect("window from this objective");
+                let i = self
+                    .windows
+                    .iter()
+                    .position(|x| x == w)
+                    .expect("window from this objective");
                 &self.teacher_heads[i]
             })
             .collect();

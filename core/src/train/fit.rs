@@ -118,7 +118,10 @@ pub fn fit(
     if resume {
         let progress_path = last.join("progress.json");
         let text = crate::fsio::read_text(&progress_path).map_err(|_| {
-            Error::invalid(format!("--resume: {} has no interrupted run to resume", out.display()))
+            Error::invalid(format!(
+                "--resume: {} has no interrupted run to resume",
+                out.display()
+            ))
         })?;
         progress = serde_json::from_str(&text)
             .map_err(|e| Error::format(&progress_path, format!("unreadable progress: {e}")))?;

@@ -25,9 +25,14 @@ fn log_probs(probs: &Tensor) -> Result<Tensor> {
 /// is 0), `weight` `[B, T]` f32: 1 for frames that count (real, not ignored).
 pub fn ensemble_cross_entropy(probs: &Tensor, targets: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let logp = log_probs(probs)?;
-    let picked = logp.gather(&targets.unsqueeze(1)?.to_dtype(DType::U32)?, 1)?.squeeze(1)?;
+    let picked = logp
+        .gather(&targets.unsqueeze(1)?.to_dtype(DType::U32)?, 1)?
+        .squeeze(1)?;
     let n = weight.sum_all()?;
-    (picked * weight)?.sum_all()?.neg()?.broadcast_div(&n.clamp(1.0, f64::INFINITY)?)
+    (picked * weight)?
+        .sum_all()?
+        .neg()?
+        .broadcast_div(&n.clamp(1.0, f64::INFINITY)?)
 }
 
 /// The truncated MSE between consecutive frames' log-probabilities:
@@ -38,7 +43,12 @@ pub fn truncated_mse(probs: &Tensor, mask: &Tensor, tau: f64) -> Result<Tensor> 
 }
 
 /// T-MSE with the previous frames taken from `prev_probs` (a constant).
-fn truncated_mse_against(probs: &Tensor, prev_probs: &Tensor, mask: &Tensor, tau: f64) -> Result<Tensor> {
+fn truncated_mse_against(
+    probs: &Tensor,
+    prev_probs: &Tensor,
+    mask: &Tensor,
+    tau: f64,
+) -> Result<Tensor> {
     let (_, k, t) = probs.dims3()?;
     if t < 2 {
         return Tensor::zeros((), probs.dtype(), probs.device());
@@ -48,7 +58,9 @@ fn truncated_mse_against(probs: &Tensor, prev_probs: &Tensor, mask: &Tensor, tau
     let sq = (next - prev)?.sqr()?.clamp(0.0, tau * tau)?;
     let pair = (mask.narrow(1, 1, t - 1)? * mask.narrow(1, 0, t - 1)?)?.unsqueeze(1)?;
     let n = (pair.sum_all()? * k as f64)?;
-    sq.broadcast_mul(&pair)?.sum_all()?.broadcast_div(&n.clamp(1.0, f64::INFINITY)?)
+    sq.broadcast_mul(&pair)?
+        .sum_all()?
+        .broadcast_div(&n.clamp(1.0, f64::INFINITY)?)
 }
 
 /// Σ over `levels` of the masked mean squared difference of two heads.
@@ -56,7 +68,12 @@ fn truncated_mse_against(probs: &Tensor, prev_probs: &Tensor, mask: &Tensor, tau
 /// `student` and `teacher` are the heads `[y, y5, …, y1]` of a forward
 /// pass; `masks[l]` is the `[B, 1, Tₗ]` valid mask of head `l` (or `None`
 /// when no frame is padding).
-pub fn level_mse(student: &[Tensor], teacher: &[Tensor], levels: &[usize], masks: &[Option<Tensor>]) -> Result<Tensor> {
+pub fn level_mse(
+    student: &[Tensor],
+    teacher: &[Tensor],
+    levels: &[usize],
+    masks: &[Option<Tensor>],
+) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for &l in levels {
         let diff = (&student[l] - &teacher[l].detach())?.sqr()?;
@@ -94,7 +111,10 @@ mod tests {
         let p = t3(&[0.5, 0.25, 0.9, 0.5, 0.75, 0.1], (1, 2, 3));
         let y = Tensor::new(&[[0u32, 1, 1]], &Device::Cpu).unwrap();
         let w = Tensor::new(&[[1f32, 1.0, 0.0]], &Device::Cpu).unwrap();
-        let l = ensemble_cross_entropy(&p, &y, &w).unwrap().to_scalar::<f32>().unwrap();
+        let l = ensemble_cross_entropy(&p, &y, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let expect = -((0.5f64).ln() + (0.75f64).ln()) / 2.0;
         assert!((l as f64 - expect).abs() < 1e-6, "{l} vs {expect}");
     }
@@ -104,12 +124,18 @@ mod tests {
         // K=1 for clarity: log p = [0, ln .5, ln 1e-9]; Δ² = ln²2 and clamped 16.
         let p = t3(&[1.0, 0.5, 1e-9], (1, 1, 3));
         let m = Tensor::new(&[[1f32, 1.0, 1.0]], &Device::Cpu).unwrap();
-        let l = truncated_mse(&p, &m, 4.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let l = truncated_mse(&p, &m, 4.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         let expect = ((2f64).ln().powi(2) + 16.0) / 2.0;
         assert!((l - expect).abs() < 1e-4, "{l} vs {expect}");
         // Masking the last frame leaves only the first pair.
         let m = Tensor::new(&[[1f32, 1.0, 0.0]], &Device::Cpu).unwrap();
-        let l = truncated_mse(&p, &m, 4.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+        let l = truncated_mse(&p, &m, 4.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         assert!((l - (2f64).ln().powi(2)).abs() < 1e-5);
     }
 
@@ -118,12 +144,23 @@ mod tests {
         let s = [t3(&[1.0, 2.0], (1, 1, 2)), t3(&[0.0], (1, 1, 1))];
         let t = [t3(&[0.0, 0.0], (1, 1, 2)), t3(&[3.0], (1, 1, 1))];
         let none = [None, None];
-        let l = |lv: &[usize]| level_mse(&s, &t, lv, &none).unwrap().to_scalar::<f32>().unwrap();
+        let l = |lv: &[usize]| {
+            level_mse(&s, &t, lv, &none)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         assert_eq!(l(&[0]), 2.5);
         assert_eq!(l(&[1]), 9.0);
         assert_eq!(l(&[0, 1]), 11.5);
         let masks = [Some(t3(&[1.0, 0.0], (1, 1, 2))), None];
-        assert_eq!(level_mse(&s, &t, &[0], &masks).unwrap().to_scalar::<f32>().unwrap(), 1.0);
+        assert_eq!(
+            level_mse(&s, &t, &[0], &masks)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            1.0
+        );
     }
 
     /// Central differences against candle's autodiff for CE + λ·T-MSE.
@@ -134,9 +171,15 @@ mod tests {
     fn gradients_match_finite_differences() {
         let dev = Device::Cpu;
         // Logits in f64 for clean differences; chosen so no Δ² sits at τ².
-        let logits: Vec<f64> = (0..2 * 3 * 5).map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.3).collect();
+        let logits: Vec<f64> = (0..2 * 3 * 5)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.3)
+            .collect();
         let y = Tensor::new(&[[0u32, 2, 1, 1, 0], [2, 2, 0, 1, 1]], &dev).unwrap();
-        let w = Tensor::new(&[[1f64, 1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]], &dev).unwrap();
+        let w = Tensor::new(
+            &[[1f64, 1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]],
+            &dev,
+        )
+        .unwrap();
         let x0 = Tensor::from_vec(logits.clone(), (2, 3, 5), &dev).unwrap();
         let p0 = candle_nn::ops::softmax(&x0, 1).unwrap();
         let f = |x: &Tensor| -> Tensor {
@@ -147,14 +190,22 @@ mod tests {
         };
         let var = Var::from_tensor(&x0).unwrap();
         let grads = f(var.as_tensor()).backward().unwrap();
-        let g = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let g = grads
+            .get(&var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let h = 1e-5;
         let mut max_err = 0f64;
         for i in 0..logits.len() {
             let eval = |delta: f64| {
                 let mut v = logits.clone();
                 v[i] += delta;
-                f(&Tensor::from_vec(v, (2, 3, 5), &dev).unwrap()).to_scalar::<f64>().unwrap()
+                f(&Tensor::from_vec(v, (2, 3, 5), &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap()
             };
             let num = (eval(h) - eval(-h)) / (2.0 * h);
             max_err = max_err.max((num - g[i]).abs() / (1.0 + num.abs()));
@@ -162,8 +213,14 @@ mod tests {
         assert!(max_err < 1e-6, "max relative gradient error {max_err}");
         // And the public loss is the same function at the evaluation point.
         let p = candle_nn::ops::softmax(&x0, 1).unwrap();
-        let a = truncated_mse(&p, &w, 4.0).unwrap().to_scalar::<f64>().unwrap();
-        let b = truncated_mse_against(&p, &p0, &w, 4.0).unwrap().to_scalar::<f64>().unwrap();
+        let a = truncated_mse(&p, &w, 4.0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let b = truncated_mse_against(&p, &p0, &w, 4.0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert_eq!(a, b);
     }
 }

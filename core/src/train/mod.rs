@@ -19,7 +19,9 @@ pub fn trainable_vars(model: &SegModel) -> Vec<(String, Var)> {
     let data = model.varmap.data().lock().expect("varmap poisoned");
     data.iter()
         .filter(|(name, _)| {
-            !name.ends_with(".running_mean") && !name.ends_with(".running_var") && name.as_str() != "weights"
+            !name.ends_with(".running_mean")
+                && !name.ends_with(".running_var")
+                && name.as_str() != "weights"
         })
         .map(|(name, var)| (name.clone(), var.clone()))
         .collect()

@@ -39,7 +39,10 @@ pub struct SupervisedLoss {
 
 impl Default for SupervisedLoss {
     fn default() -> Self {
-        SupervisedLoss { smoothing: 0.15, tau: 4.0 }
+        SupervisedLoss {
+            smoothing: 0.15,
+            tau: 4.0,
+        }
     }
 }
 
@@ -112,7 +115,11 @@ pub fn selection_score(s: &Scores) -> f64 {
 }
 
 /// Predicts every video and scores it with `background` removed from segments.
-pub fn evaluate_model(model: &SegModel, videos: &[LabeledVideo], background: &[u32]) -> Result<Scores> {
+pub fn evaluate_model(
+    model: &SegModel,
+    videos: &[LabeledVideo],
+    background: &[u32],
+) -> Result<Scores> {
     let mut eval = Evaluator::new(EvalOptions::with_background(background.to_vec()));
     for v in videos {
         let pred = crate::predict::predict(model, &v.features)?;

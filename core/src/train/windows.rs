@@ -38,13 +38,23 @@ pub fn windows(lengths: &[usize], window_frames: usize) -> Vec<Window> {
 
 /// The padded length of a batch of windows.
 pub fn padded_len(windows: &[Window]) -> usize {
-    windows.iter().map(|w| w.len).max().unwrap_or(0).max(MIN_FRAMES)
+    windows
+        .iter()
+        .map(|w| w.len)
+        .max()
+        .unwrap_or(0)
+        .max(MIN_FRAMES)
 }
 
 /// Features of `windows` as `[B, D, T]` (zero-padded to `t`) and the valid
 /// mask `[B, T]`. `frames_of(w)` gives the frame indices of window `w` in
 /// its video (identity for aligned views, a resampling otherwise).
-pub fn features_batch(videos: &[&Features], windows: &[Window], t: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn features_batch(
+    videos: &[&Features],
+    windows: &[Window],
+    t: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let d = videos.first().map(|f| f.dim).unwrap_or(0);
     let b = windows.len();
     let mut x = vec![0f32; b * d * t];
@@ -52,7 +62,10 @@ pub fn features_batch(videos: &[&Features], windows: &[Window], t: usize, device
     for (i, w) in windows.iter().enumerate() {
         let f = videos[w.video];
         if f.dim != d {
-            candle_core::bail!("features of different dimensions in one batch ({} vs {d})", f.dim);
+            candle_core::bail!(
+                "features of different dimensions in one batch ({} vs {d})",
+                f.dim
+            );
         }
         for c in 0..d {
             let src = &f.data[c * f.frames + w.start..c * f.frames + w.start + w.len];
@@ -60,7 +73,10 @@ pub fn features_batch(videos: &[&Features], windows: &[Window], t: usize, device
         }
         mask[i * t..i * t + w.len].fill(1.0);
     }
-    Ok((Tensor::from_vec(x, (b, d, t), device)?, Tensor::from_vec(mask, (b, t), device)?))
+    Ok((
+        Tensor::from_vec(x, (b, d, t), device)?,
+        Tensor::from_vec(mask, (b, t), device)?,
+    ))
 }
 
 /// Labels of `windows` as `[B, T]` u32 targets and the `[B, T]` weight of
@@ -83,7 +99,10 @@ pub fn labels_batch(
             }
         }
     }
-    Ok((Tensor::from_vec(y, (b, t), device)?, Tensor::from_vec(weight, (b, t), device)?))
+    Ok((
+        Tensor::from_vec(y, (b, t), device)?,
+        Tensor::from_vec(weight, (b, t), device)?,
+    ))
 }
 
 #[cfg(test)]
@@ -96,10 +115,26 @@ mod tests {
         assert_eq!(
             w,
             vec![
-                Window { video: 0, start: 0, len: 600 },
-                Window { video: 0, start: 600, len: 400 },
-                Window { video: 1, start: 0, len: 600 },
-                Window { video: 2, start: 0, len: 5 },
+                Window {
+                    video: 0,
+                    start: 0,
+                    len: 600
+                },
+                Window {
+                    video: 0,
+                    start: 600,
+                    len: 400
+                },
+                Window {
+                    video: 1,
+                    start: 0,
+                    len: 600
+                },
+                Window {
+                    video: 2,
+                    start: 0,
+                    len: 5
+                },
             ]
         );
         assert_eq!(padded_len(&w[3..]), MIN_FRAMES);
@@ -108,9 +143,16 @@ mod tests {
     #[test]
     fn batches_pad_and_mask() {
         let f = Features::new(2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
-        let win = [Window { video: 0, start: 1, len: 2 }];
+        let win = [Window {
+            video: 0,
+            start: 1,
+            len: 2,
+        }];
         let (x, m) = features_batch(&[&f], &win, 4, &Device::Cpu).unwrap();
-        assert_eq!(x.to_vec3::<f32>().unwrap(), vec![vec![vec![2.0, 3.0, 0.0, 0.0], vec![5.0, 6.0, 0.0, 0.0]]]);
+        assert_eq!(
+            x.to_vec3::<f32>().unwrap(),
+            vec![vec![vec![2.0, 3.0, 0.0, 0.0], vec![5.0, 6.0, 0.0, 0.0]]]
+        );
         assert_eq!(m.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0, 0.0, 0.0]]);
         let labels: Vec<u32> = vec![0, 2, 1];
         let (y, w) = labels_batch(&[&labels], &win, 4, &[1], &Device::Cpu).unwrap();

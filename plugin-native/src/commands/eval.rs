@@ -58,7 +58,10 @@ fn videos_in(dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     if names.is_empty() {
-        bail!("{}: no ground-truth files (<video>.txt) found", dir.display());
+        bail!(
+            "{}: no ground-truth files (<video>.txt) found",
+            dir.display()
+        );
     }
     Ok(names)
 }
@@ -102,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
     } else {
-        print!("{}", syncseg_core::report::scores_table(&[("prediction", &scores)]));
+        print!(
+            "{}",
+            syncseg_core::report::scores_table(&[("prediction", &scores)])
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The subcommands of `syncseg`, one file each.
 
+mod bench;
 mod eval;
 mod import;
 mod predict;
@@ -30,8 +31,17 @@ pub enum Command {
     Predict(predict::Args),
     /// Score per-frame predictions against ground truth (Edit, F1@{10,25,50}, MoF).
     Eval(eval::Args),
+    /// Time the model's inference and training step on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Convert a reference PyTorch C2F-TCN checkpoint (.pth) into a model directory.
     Import(import::Args),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// One C2F-TCN inference and one training step (forward + backward + Adam).
+    Step(bench::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,5 +51,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Import(a) => import::run(a),
+        Command::Bench(BenchCommand::Step(a)) => bench::run(a),
     }
 }

@@ -35,14 +35,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let model = SegModel::load(&args.model, &device)?;
     let names = read_bundle(&args.videos)?;
-    let layout = if args.time_major { FeatureLayout::TimeByDim } else { FeatureLayout::DimByTime };
+    let layout = if args.time_major {
+        FeatureLayout::TimeByDim
+    } else {
+        FeatureLayout::DimByTime
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
     let pb = crate::progress::bar(names.len() as u64, "predict", "videos");
     for name in &names {
         let fpath = args.features.join(format!("{name}.npy"));
         let features = read_features(&fpath, layout)?;
         let pred = predict(&model, &features).with_context(|| format!("{}", fpath.display()))?;
-        let label_names: Vec<&str> = pred.labels.iter().map(|&l| model.meta.classes[l as usize].as_str()).collect();
+        let label_names: Vec<&str> = pred
+            .labels
+            .iter()
+            .map(|&l| model.meta.classes[l as usize].as_str())
+            .collect();
         write_frame_labels(args.out.join(format!("{name}.txt")), &label_names)?;
         let segments = serde_json::json!({
             "video": name,
@@ -54,11 +62,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&segments)?.as_bytes(),
         )?;
         if args.save_probs {
-            write_npy(args.out.join(format!("{name}.probs.npy")), &[pred.classes, pred.labels.len()], &pred.probs)?;
+            write_npy(
+                args.out.join(format!("{name}.probs.npy")),
+                &[pred.classes, pred.labels.len()],
+                &pred.probs,
+            )?;
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    eprintln!("segmented {} videos into {}", names.len(), args.out.display());
+    eprintln!(
+        "segmented {} videos into {}",
+        names.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -62,6 +62,9 @@ pub struct Args {
     /// Feature files are `[T, D]` instead of `[D, T]`.
     #[arg(long)]
     time_major: bool,
+    /// Multiply every channel width of the reference C2F-TCN (256/128) by this.
+    #[arg(long, default_value_t = 1.0)]
+    width_scale: f64,
     /// Continue an interrupted run from OUT/last.
     #[arg(long)]
     resume: bool,
@@ -71,36 +74,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.max_frames == 0 || args.epochs == 0 || args.batch_size == 0 {
         bail!("--max-frames, --epochs and --batch-size must be positive");
     }
+    if !(args.width_scale > 0.0 && args.width_scale <= 4.0) {
+        bail!("--width-scale {}: must be in (0, 4]", args.width_scale);
+    }
     let device = Device::Cpu;
     let mapping = Mapping::read(&args.mapping)?;
-    let layout = if args.time_major { FeatureLayout::TimeByDim } else { FeatureLayout::DimByTime };
+    let layout = if args.time_major {
+        FeatureLayout::TimeByDim
+    } else {
+        FeatureLayout::DimByTime
+    };
     let names = read_bundle(&args.videos)?;
     let train = load_labeled(&args.features, &args.labels, &mapping, &names, layout)?;
     let val = match &args.val_videos {
-        Some(b) => load_labeled(&args.features, &args.labels, &mapping, &read_bundle(b)?, layout)?,
+        Some(b) => load_labeled(
+            &args.features,
+            &args.labels,
+            &mapping,
+            &read_bundle(b)?,
+            layout,
+        )?,
         None => Vec::new(),
     };
     let mut ignore = Vec::new();
     for b in &args.background {
         ignore.push(mapping.id_of(b).with_context(|| {
-            format!("--background '{b}' is not a class of {}", args.mapping.display())
+            format!(
+                "--background '{b}' is not a class of {}",
+                args.mapping.display()
+            )
         })?);
     }
     let dim = train[0].features.dim;
     if let Some(v) = val.iter().find(|v| v.features.dim != dim) {
-        bail!("validation video '{}' has {}-dimensional features, training videos {dim}", v.name, v.features.dim);
+        bail!(
+            "validation video '{}' has {}-dimensional features, training videos {dim}",
+            v.name,
+            v.features.dim
+        );
     }
     let mut model = if args.resume {
         SegModel::load(args.out.join("last"), &device)
             .with_context(|| format!("--resume: no resumable run in {}", args.out.display()))?
     } else {
         let meta = ModelMeta::new(
-            C2fConfig::reference(dim, mapping.len()),
+            C2fConfig::scaled(dim, mapping.len(), args.width_scale),
             mapping.names().to_vec(),
             args.background.clone(),
             args.max_frames,
         );
-        SegModel::new(meta, &device)?
+        SegModel::new_seeded(meta, &device, args.seed)?
     };
     let cfg = FitConfig {
         epochs: args.epochs,
@@ -128,14 +151,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let objective = Supervised::new(&train, &val, args.max_frames, ignore, loss, device);
     let trainable = syncseg_core::train::trainable_vars(&model);
     let mut bars = EpochBars::new("train");
-    let progress = fit(&mut model, trainable, &objective, &cfg, &args.out, args.resume, &mut bars)?;
+    let progress = fit(
+        &mut model,
+        trainable,
+        &objective,
+        &cfg,
+        &args.out,
+        args.resume,
+        &mut bars,
+    )?;
     bars.finish();
     match progress.best {
         Some((score, epoch)) if !val.is_empty() => eprintln!(
             "best epoch {epoch} (validation F1@{{10,25,50}}+Edit+MoF = {score:.2}) saved to {}",
             args.out.display()
         ),
-        _ => eprintln!("last epoch saved to {} (no validation videos)", args.out.display()),
+        _ => eprintln!(
+            "last epoch saved to {} (no validation videos)",
+            args.out.display()
+        ),
     }
     Ok(())
 }
