@@ -1,6 +1,8 @@
 //! The subcommands of `syncseg`, one file each.
 
 mod bench;
+mod demo;
+mod distill;
 mod eval;
 mod import;
 mod predict;
@@ -23,10 +25,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the paper's Table 1 end to end on the synthetic benchmark.
+    Demo(demo::Args),
     /// Generate the synthetic synchronized exo/ego benchmark (MS-TCN layout).
     Synth(synth::Args),
     /// Train a C2F-TCN with labels (the exo teacher, or an oracle).
     Train(train::Args),
+    /// Adapt a teacher to another view from unlabeled synchronized pairs.
+    Distill(distill::Args),
     /// Segment videos with a trained model.
     Predict(predict::Args),
     /// Score per-frame predictions against ground truth (Edit, F1@{10,25,50}, MoF).
@@ -46,8 +52,10 @@ pub enum BenchCommand {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a),
+        Command::Distill(a) => distill::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Import(a) => import::run(a),

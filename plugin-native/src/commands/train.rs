@@ -18,56 +18,56 @@ use crate::progress::EpochBars;
 pub struct Args {
     /// Folder of `<video>.npy` features, `[D, T]` float arrays.
     #[arg(long)]
-    features: PathBuf,
+    pub features: PathBuf,
     /// Folder of `<video>.txt` per-frame labels.
     #[arg(long)]
-    labels: PathBuf,
+    pub labels: PathBuf,
     /// Class mapping: mapping.txt (`<id> <label>`) or mapping.csv.
     #[arg(long)]
-    mapping: PathBuf,
+    pub mapping: PathBuf,
     /// Training videos (a split bundle).
     #[arg(long)]
-    videos: PathBuf,
+    pub videos: PathBuf,
     /// Validation videos of the same view, for model selection (never a test split).
     #[arg(long)]
-    val_videos: Option<PathBuf>,
+    pub val_videos: Option<PathBuf>,
     /// Output model directory (best epoch; `last/` holds the last epoch).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     #[arg(long, default_value_t = 30)]
-    epochs: usize,
+    pub epochs: usize,
     /// Adam learning rate.
     #[arg(long, default_value_t = 5e-4)]
-    lr: f64,
+    pub lr: f64,
     /// L2 weight decay (added to the gradient, as torch.optim.Adam).
     #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
+    pub weight_decay: f64,
     /// Windows per batch.
     #[arg(long, default_value_t = 4)]
-    batch_size: usize,
+    pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Labels ignored by the loss and left out of segment metrics (repeatable).
     #[arg(long = "background", value_name = "LABEL")]
-    background: Vec<String>,
+    pub background: Vec<String>,
     /// Videos are cut into windows of at most this many frames.
     #[arg(long, default_value_t = 600)]
-    max_frames: usize,
+    pub max_frames: usize,
     /// Weight of the smoothing (truncated MSE) loss.
     #[arg(long, default_value_t = 0.15)]
-    smoothing: f64,
+    pub smoothing: f64,
     /// Stop after this many epochs without a better validation score.
     #[arg(long)]
-    patience: Option<usize>,
+    pub patience: Option<usize>,
     /// Feature files are `[T, D]` instead of `[D, T]`.
     #[arg(long)]
-    time_major: bool,
+    pub time_major: bool,
     /// Multiply every channel width of the reference C2F-TCN (256/128) by this.
     #[arg(long, default_value_t = 1.0)]
-    width_scale: f64,
+    pub width_scale: f64,
     /// Continue an interrupted run from OUT/last.
     #[arg(long)]
-    resume: bool,
+    pub resume: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

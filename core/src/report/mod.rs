@@ -1,4 +1,6 @@
-//! Plain-text tables of scores, laid out like the papers' tables.
+//! Reports: score tables laid out like the papers' tables, and timelines.
+
+pub mod timeline;
 
 use crate::metrics::Scores;
 
