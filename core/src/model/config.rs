@@ -73,7 +73,7 @@ impl C2fConfig {
             ));
         }
         let w: f32 = self.ensemble_weights.iter().sum();
-        if !(w > 0.0)
+        if w.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || self
                 .ensemble_weights
                 .iter()

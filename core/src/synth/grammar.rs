@@ -196,6 +196,19 @@ impl Procedure {
     }
 }
 
+/// The label sequence of the non-background runs of a recording.
+pub fn runs(labels: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    let mut prev = None;
+    for &l in labels {
+        if Some(l) != prev && l != BACKGROUND {
+            out.push(l);
+        }
+        prev = Some(l);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +244,7 @@ mod tests {
                 assert!(l == BACKGROUND || proc_.steps.iter().any(|s| s.class == l));
             }
             // Mandatory, non-swappable steps appear in canonical order.
-            let seq: Vec<u32> = crate::synth::grammar::runs(&labels);
+            let seq: Vec<u32> = runs(&labels);
             let must: Vec<u32> = proc_
                 .steps
                 .iter()
@@ -252,18 +265,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The label sequence of the non-background runs (test helper, also used by
-/// the generator's statistics).
-pub fn runs(labels: &[u32]) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    let mut prev = None;
-    for &l in labels {
-        if Some(l) != prev && l != BACKGROUND {
-            out.push(l);
-        }
-        prev = Some(l);
-    }
-    out
 }

@@ -273,10 +273,8 @@ impl World {
         let amp = self.cfg.head_motion as f32;
         let ego = self.project(&self.ego, &z_ego, |t, hid| {
             for (j, x) in hid.iter_mut().enumerate() {
-                let mut m = 0.0;
-                for q in 0..HEAD_DOF {
-                    m += self.head_in[j * HEAD_DOF + q] * head[t][q];
-                }
+                let weights = &self.head_in[j * HEAD_DOF..(j + 1) * HEAD_DOF];
+                let m: f32 = weights.iter().zip(&head[t]).map(|(w, h)| w * h).sum();
                 *x += ego_offset[j] + amp * m;
             }
         });
@@ -299,9 +297,8 @@ impl World {
         let mut out = vec![0f32; d * t_len];
         let mut hid = vec![0f32; h];
         for (t, zt) in z.iter().enumerate() {
-            for j in 0..h {
-                let row = &map.w1[j * l..(j + 1) * l];
-                hid[j] = map.b1[j] + row.iter().zip(zt).map(|(a, b)| a * b).sum::<f32>();
+            for ((x, row), b) in hid.iter_mut().zip(map.w1.chunks_exact(l)).zip(&map.b1) {
+                *x = b + row.iter().zip(zt).map(|(a, b)| a * b).sum::<f32>();
             }
             nuisance(t, &mut hid);
             for x in hid.iter_mut() {

@@ -39,6 +39,9 @@ pub struct Args {
     /// Seed of the benchmark and of every training run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Feature dimension of the benchmark (default: the preset's).
+    #[arg(long)]
+    dim: Option<usize>,
 }
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
@@ -199,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "[1/5] generating the {:?} synthetic exo/ego benchmark",
         args.preset
     );
-    let gen = Generator::new(SynthConfig::preset(args.preset, args.seed, None)?);
+    let gen = Generator::new(SynthConfig::preset(args.preset, args.seed, args.dim)?);
     let pb = crate::progress::bar(gen.len() as u64, "synth", "recordings");
     gen.write(&data, |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
