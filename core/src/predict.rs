@@ -84,6 +84,7 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
     for chunk in all.chunks(WINDOWS_PER_BATCH) {
         let t = padded_len(chunk);
         let (x, _) = features_batch(&[features], chunk, t, &device)?;
+        let x = model.adapt(&x, None)?;
         let out = model.net.forward(&x, Mode::Eval)?;
         let p: Tensor = model.net.ensemble(&out)?;
         let p = p.to_vec3::<f32>()?;

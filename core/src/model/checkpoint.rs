@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::adapter::{Adapter, AdapterConfig};
 use super::c2f_tcn::C2fTcn;
 use super::config::C2fConfig;
 use crate::error::{Error, Result};
@@ -19,6 +20,8 @@ use crate::error::{Error, Result};
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The metadata file.
 pub const META_FILE: &str = "model.json";
+/// The feature adapter's weights, when the model has one.
+pub const ADAPTER_FILE: &str = "adapter.safetensors";
 /// Identifies the JSON as ours.
 pub const FORMAT: &str = "syncseg-model";
 
@@ -45,6 +48,10 @@ pub struct ModelMeta {
     /// How the weights came to be: settings, epochs, selection score.
     #[serde(default)]
     pub provenance: serde_json::Value,
+    /// The feature adapter applied to the input features before the
+    /// C2F-TCN (feature distillation), if any; weights in [`ADAPTER_FILE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterConfig>,
 }
 
 impl ModelMeta {
@@ -64,6 +71,7 @@ impl ModelMeta {
             window_frames,
             steps: 0,
             provenance: serde_json::Value::Null,
+            adapter: None,
         }
     }
 }
@@ -76,6 +84,9 @@ pub struct SegModel {
     pub varmap: VarMap,
     /// The network reading `varmap`.
     pub net: C2fTcn,
+    /// The feature adapter and its own variables (kept apart so that the
+    /// C2F-TCN's state dict stays the reference one).
+    pub adapter: Option<(Adapter, VarMap)>,
 }
 
 impl SegModel {
@@ -90,7 +101,35 @@ impl SegModel {
             )));
         }
         let (net, varmap) = C2fTcn::init(&meta.c2f, device)?;
-        Ok(SegModel { meta, varmap, net })
+        let adapter = match &meta.adapter {
+            Some(cfg) => Some(new_adapter(cfg, meta.c2f.input_dim, device)?),
+            None => None,
+        };
+        Ok(SegModel {
+            meta,
+            varmap,
+            net,
+            adapter,
+        })
+    }
+
+    /// Adds a fresh feature adapter (the identity at start), seeded.
+    pub fn attach_adapter(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<()> {
+        let device = self.device();
+        let (adapter, varmap) = new_adapter(cfg, self.meta.c2f.input_dim, &device)?;
+        adapter.init_seeded(&varmap, seed)?;
+        self.adapter = Some((adapter, varmap));
+        self.meta.adapter = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// The input of the C2F-TCN for features `x` `[B, D, T]`: the adapted
+    /// features when the model has an adapter, else `x` itself.
+    pub fn adapt(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        match &self.adapter {
+            Some((a, _)) => Ok(a.forward(x, mask)?),
+            None => Ok(x.clone()),
+        }
     }
 
     /// A freshly initialised model whose weights depend only on `seed`:
@@ -204,6 +243,30 @@ impl SegModel {
         Ok(())
     }
 
+    /// Copies every weight (C2F-TCN and adapter) from `other`, which must
+    /// have the same architecture.
+    pub fn copy_weights_from(&mut self, other: &SegModel, source: &Path) -> Result<()> {
+        self.load_state_dict(&other.state_dict()?, source)?;
+        self.meta.steps = other.meta.steps;
+        match (&self.adapter, &other.adapter) {
+            (Some((_, mine)), Some((_, theirs))) => {
+                let tensors: HashMap<String, Tensor> = theirs
+                    .data()
+                    .lock()
+                    .expect("varmap poisoned")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                    .collect();
+                load_vars(mine, &tensors, source)
+            }
+            (None, None) => Ok(()),
+            _ => Err(Error::format(
+                source,
+                "one model has a feature adapter and the other not",
+            )),
+        }
+    }
+
     /// Loads a model directory.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
@@ -229,6 +292,14 @@ impl SegModel {
         let mut model =
             SegModel::new(meta, device).map_err(|e| Error::format(&meta_path, e.to_string()))?;
         model.load_state_dict(&tensors, &weights)?;
+        if let Some((_, varmap)) = &model.adapter {
+            let path = dir.join(ADAPTER_FILE);
+            let tensors = candle_core::safetensors::load(&path, device).map_err(|e| match e {
+                candle_core::Error::Io(io) => Error::io(&path, io),
+                other => Error::format(&path, format!("not a readable safetensors file ({other})")),
+            })?;
+            load_vars(varmap, &tensors, &path)?;
+        }
         Ok(model)
     }
 
@@ -248,6 +319,25 @@ impl SegModel {
             ));
         }
         std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+        if let Some((_, varmap)) = &self.adapter {
+            let path = dir.join(ADAPTER_FILE);
+            let tmp = dir.join(format!(".{ADAPTER_FILE}.tmp"));
+            let tensors: HashMap<String, Tensor> = varmap
+                .data()
+                .lock()
+                .expect("varmap poisoned")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                .collect();
+            if let Err(e) = candle_core::safetensors::save(&tensors, &tmp) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::format(
+                    &path,
+                    format!("cannot write adapter weights: {e}"),
+                ));
+            }
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
         let json = serde_json::to_string_pretty(&self.meta).expect("metadata serialises");
         crate::fsio::write_bytes_atomic(dir.join(META_FILE), json.as_bytes())
     }
@@ -342,6 +432,40 @@ impl SegModel {
             .map(|v| v.device().clone())
             .unwrap_or(Device::Cpu)
     }
+}
+
+fn new_adapter(
+    cfg: &AdapterConfig,
+    input_dim: usize,
+    device: &Device,
+) -> Result<(Adapter, VarMap)> {
+    cfg.validate()?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let adapter = Adapter::new(cfg, input_dim, vb)?;
+    Ok((adapter, varmap))
+}
+
+/// Sets every variable of `varmap` from `tensors`, by name, checking shapes.
+fn load_vars(varmap: &VarMap, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap poisoned");
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| Error::format(source, format!("missing tensor '{name}'")))?;
+        if t.shape() != var.shape() {
+            return Err(Error::format(
+                source,
+                format!(
+                    "tensor '{name}' has shape {:?}, expected {:?}",
+                    t.shape().dims(),
+                    var.shape().dims()
+                ),
+            ));
+        }
+        var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {

@@ -199,6 +199,9 @@ impl<'a> Distill<'a> {
         } else {
             Mode::Eval
         };
+        // With feature distillation done first ("both"), the student reads
+        // its (frozen) adapter's output.
+        let x = student.adapt(&x, Some(&mask))?;
         let out = student.net.forward(&x, mode)?;
         // Teacher heads were computed per window at that window's padded
         // length; pad them to this batch's length per head.

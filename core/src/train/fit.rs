@@ -126,9 +126,7 @@ pub fn fit(
         progress = serde_json::from_str(&text)
             .map_err(|e| Error::format(&progress_path, format!("unreadable progress: {e}")))?;
         let saved = SegModel::load(&last, &model.device())?;
-        let weights = last.join(crate::model::checkpoint::WEIGHTS_FILE);
-        model.load_state_dict(&saved.state_dict()?, &weights)?;
-        model.meta.steps = saved.meta.steps;
+        model.copy_weights_from(&saved, &last)?;
         let opt_path = last.join("optimizer.safetensors");
         let state = candle_core::safetensors::load(&opt_path, &model.device())
             .map_err(|e| Error::format(&opt_path, format!("unreadable optimizer state: {e}")))?;

@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod data;
 pub mod distill;
+pub mod feature_distill;
 pub mod fit;
 pub mod losses;
 pub mod supervised;

@@ -2,8 +2,9 @@
 //!
 //! 1. generate the synchronized exo/ego benchmark;
 //! 2. train the exo teacher (= exo oracle) and the ego oracle with labels;
-//! 3. adapt the teacher to ego from the unlabeled pairs (TAS distillation),
-//!    and the "Rnd. MSE" control (random pairs);
+//! 3. adapt the teacher to ego from the unlabeled pairs: feature
+//!    distillation (an input adapter), TAS distillation, both, and the
+//!    "Rnd. MSE" control (TAS distillation on random pairs);
 //! 4. segment the ego test videos with every model and score them;
 //! 5. print the table, write `results.json`, `table.md` and `timeline.svg`.
 
@@ -139,6 +140,7 @@ fn distill_args(
     data: &Path,
     teacher: PathBuf,
     out: PathBuf,
+    level: distill::Level,
     pairing: Pairing,
     b: &Budget,
     seed: u64,
@@ -160,6 +162,13 @@ fn distill_args(
         seed,
         time_major: false,
         resume: false,
+        level,
+        adapter_layers: 2,
+        adapter_heads: 4,
+        adapter_width: 64,
+        adapter_ffn: 128,
+        adapter_epochs: Some(b.distill_epochs),
+        adapter_lr: 1e-3,
     }
 }
 
@@ -227,26 +236,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "[3/5] adapting the teacher to ego from unlabeled synchronized pairs (no labels read)"
     );
     let teacher = models.join("exo_teacher");
-    distill::run(distill_args(
-        &data,
-        teacher.clone(),
-        models.join("tas_distill"),
-        Pairing::Synchronized,
-        &b,
-        args.seed,
-    ))?;
-    distill::run(distill_args(
-        &data,
-        teacher.clone(),
-        models.join("random_pairs"),
-        Pairing::Random,
-        &b,
-        args.seed,
-    ))?;
+    let runs = [
+        (
+            "feature_distill",
+            distill::Level::Feature,
+            Pairing::Synchronized,
+        ),
+        ("tas_distill", distill::Level::Tas, Pairing::Synchronized),
+        ("both_distill", distill::Level::Both, Pairing::Synchronized),
+        ("random_pairs", distill::Level::Tas, Pairing::Random),
+    ];
+    for (dir, level, pairing) in runs {
+        let out = models.join(dir);
+        distill::run(distill_args(
+            &data,
+            teacher.clone(),
+            out,
+            level,
+            pairing,
+            &b,
+            args.seed,
+        ))?;
+    }
 
     eprintln!("[4/5] segmenting and scoring the test videos");
     let mapping = Mapping::read(data.join("mapping.txt"))?;
-    let plan: [(&str, &str, &str, &str, bool); 5] = [
+    // (method, model, trained on, tested on, uses ego labels)
+    let plan: [(&str, &str, &str, &str, bool); 7] = [
         ("exo-oracle (exo → exo)", "exo_teacher", "exo", "exo", false),
         ("ego-oracle (ego → ego)", "ego_oracle", "ego", "ego", true),
         (
@@ -256,7 +272,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "ego",
             false,
         ),
+        (
+            "feature distillation",
+            "feature_distill",
+            "exo+pairs",
+            "ego",
+            false,
+        ),
         ("TAS distillation", "tas_distill", "exo+pairs", "ego", false),
+        (
+            "feature + TAS distillation",
+            "both_distill",
+            "exo+pairs",
+            "ego",
+            false,
+        ),
         (
             "Rnd. MSE (random pairs)",
             "random_pairs",

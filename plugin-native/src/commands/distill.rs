@@ -1,16 +1,17 @@
 //! `syncseg distill`: adapt a teacher to the student view from unlabeled
 //! synchronized pairs (TAS-model distillation). Reads no label file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
 use syncseg_core::labels::read_bundle;
-use syncseg_core::model::SegModel;
+use syncseg_core::model::{AdapterConfig, SegModel};
 use syncseg_core::npy::{read_features, FeatureLayout};
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::distill::{make_pairs, Distill, Pair, Pairing, DEFAULT_LEVELS};
-use syncseg_core::train::fit::{fit, FitConfig};
+use syncseg_core::train::feature_distill::FeatureDistill;
+use syncseg_core::train::fit::{fit, FitConfig, Objective};
 
 use crate::progress::EpochBars;
 
@@ -35,6 +36,10 @@ pub struct Args {
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// What to distill: tas (the model's heads), feature (an input adapter),
+    /// or both (adapter first, then the heads through it).
+    #[arg(long, default_value = "tas", value_parser = parse_level)]
+    pub level: Level,
     /// Heads to distill, comma-separated: 0 = full resolution (y), 1 = T/2
     /// (y5) … 5 = T/32 (y1). Default all six, as the paper's ablation found best.
     #[arg(long, value_delimiter = ',')]
@@ -58,9 +63,50 @@ pub struct Args {
     /// Feature files are `[T, D]` instead of `[D, T]`.
     #[arg(long)]
     pub time_major: bool,
+    /// Adapter encoder layers (the paper: 12).
+    #[arg(long, default_value_t = 2)]
+    pub adapter_layers: usize,
+    /// Adapter attention heads (the paper: 16).
+    #[arg(long, default_value_t = 4)]
+    pub adapter_heads: usize,
+    /// Adapter width (the paper: 1024).
+    #[arg(long, default_value_t = 64)]
+    pub adapter_width: usize,
+    /// Adapter feed-forward width.
+    #[arg(long, default_value_t = 128)]
+    pub adapter_ffn: usize,
+    /// Epochs of adapter training (default: --epochs).
+    #[arg(long)]
+    pub adapter_epochs: Option<usize>,
+    /// Learning rate of adapter training.
+    #[arg(long, default_value_t = 1e-3)]
+    pub adapter_lr: f64,
     /// Continue an interrupted run from OUT/last.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// Which part of the model is distilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// The C2F-TCN's multi-resolution heads.
+    Tas,
+    /// A residual transformer adapter on the input features.
+    Feature,
+    /// The adapter, then the heads through it.
+    Both,
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    match s {
+        "tas" => Ok(Level::Tas),
+        "feature" => Ok(Level::Feature),
+        "both" => Ok(Level::Both),
+        other => Err(format!(
+            "unknown level '{other}': expected tas, feature or both"
+        )),
+    }
 }
 
 fn parse_pairing(s: &str) -> Result<Pairing, String> {
@@ -131,59 +177,117 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .levels
         .clone()
         .unwrap_or_else(|| DEFAULT_LEVELS.to_vec());
-    // The student starts as a copy of the teacher.
-    let mut student = if args.resume {
-        SegModel::load(args.out.join("last"), &device)
-            .with_context(|| format!("--resume: no resumable run in {}", args.out.display()))?
-    } else {
-        SegModel::load(&args.teacher, &device)?
+    let adapter_cfg = AdapterConfig {
+        layers: args.adapter_layers,
+        heads: args.adapter_heads,
+        width: args.adapter_width,
+        ffn: args.adapter_ffn,
     };
-    let cfg = FitConfig {
-        epochs: args.epochs,
+    let fit_cfg = |epochs: usize, lr: f64| FitConfig {
+        epochs,
         batch_size: args.batch_size,
         adam: AdamConfig {
-            lr: args.lr,
+            lr,
             weight_decay: args.weight_decay,
             ..Default::default()
         },
         seed: args.seed,
         patience: None,
     };
-    student.meta.provenance = serde_json::json!({
-        "command": "distill",
-        "level": "tas",
-        "teacher": args.teacher.display().to_string(),
-        "levels": levels,
-        "pairing": args.pairing,
-        "drop_rate": args.drop_rate,
-        "pairs": pairs.len(),
-        "fit": cfg,
-        "selection": if val.is_empty() { "last epoch" } else { "lowest distillation loss on held-out pairs (no labels)" },
-    });
-    let objective = Distill::new(
-        &teacher,
-        &pairs,
-        &val,
-        levels,
-        teacher.meta.window_frames,
-        device,
-    )?;
+    let provenance = |level: &str, cfg: &FitConfig| {
+        serde_json::json!({
+            "command": "distill",
+            "level": level,
+            "teacher": args.teacher.display().to_string(),
+            "levels": if level == "feature" { None } else { Some(&levels) },
+            "adapter": if level == "tas" { None } else { Some(&adapter_cfg) },
+            "pairing": args.pairing,
+            "drop_rate": args.drop_rate,
+            "pairs": pairs.len(),
+            "fit": cfg,
+            "selection": if val.is_empty() { "last epoch" } else { "lowest distillation loss on held-out pairs (no labels)" },
+        })
+    };
+    let window = teacher.meta.window_frames;
+
+    // Stage 1 (feature, both): train an adapter on the frozen features.
+    let feature_out = match args.level {
+        Level::Tas => None,
+        Level::Feature => Some(args.out.clone()),
+        Level::Both => Some(args.out.join("feature_stage")),
+    };
+    let mut student = match &feature_out {
+        None => SegModel::load(&args.teacher, &device)?,
+        Some(out) => {
+            let resume = args.resume && out.join("last/progress.json").exists();
+            let mut student = SegModel::load(&args.teacher, &device)?;
+            student.attach_adapter(&adapter_cfg, args.seed)?;
+            let cfg = fit_cfg(args.adapter_epochs.unwrap_or(args.epochs), args.adapter_lr);
+            student.meta.provenance = provenance("feature", &cfg);
+            let objective = FeatureDistill::new(&pairs, &val, window, device.clone());
+            let trainable = match &student.adapter {
+                Some((adapter, varmap)) => adapter.named_vars(varmap)?,
+                None => unreachable!("attached above"),
+            };
+            run_stage(
+                &mut student,
+                trainable,
+                &objective,
+                &cfg,
+                out,
+                resume,
+                "adapter",
+            )?;
+            // Continue from the selected (best) adapter, not the last epoch.
+            SegModel::load(out, &device)?
+        }
+    };
+    if args.level == Level::Feature {
+        return Ok(());
+    }
+
+    // Stage 2 (tas, both): the student's heads mimic the teacher's; an
+    // adapter from stage 1 stays frozen in front of them.
+    let resume = args.resume && args.out.join("last/progress.json").exists();
+    if args.resume && args.level == Level::Tas && !resume {
+        bail!("--resume: no resumable run in {}", args.out.display());
+    }
+    let cfg = fit_cfg(args.epochs, args.lr);
+    let level_name = if args.level == Level::Both {
+        "both"
+    } else {
+        "tas"
+    };
+    student.meta.provenance = provenance(level_name, &cfg);
+    let objective = Distill::new(&teacher, &pairs, &val, levels.clone(), window, device)?;
     let trainable = syncseg_core::train::trainable_vars(&student);
-    let mut bars = EpochBars::new("distill");
-    let progress = fit(
+    run_stage(
         &mut student,
         trainable,
         &objective,
         &cfg,
         &args.out,
-        args.resume,
-        &mut bars,
-    )?;
+        resume,
+        "distill",
+    )
+}
+
+fn run_stage(
+    student: &mut SegModel,
+    trainable: Vec<(String, candle_core::Var)>,
+    objective: &dyn Objective,
+    cfg: &FitConfig,
+    out: &Path,
+    resume: bool,
+    name: &str,
+) -> anyhow::Result<()> {
+    let mut bars = EpochBars::new(name);
+    let progress = fit(student, trainable, objective, cfg, out, resume, &mut bars)?;
     bars.finish();
     if let Some((score, epoch)) = progress.best {
         eprintln!(
-            "distilled into {} (epoch {epoch}, held-out distillation loss {:.5})",
-            args.out.display(),
+            "{name}: saved {} (epoch {epoch}, held-out loss {:.5})",
+            out.display(),
             -score
         );
     }
