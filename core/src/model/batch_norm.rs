@@ -82,7 +82,10 @@ impl MaskedBatchNorm {
                 (mean, var, n)
             }
             Some(m) => {
-                let n = m.sum_all()?.to_scalar::<f32>()? as f64;
+                let n = m
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
                 if n < 1.0 {
                     candle_core::bail!("batch-norm: the mask selects no frame");
                 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 /// The `[t_in, t_out]` matrix `M` with `(x · M)[t] = x` linearly resampled.
 pub fn linear_matrix(t_in: usize, t_out: usize) -> Vec<f32> {
@@ -34,7 +34,7 @@ pub fn linear_matrix(t_in: usize, t_out: usize) -> Vec<f32> {
 /// recur at every step.
 #[derive(Default)]
 pub struct Resampler {
-    cache: Mutex<HashMap<(usize, usize), Tensor>>,
+    cache: Mutex<HashMap<(usize, usize, DType), Tensor>>,
 }
 
 impl Resampler {
@@ -44,17 +44,18 @@ impl Resampler {
         if t_in == t_out {
             return Ok(x.clone());
         }
-        let m = self.matrix(t_in, t_out, x.device())?;
+        let m = self.matrix(t_in, t_out, x.dtype(), x.device())?;
         x.reshape((b * c, t_in))?.matmul(&m)?.reshape((b, c, t_out))
     }
 
-    fn matrix(&self, t_in: usize, t_out: usize, device: &Device) -> Result<Tensor> {
+    fn matrix(&self, t_in: usize, t_out: usize, dtype: DType, device: &Device) -> Result<Tensor> {
         let mut cache = self.cache.lock().expect("resampler cache poisoned");
-        if let Some(m) = cache.get(&(t_in, t_out)) {
+        if let Some(m) = cache.get(&(t_in, t_out, dtype)) {
             return Ok(m.clone());
         }
-        let m = Tensor::from_vec(linear_matrix(t_in, t_out), (t_in, t_out), device)?;
-        cache.insert((t_in, t_out), m.clone());
+        let m =
+            Tensor::from_vec(linear_matrix(t_in, t_out), (t_in, t_out), device)?.to_dtype(dtype)?;
+        cache.insert((t_in, t_out, dtype), m.clone());
         Ok(m)
     }
 }

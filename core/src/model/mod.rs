@@ -6,6 +6,8 @@ pub mod batch_norm;
 pub mod c2f_tcn;
 pub mod checkpoint;
 pub mod config;
+#[cfg(test)]
+mod gradcheck;
 pub mod interp;
 
 pub use adapter::{Adapter, AdapterConfig};

@@ -38,7 +38,7 @@ pub fn timeline_svg(
     class_names: &[String],
     background: &[u32],
 ) -> String {
-    let (label_w, bar_w, row_h, gap) = (150.0, 900.0, 18.0, 4.0);
+    let (label_w, bar_w, row_h, gap) = (210.0, 900.0, 18.0, 4.0);
     let mut y = 10.0;
     let mut body = String::new();
     let mut used = std::collections::BTreeSet::new();
