@@ -147,8 +147,11 @@ fn distill_args(
 ) -> distill::Args {
     distill::Args {
         teacher,
-        teacher_features: data.join("features/exo"),
-        student_features: data.join("features/ego"),
+        teacher_features: None,
+        student_features: None,
+        dataset: Some(data.to_path_buf()),
+        teacher_view: Some("exo".into()),
+        student_view: Some("ego".into()),
         videos: data.join("splits/adapt.bundle"),
         val_videos: Some(data.join("splits/adapt_val.bundle")),
         out,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
+use syncseg_core::dataset::MultiViewDataset;
 use syncseg_core::labels::read_bundle;
 use syncseg_core::model::{AdapterConfig, SegModel};
 use syncseg_core::npy::{read_features, FeatureLayout};
@@ -20,12 +21,24 @@ pub struct Args {
     /// The teacher model directory (trained on the teacher view, e.g. exo).
     #[arg(long)]
     pub teacher: PathBuf,
-    /// Folder of the teacher view's `<video>.npy` features.
-    #[arg(long)]
-    pub teacher_features: PathBuf,
+    /// Folder of the teacher view's `<video>.npy` features (frame t of both
+    /// views must show the same instant; otherwise use --dataset).
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    pub teacher_features: Option<PathBuf>,
     /// Folder of the student view's `<video>.npy` features (same names).
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    pub student_features: Option<PathBuf>,
+    /// A multi-view dataset root (`features/<view>/`, optional `views.json`
+    /// with per-view fps and time offsets): the views are aligned by
+    /// timestamps. Use with --teacher-view and --student-view.
+    #[arg(long, requires_all = ["teacher_view", "student_view"])]
+    pub dataset: Option<PathBuf>,
+    /// The teacher's view name in --dataset (e.g. exo).
     #[arg(long)]
-    pub student_features: PathBuf,
+    pub teacher_view: Option<String>,
+    /// The student's view name in --dataset (e.g. ego).
+    #[arg(long)]
+    pub student_view: Option<String>,
     /// The unlabeled synchronized pairs (a split bundle).
     #[arg(long)]
     pub videos: PathBuf,
@@ -127,19 +140,36 @@ fn load_pairs(
 ) -> anyhow::Result<Vec<Pair>> {
     let names = read_bundle(bundle)?;
     let mut recs = Vec::with_capacity(names.len());
-    for name in names {
-        let t = read_features(args.teacher_features.join(format!("{name}.npy")), layout)?;
-        let s = read_features(args.student_features.join(format!("{name}.npy")), layout)?;
-        let tol = syncseg_core::dataset::LENGTH_TOLERANCE_FRAMES;
-        if t.frames.abs_diff(s.frames) > tol && args.drop_rate == 0.0 {
-            bail!(
-                "pair '{name}': the teacher view has {} frames and the student view {} — not synchronized \
-                 (declare frame rates and offsets in a views.json, or resample)",
-                t.frames,
-                s.frames
-            );
+    if let (Some(root), Some(tv), Some(sv)) =
+        (&args.dataset, &args.teacher_view, &args.student_view)
+    {
+        // Timestamp alignment (or equal lengths within tolerance) is the
+        // dataset's job; no label file is opened.
+        let ds = MultiViewDataset::open(root, &[tv.as_str(), sv.as_str()])?;
+        for name in names {
+            let mut rec = ds.load_recording_unlabeled(&name, &[tv.as_str(), sv.as_str()])?;
+            let student = rec.views.pop().expect("two views requested");
+            let teacher = rec.views.pop().expect("two views requested");
+            recs.push((name, teacher, student));
         }
-        recs.push((name, t, s));
+    } else {
+        let (Some(tdir), Some(sdir)) = (&args.teacher_features, &args.student_features) else {
+            bail!("give --teacher-features and --student-features, or --dataset with --teacher-view and --student-view");
+        };
+        for name in names {
+            let t = read_features(tdir.join(format!("{name}.npy")), layout)?;
+            let s = read_features(sdir.join(format!("{name}.npy")), layout)?;
+            let tol = syncseg_core::dataset::LENGTH_TOLERANCE_FRAMES;
+            if t.frames.abs_diff(s.frames) > tol {
+                bail!(
+                    "pair '{name}': the teacher view has {} frames and the student view {}: not synchronized \
+                     frame by frame (use --dataset with a views.json declaring each view's fps and offset)",
+                    t.frames,
+                    s.frames
+                );
+            }
+            recs.push((name, t, s));
+        }
     }
     Ok(make_pairs(recs, args.pairing, args.drop_rate, seed)?)
 }
@@ -199,6 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "command": "distill",
             "level": level,
             "teacher": args.teacher.display().to_string(),
+            "dataset": args.dataset.as_ref().map(|p| p.display().to_string()),
             "levels": if level == "feature" { None } else { Some(&levels) },
             "adapter": if level == "tas" { None } else { Some(&adapter_cfg) },
             "pairing": args.pairing,
@@ -237,6 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 out,
                 resume,
                 "adapter",
+                !val.is_empty(),
             )?;
             // Continue from the selected (best) adapter, not the last epoch.
             SegModel::load(out, &device)?
@@ -269,6 +301,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.out,
         resume,
         "distill",
+        !val.is_empty(),
     )
 }
 
@@ -280,16 +313,21 @@ fn run_stage(
     out: &Path,
     resume: bool,
     name: &str,
+    has_val: bool,
 ) -> anyhow::Result<()> {
     let mut bars = EpochBars::new(name);
     let progress = fit(student, trainable, objective, cfg, out, resume, &mut bars)?;
     bars.finish();
-    if let Some((score, epoch)) = progress.best {
-        eprintln!(
+    match progress.best {
+        Some((score, epoch)) if has_val => eprintln!(
             "{name}: saved {} (epoch {epoch}, held-out loss {:.5})",
             out.display(),
             -score
-        );
+        ),
+        _ => eprintln!(
+            "{name}: saved {} (last epoch; no held-out pairs)",
+            out.display()
+        ),
     }
     Ok(())
 }
