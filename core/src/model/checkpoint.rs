@@ -194,29 +194,8 @@ impl SegModel {
         tensors: &HashMap<String, Tensor>,
         source: &Path,
     ) -> Result<()> {
+        load_vars(&self.varmap, tensors, source)?;
         let data = self.varmap.data().lock().expect("varmap poisoned");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &data[name];
-            let t = tensors.get(name).ok_or_else(|| {
-                Error::format(
-                    source,
-                    format!("missing tensor '{name}' (shape {:?})", var.shape().dims()),
-                )
-            })?;
-            if t.shape() != var.shape() {
-                return Err(Error::format(
-                    source,
-                    format!(
-                        "tensor '{name}' has shape {:?}, the model expects {:?}",
-                        t.shape().dims(),
-                        var.shape().dims()
-                    ),
-                ));
-            }
-            var.set(&t.to_dtype(DType::F32)?.to_device(var.device())?)?;
-        }
         let mut extra: Vec<&String> = tensors
             .keys()
             .filter(|k| !data.contains_key(*k) && !k.ends_with(".num_batches_tracked"))
@@ -447,17 +426,26 @@ fn new_adapter(
 }
 
 /// Sets every variable of `varmap` from `tensors`, by name, checking shapes.
+/// Sets every variable of `varmap` from the tensor of the same name in
+/// `tensors` (in name order, so the first problem reported is stable);
+/// a missing name or a shape mismatch is an error naming `source`.
 fn load_vars(varmap: &VarMap, tensors: &HashMap<String, Tensor>, source: &Path) -> Result<()> {
     let data = varmap.data().lock().expect("varmap poisoned");
-    for (name, var) in data.iter() {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| Error::format(source, format!("missing tensor '{name}'")))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = tensors.get(name).ok_or_else(|| {
+            Error::format(
+                source,
+                format!("missing tensor '{name}' (shape {:?})", var.shape().dims()),
+            )
+        })?;
         if t.shape() != var.shape() {
             return Err(Error::format(
                 source,
                 format!(
-                    "tensor '{name}' has shape {:?}, expected {:?}",
+                    "tensor '{name}' has shape {:?}, the model expects {:?}",
                     t.shape().dims(),
                     var.shape().dims()
                 ),

@@ -32,7 +32,7 @@ const MARKER: &str = ".syncseg-demo";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Benchmark size: small (minutes on 2 cores) or paper (Assembly101 split sizes; hours on a CPU).
-    #[arg(long, default_value = "small", value_parser = parse_preset)]
+    #[arg(long, default_value = "small", value_parser = super::synth::parse_preset)]
     preset: Preset,
     /// Output folder (data, models, results).
     #[arg(long, default_value = "syncseg-demo")]
@@ -43,10 +43,6 @@ pub struct Args {
     /// Feature dimension of the benchmark (default: the preset's).
     #[arg(long)]
     dim: Option<usize>,
-}
-
-fn parse_preset(s: &str) -> Result<Preset, String> {
-    s.parse().map_err(|e: syncseg_core::Error| e.to_string())
 }
 
 /// Training budgets per preset.

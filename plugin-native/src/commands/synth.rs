@@ -21,7 +21,8 @@ pub struct Args {
     dim: Option<usize>,
 }
 
-fn parse_preset(s: &str) -> Result<Preset, String> {
+/// `--preset` for clap.
+pub(crate) fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse().map_err(|e: syncseg_core::Error| e.to_string())
 }
 
