@@ -1,0 +1,389 @@
+//! The C ABI: segment per-frame features into labelled segments from a video
+//! editor, a script (Python `ctypes`) or any language with a C FFI.
+//!
+//! Conventions (after tract's C API):
+//! * every fallible call returns a [`SyncsegStatus`], `SYNCSEG_STATUS_OK` = 0;
+//!   on failure [`syncseg_last_error`] gives a one-line message, valid until
+//!   the next syncseg call on the same thread;
+//! * objects are opaque handles created by `*_load`/`syncseg_segment` and
+//!   released by the matching `*_free(&handle)`, which sets the caller's
+//!   pointer to NULL; handles are tracked, so a freed or foreign pointer is
+//!   reported as an error instead of being dereferenced (a double free
+//!   through a stale copy is detected);
+//! * no panic crosses the boundary: every export runs under `catch_unwind`
+//!   and a panic becomes `SYNCSEG_STATUS_PANIC`.
+
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use candle_core::Device;
+use syncseg_core::features::Features;
+use syncseg_core::model::SegModel;
+use syncseg_core::predict::predict;
+
+/// Version of this C ABI; bumped on any incompatible change. Compare with
+/// [`syncseg_abi_version`] at load time.
+pub const SYNCSEG_ABI_VERSION: u32 = 1;
+
+/// Result of a call. Values are only ever appended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncsegStatus {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 1,
+    /// An argument is unusable (sizes, NaN, UTF-8, unknown or freed handle…).
+    InvalidArgument = 2,
+    /// A file could not be read or is not a syncseg model.
+    Io = 3,
+    /// The model failed while running.
+    Model = 4,
+    /// syncseg hit an internal error (a bug); the message says where.
+    Panic = 5,
+}
+
+/// Memory layout of a features buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncsegLayout {
+    /// `[dim][frames]`: all frames of channel 0, then channel 1, … (MS-TCN `.npy`).
+    DimByTime = 0,
+    /// `[frames][dim]`: one feature vector per frame.
+    TimeByDim = 1,
+}
+
+/// One segment: frames `[start_frame, end_frame)` labelled `label`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyncsegSegment {
+    /// First frame.
+    pub start_frame: i64,
+    /// One past the last frame.
+    pub end_frame: i64,
+    /// Class id (index into the model's classes).
+    pub label: u32,
+    /// Mean probability of `label` over the segment.
+    pub confidence: f32,
+}
+
+/// A loaded model (opaque).
+pub struct SyncsegModel {
+    model: SegModel,
+}
+
+/// The segments of one video (opaque).
+pub struct SyncsegSegments {
+    segments: Vec<SyncsegSegment>,
+    names: Vec<CString>,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// Live handles by address, with their type, so that stale, foreign and
+/// wrongly-typed pointers are refused instead of dereferenced.
+static LIVE: Mutex<Option<HashMap<usize, TypeId>>> = Mutex::new(None);
+
+fn live() -> std::sync::MutexGuard<'static, Option<HashMap<usize, TypeId>>> {
+    // A panic while holding the lock cannot leave the set inconsistent.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register<T: 'static>(b: Box<T>) -> *mut T {
+    let p = Box::into_raw(b);
+    live()
+        .get_or_insert_with(HashMap::new)
+        .insert(p as usize, TypeId::of::<T>());
+    p
+}
+
+fn is_live<T: 'static>(p: *const T) -> bool {
+    live().as_ref().and_then(|m| m.get(&(p as usize))) == Some(&TypeId::of::<T>())
+}
+
+struct Failure(SyncsegStatus, String);
+
+type FfiResult = Result<(), Failure>;
+
+fn fail<T>(status: SyncsegStatus, msg: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure(status, msg.into()))
+}
+
+fn set_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(c));
+}
+
+/// Runs `f` with panics caught, recording the error message.
+fn guard(f: impl FnOnce() -> FfiResult) -> SyncsegStatus {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => {
+            LAST_ERROR.with(|e| *e.borrow_mut() = None);
+            SyncsegStatus::Ok
+        }
+        Ok(Err(Failure(status, msg))) => {
+            set_error(&msg);
+            status
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_error(&format!("internal error (please report): {what}"));
+            SyncsegStatus::Panic
+        }
+    }
+}
+
+/// Dereferences a live handle of type `T`.
+fn handle<'a, T: 'static>(p: *const T, what: &str) -> Result<&'a T, Failure> {
+    if p.is_null() {
+        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+    }
+    if !is_live(p) {
+        return fail(
+            SyncsegStatus::InvalidArgument,
+            format!("{what} is not a live syncseg handle (already freed?)"),
+        );
+    }
+    // SAFETY: the address was produced by `register` for a `Box<T>` of this
+    // type and has not been freed (it is still in the live set).
+    Ok(unsafe { &*p })
+}
+
+/// Frees a handle through the caller's pointer and nulls it.
+fn release<T: 'static>(pp: *mut *mut T, what: &str) -> FfiResult {
+    if pp.is_null() {
+        return fail(
+            SyncsegStatus::NullPointer,
+            format!("pointer to {what} is NULL"),
+        );
+    }
+    // SAFETY: `pp` is non-null and points to the caller's handle variable.
+    let p = unsafe { *pp };
+    if p.is_null() {
+        return Ok(()); // freeing NULL is a no-op, as free(3)
+    }
+    let removed = is_live(p as *const T)
+        && live()
+            .as_mut()
+            .is_some_and(|m| m.remove(&(p as usize)).is_some());
+    if !removed {
+        return fail(
+            SyncsegStatus::InvalidArgument,
+            format!("{what} is not a live syncseg handle (double free?)"),
+        );
+    }
+    // SAFETY: the address came from `Box::into_raw` in `register` and was
+    // live until the removal above, so it is freed exactly once.
+    drop(unsafe { Box::from_raw(p) });
+    // SAFETY: as above, `pp` is valid for writes.
+    unsafe { *pp = std::ptr::null_mut() };
+    Ok(())
+}
+
+fn out_ptr<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Failure> {
+    if p.is_null() {
+        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+    }
+    // SAFETY: non-null, and the caller promises it points to writable memory.
+    Ok(unsafe { &mut *p })
+}
+
+fn utf8<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if s.is_null() {
+        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+    }
+    // SAFETY: non-null; the caller promises a NUL-terminated string.
+    unsafe { CStr::from_ptr(s) }.to_str().or_else(|_| {
+        fail(
+            SyncsegStatus::InvalidArgument,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
+}
+
+/// The ABI version of the loaded library ([`SYNCSEG_ABI_VERSION`] it was built with).
+#[no_mangle]
+pub extern "C" fn syncseg_abi_version() -> u32 {
+    SYNCSEG_ABI_VERSION
+}
+
+/// The syncseg version, a static NUL-terminated string (do not free).
+#[no_mangle]
+pub extern "C" fn syncseg_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The last error on this thread, or NULL. Valid until the next syncseg call
+/// on this thread; do not free.
+#[no_mangle]
+pub extern "C" fn syncseg_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+}
+
+/// Loads a model directory (from `syncseg train`, `distill` or `import`)
+/// into `*out`. Free it with [`syncseg_model_free`].
+#[no_mangle]
+pub extern "C" fn syncseg_model_load(
+    path: *const c_char,
+    out: *mut *mut SyncsegModel,
+) -> SyncsegStatus {
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        *out = std::ptr::null_mut();
+        let path = utf8(path, "path")?;
+        let model = SegModel::load(path, &Device::Cpu)
+            .or_else(|e| fail(SyncsegStatus::Io, e.to_string()))?;
+        *out = register(Box::new(SyncsegModel { model }));
+        Ok(())
+    })
+}
+
+/// Frees a model and sets `*model` to NULL. NULL `*model` is a no-op.
+#[no_mangle]
+pub extern "C" fn syncseg_model_free(model: *mut *mut SyncsegModel) -> SyncsegStatus {
+    guard(|| release(model, "model"))
+}
+
+/// The model's feature dimension and number of classes.
+#[no_mangle]
+pub extern "C" fn syncseg_model_info(
+    model: *const SyncsegModel,
+    out_dim: *mut usize,
+    out_classes: *mut usize,
+) -> SyncsegStatus {
+    guard(|| {
+        let m = handle(model, "model")?;
+        *out_ptr(out_dim, "out_dim")? = m.model.meta.c2f.input_dim;
+        *out_ptr(out_classes, "out_classes")? = m.model.meta.c2f.num_classes;
+        Ok(())
+    })
+}
+
+/// Segments one video. `features` holds `len` floats = `dim × frames` in
+/// `layout`; `dim` must be the model's. The result goes to `*out`; free it
+/// with [`syncseg_segments_free`].
+#[no_mangle]
+pub extern "C" fn syncseg_segment(
+    model: *const SyncsegModel,
+    features: *const f32,
+    len: usize,
+    dim: usize,
+    frames: usize,
+    layout: SyncsegLayout,
+    out: *mut *mut SyncsegSegments,
+) -> SyncsegStatus {
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        *out = std::ptr::null_mut();
+        let m = handle(model, "model")?;
+        if features.is_null() {
+            return fail(SyncsegStatus::NullPointer, "features is NULL");
+        }
+        if frames == 0 {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                "frames is 0: nothing to segment",
+            );
+        }
+        let want = m.model.meta.c2f.input_dim;
+        if dim != want {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                format!("dim is {dim} but the model expects {want}-dimensional features"),
+            );
+        }
+        if dim.checked_mul(frames) != Some(len) {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                format!("len is {len} but dim × frames = {dim} × {frames}"),
+            );
+        }
+        // SAFETY: non-null, and the caller promises `len` readable floats.
+        let data = unsafe { std::slice::from_raw_parts(features, len) }.to_vec();
+        let f = match layout {
+            SyncsegLayout::DimByTime => Features::new(dim, frames, data),
+            SyncsegLayout::TimeByDim => Features::from_time_major(frames, dim, data),
+        }
+        .or_else(|e| fail(SyncsegStatus::InvalidArgument, e.to_string()))?;
+        if let Some((d, t, v)) = f.first_non_finite() {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                format!("features hold {v} at channel {d}, frame {t}"),
+            );
+        }
+        let pred = predict(&m.model, &f).or_else(|e| fail(SyncsegStatus::Model, e.to_string()))?;
+        let segs = pred.segments(&m.model.meta.classes);
+        let names = segs
+            .iter()
+            .map(|s| CString::new(s.name.replace('\0', " ")).unwrap_or_default())
+            .collect();
+        let segments = segs
+            .iter()
+            .map(|s| SyncsegSegment {
+                start_frame: s.start as i64,
+                end_frame: s.end as i64,
+                label: s.label,
+                confidence: s.confidence,
+            })
+            .collect();
+        *out = register(Box::new(SyncsegSegments { segments, names }));
+        Ok(())
+    })
+}
+
+/// Number of segments.
+#[no_mangle]
+pub extern "C" fn syncseg_segments_count(
+    segments: *const SyncsegSegments,
+    out: *mut usize,
+) -> SyncsegStatus {
+    guard(|| {
+        *out_ptr(out, "out")? = handle(segments, "segments")?.segments.len();
+        Ok(())
+    })
+}
+
+/// Segment `index` into `*out`, and its class name into `*out_name` (owned
+/// by `segments`; valid until it is freed). `out_name` may be NULL.
+#[no_mangle]
+pub extern "C" fn syncseg_segments_get(
+    segments: *const SyncsegSegments,
+    index: usize,
+    out: *mut SyncsegSegment,
+    out_name: *mut *const c_char,
+) -> SyncsegStatus {
+    guard(|| {
+        let s = handle(segments, "segments")?;
+        let Some(seg) = s.segments.get(index) else {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                format!(
+                    "index {index} is out of range ({} segments)",
+                    s.segments.len()
+                ),
+            );
+        };
+        *out_ptr(out, "out")? = *seg;
+        if !out_name.is_null() {
+            // SAFETY: non-null, caller-provided slot for a pointer.
+            unsafe { *out_name = s.names[index].as_ptr() };
+        }
+        Ok(())
+    })
+}
+
+/// Frees segments and sets `*segments` to NULL. NULL `*segments` is a no-op.
+#[no_mangle]
+pub extern "C" fn syncseg_segments_free(segments: *mut *mut SyncsegSegments) -> SyncsegStatus {
+    guard(|| release(segments, "segments"))
+}
