@@ -46,14 +46,9 @@ fn compile_c(lib_dir: &Path, out: &Path) {
     assert!(status.success(), "compiling abi_smoke.c failed");
 }
 
-#[test]
-fn c_program_segments_features_and_survives_bad_input() {
-    let lib_dir = build_cdylib();
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("abi_smoke");
-    compile_c(&lib_dir, &exe);
-
-    // A model and one recording of the synthetic benchmark.
+/// A model directory and one synthetic ego recording as raw `[dim][frames]`
+/// float32: `(model_dir, features_file, dim, frames)`.
+fn model_and_features(dir: &Path) -> (PathBuf, PathBuf, usize, usize) {
     let gen = Generator::new(SynthConfig::preset(Preset::Small, 1, Some(24)).unwrap());
     let rec = gen.recording(0).unwrap();
     let names = gen.class_names().to_vec();
@@ -63,20 +58,29 @@ fn c_program_segments_features_and_survives_bad_input() {
         vec![],
         600,
     );
-    let model_dir = dir.path().join("model");
+    let model_dir = dir.join("model");
     SegModel::new_seeded(meta, &Device::Cpu, 3)
         .unwrap()
         .save(&model_dir)
         .unwrap();
     let raw: Vec<u8> = rec.ego.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let feats = dir.path().join("features.f32");
+    let feats = dir.join("features.f32");
     std::fs::write(&feats, raw).unwrap();
+    (model_dir, feats, rec.ego.dim, rec.ego.frames)
+}
 
+#[test]
+fn c_program_segments_features_and_survives_bad_input() {
+    let lib_dir = build_cdylib();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("abi_smoke");
+    compile_c(&lib_dir, &exe);
+    let (model_dir, feats, dim, frames) = model_and_features(dir.path());
     let out = Command::new(&exe)
         .arg(&model_dir)
         .arg(&feats)
-        .arg(rec.ego.dim.to_string())
-        .arg(rec.ego.frames.to_string())
+        .arg(dim.to_string())
+        .arg(frames.to_string())
         .env("LD_LIBRARY_PATH", &lib_dir)
         .env("DYLD_LIBRARY_PATH", &lib_dir)
         .output()
@@ -94,4 +98,48 @@ fn c_program_segments_features_and_survives_bad_input() {
         stdout.contains("double free?"),
         "a stale handle is reported: {stdout}"
     );
+}
+
+/// The README's Python `ctypes` example, extracted from the README and run.
+#[test]
+fn readme_ctypes_example_runs() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- ctypes-example -->")
+        .expect("README marks the ctypes example");
+    let code = readme[start..]
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a python block follows the marker");
+    let lib_dir = build_cdylib();
+    let dir = tempfile::tempdir().unwrap();
+    let (model_dir, feats, dim, frames) = model_and_features(dir.path());
+    let script = dir.path().join("example.py");
+    std::fs::write(&script, code).unwrap();
+    let lib = lib_dir.join(format!(
+        "{}syncseg_native{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("SYNCSEG_LIB", &lib)
+        .env("MODEL_DIR", &model_dir)
+        .env("FEATURES", &feats)
+        .env("DIM", dim.to_string())
+        .env("FRAMES", frames.to_string())
+        .output()
+        .expect("python3 is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One line per segment, covering the video from frame 0 to `frames`.
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(!rows.is_empty(), "no segments printed");
+    assert_eq!(rows[0][0], "0");
+    assert_eq!(rows.last().unwrap()[1], frames.to_string());
 }
