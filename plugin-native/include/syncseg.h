@@ -71,17 +71,30 @@ const char *syncseg_last_error(void);
 
 // Loads a model directory (from `syncseg train`, `distill` or `import`)
 // into `*out`. Free it with [`syncseg_model_free`].
-SyncsegStatus syncseg_model_load(const char *path, SyncsegModel **out);
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string; `out` is NULL or points to writable storage for a pointer.
+SyncsegStatus syncseg_model_load(const char *path,
+                                 SyncsegModel **out);
 
 // Frees a model and sets `*model` to NULL. NULL `*model` is a no-op.
+//
+// # Safety
+// `model` is NULL or points to a handle variable (the handle itself is checked).
 SyncsegStatus syncseg_model_free(SyncsegModel **model);
 
 // The model's feature dimension and number of classes.
+//
+// # Safety
+// `out_dim` and `out_classes` are NULL or point to writable `size_t`s.
 SyncsegStatus syncseg_model_info(const SyncsegModel *model, size_t *out_dim, size_t *out_classes);
 
 // Segments one video. `features` holds `len` floats = `dim × frames` in
 // `layout`; `dim` must be the model's. The result goes to `*out`; free it
 // with [`syncseg_segments_free`].
+//
+// # Safety
+// `features` is NULL or points to `len` readable floats; `out` is NULL or writable.
 SyncsegStatus syncseg_segment(const SyncsegModel *model,
                               const float *features,
                               size_t len,
@@ -91,16 +104,25 @@ SyncsegStatus syncseg_segment(const SyncsegModel *model,
                               SyncsegSegments **out);
 
 // Number of segments.
+//
+// # Safety
+// `out` is NULL or points to a writable `size_t`.
 SyncsegStatus syncseg_segments_count(const SyncsegSegments *segments, size_t *out);
 
 // Segment `index` into `*out`, and its class name into `*out_name` (owned
 // by `segments`; valid until it is freed). `out_name` may be NULL.
+//
+// # Safety
+// `out` and `out_name` are NULL or point to writable storage.
 SyncsegStatus syncseg_segments_get(const SyncsegSegments *segments,
                                    size_t index,
                                    SyncsegSegment *out,
                                    const char **out_name);
 
 // Frees segments and sets `*segments` to NULL. NULL `*segments` is a no-op.
+//
+// # Safety
+// `segments` is NULL or points to a handle variable (the handle itself is checked).
 SyncsegStatus syncseg_segments_free(SyncsegSegments **segments);
 
 #ifdef __cplusplus

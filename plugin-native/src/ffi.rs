@@ -232,8 +232,11 @@ pub extern "C" fn syncseg_last_error() -> *const c_char {
 
 /// Loads a model directory (from `syncseg train`, `distill` or `import`)
 /// into `*out`. Free it with [`syncseg_model_free`].
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or points to writable storage for a pointer.
 #[no_mangle]
-pub extern "C" fn syncseg_model_load(
+pub unsafe extern "C" fn syncseg_model_load(
     path: *const c_char,
     out: *mut *mut SyncsegModel,
 ) -> SyncsegStatus {
@@ -249,14 +252,20 @@ pub extern "C" fn syncseg_model_load(
 }
 
 /// Frees a model and sets `*model` to NULL. NULL `*model` is a no-op.
+///
+/// # Safety
+/// `model` is NULL or points to a handle variable (the handle itself is checked).
 #[no_mangle]
-pub extern "C" fn syncseg_model_free(model: *mut *mut SyncsegModel) -> SyncsegStatus {
+pub unsafe extern "C" fn syncseg_model_free(model: *mut *mut SyncsegModel) -> SyncsegStatus {
     guard(|| release(model, "model"))
 }
 
 /// The model's feature dimension and number of classes.
+///
+/// # Safety
+/// `out_dim` and `out_classes` are NULL or point to writable `size_t`s.
 #[no_mangle]
-pub extern "C" fn syncseg_model_info(
+pub unsafe extern "C" fn syncseg_model_info(
     model: *const SyncsegModel,
     out_dim: *mut usize,
     out_classes: *mut usize,
@@ -272,8 +281,11 @@ pub extern "C" fn syncseg_model_info(
 /// Segments one video. `features` holds `len` floats = `dim × frames` in
 /// `layout`; `dim` must be the model's. The result goes to `*out`; free it
 /// with [`syncseg_segments_free`].
+///
+/// # Safety
+/// `features` is NULL or points to `len` readable floats; `out` is NULL or writable.
 #[no_mangle]
-pub extern "C" fn syncseg_segment(
+pub unsafe extern "C" fn syncseg_segment(
     model: *const SyncsegModel,
     features: *const f32,
     len: usize,
@@ -342,8 +354,11 @@ pub extern "C" fn syncseg_segment(
 }
 
 /// Number of segments.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `size_t`.
 #[no_mangle]
-pub extern "C" fn syncseg_segments_count(
+pub unsafe extern "C" fn syncseg_segments_count(
     segments: *const SyncsegSegments,
     out: *mut usize,
 ) -> SyncsegStatus {
@@ -355,8 +370,11 @@ pub extern "C" fn syncseg_segments_count(
 
 /// Segment `index` into `*out`, and its class name into `*out_name` (owned
 /// by `segments`; valid until it is freed). `out_name` may be NULL.
+///
+/// # Safety
+/// `out` and `out_name` are NULL or point to writable storage.
 #[no_mangle]
-pub extern "C" fn syncseg_segments_get(
+pub unsafe extern "C" fn syncseg_segments_get(
     segments: *const SyncsegSegments,
     index: usize,
     out: *mut SyncsegSegment,
@@ -383,7 +401,12 @@ pub extern "C" fn syncseg_segments_get(
 }
 
 /// Frees segments and sets `*segments` to NULL. NULL `*segments` is a no-op.
+///
+/// # Safety
+/// `segments` is NULL or points to a handle variable (the handle itself is checked).
 #[no_mangle]
-pub extern "C" fn syncseg_segments_free(segments: *mut *mut SyncsegSegments) -> SyncsegStatus {
+pub unsafe extern "C" fn syncseg_segments_free(
+    segments: *mut *mut SyncsegSegments,
+) -> SyncsegStatus {
     guard(|| release(segments, "segments"))
 }

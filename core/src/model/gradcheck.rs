@@ -51,7 +51,7 @@ fn check(vars: &[Var], f: &dyn Fn() -> Tensor) {
             .to_vec1::<f64>()
             .unwrap();
         for i in 0..base.len() {
-            let mut eval = |delta: f64| {
+            let eval = |delta: f64| {
                 let mut v = base.clone();
                 v[i] += delta;
                 var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())

@@ -268,7 +268,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 out,
                 resume,
                 "adapter",
-                !val.is_empty(),
             )?;
             // Continue from the selected (best) adapter, not the last epoch.
             SegModel::load(out, &device)?
@@ -301,7 +300,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.out,
         resume,
         "distill",
-        !val.is_empty(),
     )
 }
 
@@ -313,11 +311,12 @@ fn run_stage(
     out: &Path,
     resume: bool,
     name: &str,
-    has_val: bool,
 ) -> anyhow::Result<()> {
     let mut bars = EpochBars::new(name);
     let progress = fit(student, trainable, objective, cfg, out, resume, &mut bars)?;
     bars.finish();
+    // Without held-out pairs the "score" is just the epoch number.
+    let has_val = progress.history.iter().any(|r| r.val.is_some());
     match progress.best {
         Some((score, epoch)) if has_val => eprintln!(
             "{name}: saved {} (epoch {epoch}, held-out loss {:.5})",
