@@ -190,3 +190,45 @@ fn bad_checkpoints_give_clear_errors() {
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }
+
+#[test]
+fn single_file_bundle_round_trip() {
+    let mut model = imported();
+    model
+        .attach_adapter(&syncseg_core::model::AdapterConfig::small(), 1)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.syncseg");
+    model.save_bundle(&path).unwrap();
+    let back = SegModel::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.meta, model.meta);
+    assert!(back.adapter.is_some());
+    let x = npy("case_T400_input.npy").unsqueeze(0).unwrap();
+    let a = model
+        .net
+        .forward(&model.adapt(&x, None).unwrap(), Mode::Eval)
+        .unwrap();
+    let b = back
+        .net
+        .forward(&back.adapt(&x, None).unwrap(), Mode::Eval)
+        .unwrap();
+    assert_eq!(max_abs_diff(&a.heads[0], &b.heads[0]), 0.0);
+
+    // A plain safetensors file (the directory's weights) is not a bundle.
+    let plain = dir.path().join("plain.safetensors");
+    candle_core::safetensors::save(&model.state_dict().unwrap(), &plain).unwrap();
+    let err = SegModel::load(&plain, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("plain.safetensors") && err.contains("not a syncseg model bundle"),
+        "{err}"
+    );
+    std::fs::write(&plain, b"\x08\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+    let err = SegModel::load(&plain, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("plain.safetensors"), "{err}");
+}

@@ -70,7 +70,8 @@ const char *syncseg_version(void);
 const char *syncseg_last_error(void);
 
 // Loads a model directory (from `syncseg train`, `distill` or `import`)
-// into `*out`. Free it with [`syncseg_model_free`].
+// or a single-file bundle (`syncseg export-model`) into `*out`. Free it
+// with [`syncseg_model_free`].
 //
 // # Safety
 // `path` is NULL or a NUL-terminated string; `out` is NULL or points to writable storage for a pointer.

@@ -231,7 +231,8 @@ pub extern "C" fn syncseg_last_error() -> *const c_char {
 }
 
 /// Loads a model directory (from `syncseg train`, `distill` or `import`)
-/// into `*out`. Free it with [`syncseg_model_free`].
+/// or a single-file bundle (`syncseg export-model`) into `*out`. Free it
+/// with [`syncseg_model_free`].
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or points to writable storage for a pointer.

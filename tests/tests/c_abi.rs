@@ -76,28 +76,36 @@ fn c_program_segments_features_and_survives_bad_input() {
     let exe = dir.path().join("abi_smoke");
     compile_c(&lib_dir, &exe);
     let (model_dir, feats, dim, frames) = model_and_features(dir.path());
-    let out = Command::new(&exe)
-        .arg(&model_dir)
-        .arg(&feats)
-        .arg(dim.to_string())
-        .arg(frames.to_string())
-        .env("LD_LIBRARY_PATH", &lib_dir)
-        .env("DYLD_LIBRARY_PATH", &lib_dir)
-        .output()
+    // The model as a directory, and as the single-file bundle.
+    let bundle = dir.path().join("model.syncseg");
+    SegModel::load(&model_dir, &Device::Cpu)
+        .unwrap()
+        .save_bundle(&bundle)
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "abi_smoke failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("all C ABI checks passed"));
-    assert!(
-        stdout.contains("double free?"),
-        "a stale handle is reported: {stdout}"
-    );
+    for model in [&model_dir, &bundle] {
+        let out = Command::new(&exe)
+            .arg(model)
+            .arg(&feats)
+            .arg(dim.to_string())
+            .arg(frames.to_string())
+            .env("LD_LIBRARY_PATH", &lib_dir)
+            .env("DYLD_LIBRARY_PATH", &lib_dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{stdout}");
+        assert!(
+            out.status.success(),
+            "abi_smoke failed ({:?}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(stdout.contains("all C ABI checks passed"));
+        assert!(
+            stdout.contains("double free?"),
+            "a stale handle is reported: {stdout}"
+        );
+    }
 }
 
 /// The README's Python `ctypes` example, extracted from the README and run.

@@ -22,6 +22,10 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "model.json";
 /// The feature adapter's weights, when the model has one.
 pub const ADAPTER_FILE: &str = "adapter.safetensors";
+/// In a single-file bundle: the safetensors metadata key holding `model.json`.
+pub const BUNDLE_META_KEY: &str = "syncseg_model";
+/// In a single-file bundle: the prefix of the adapter's tensors.
+pub const BUNDLE_ADAPTER_PREFIX: &str = "adapter/";
 /// Identifies the JSON as ours.
 pub const FORMAT: &str = "syncseg-model";
 
@@ -246,9 +250,73 @@ impl SegModel {
         }
     }
 
-    /// Loads a model directory.
-    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
+    /// The whole model as one safetensors file: the C2F-TCN's state dict,
+    /// the adapter's tensors under [`BUNDLE_ADAPTER_PREFIX`], and
+    /// `model.json` in the metadata under [`BUNDLE_META_KEY`]. This is what
+    /// browsers and editor plugins load (`syncseg export-model`).
+    pub fn to_bundle(&self) -> Result<Vec<u8>> {
+        let mut tensors = self.state_dict()?;
+        if let Some((_, varmap)) = &self.adapter {
+            for (k, v) in varmap.data().lock().expect("varmap poisoned").iter() {
+                tensors.insert(format!("{BUNDLE_ADAPTER_PREFIX}{k}"), v.as_tensor().clone());
+            }
+        }
+        let meta = serde_json::to_string(&self.meta).expect("metadata serialises");
+        let info = HashMap::from([(BUNDLE_META_KEY.to_string(), meta)]);
+        let mut sorted: Vec<(String, Tensor)> = tensors.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        safetensors::serialize(sorted, Some(info))
+            .map_err(|e| Error::invalid(format!("cannot serialise the model: {e}")))
+    }
+
+    /// Reads what [`SegModel::to_bundle`] wrote; `source` names it in errors.
+    pub fn from_bundle(bytes: &[u8], device: &Device, source: &Path) -> Result<Self> {
+        let bad = |msg: String| Error::format(source, msg);
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a syncseg model bundle ({e})")))?;
+        let json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(BUNDLE_META_KEY))
+            .ok_or_else(|| bad(format!("a safetensors file without '{BUNDLE_META_KEY}' metadata: not a syncseg model bundle")))?;
+        let meta: ModelMeta = serde_json::from_str(json)
+            .map_err(|e| bad(format!("unreadable model description: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!(
+                "format is '{}', expected '{FORMAT}'",
+                meta.format
+            )));
+        }
+        let all = candle_core::safetensors::load_buffer(bytes, device)
+            .map_err(|e| bad(format!("unreadable tensors ({e})")))?;
+        let (adapter, net): (HashMap<String, Tensor>, HashMap<String, Tensor>) = all
+            .into_iter()
+            .partition(|(k, _)| k.starts_with(BUNDLE_ADAPTER_PREFIX));
+        let mut model = SegModel::new(meta, device).map_err(|e| bad(e.to_string()))?;
+        model.load_state_dict(&net, source)?;
+        if let Some((_, varmap)) = &model.adapter {
+            let adapter: HashMap<String, Tensor> = adapter
+                .into_iter()
+                .map(|(k, v)| (k[BUNDLE_ADAPTER_PREFIX.len()..].to_string(), v))
+                .collect();
+            load_vars(varmap, &adapter, source)?;
+        }
+        Ok(model)
+    }
+
+    /// Writes [`SegModel::to_bundle`] to `path` atomically.
+    pub fn save_bundle(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::fsio::write_bytes_atomic(path, &self.to_bundle()?)
+    }
+
+    /// Loads a model directory, or a single-file bundle if `path` is a file.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_file() {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return SegModel::from_bundle(&bytes, device, path);
+        }
+        let dir = path;
         let meta_path = dir.join(META_FILE);
         let text = crate::fsio::read_text(&meta_path)?;
         let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| {

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod distill;
 mod eval;
+mod export_model;
 mod import;
 mod predict;
 mod synth;
@@ -40,6 +41,8 @@ pub enum Command {
     /// Time the model's inference and training step on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Bundle a model directory into one file (for browsers and editor plugins).
+    ExportModel(export_model::Args),
     /// Convert a reference PyTorch C2F-TCN checkpoint (.pth) into a model directory.
     Import(import::Args),
 }
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Import(a) => import::run(a),
+        Command::ExportModel(a) => export_model::run(a),
         Command::Bench(BenchCommand::Step(a)) => bench::run(a),
     }
 }
