@@ -14,6 +14,16 @@ need_rust_component() {
 need_rust_component fmt rustfmt
 need_rust_component clippy clippy
 
+# The C ABI tests compile a C program and run a Python ctypes example.
+need_apt() { # need_apt COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "installing $2 (for $1)"
+        apt-get update -qq && apt-get install -y -qq "$2"
+    fi
+}
+need_apt cc gcc
+need_apt python3 python3
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
