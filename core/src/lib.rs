@@ -10,6 +10,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod fsio;
 pub mod labels;

@@ -1,0 +1,56 @@
+//! SMPTE timecode from frame numbers, non-drop and drop-frame.
+//!
+//! Drop-frame keeps 29.97/59.94 timecode close to wall-clock time by skipping
+//! labels, never frames: at 29.97 the labels `;00` and `;01` (at 59.94 `;00`
+//! to `;03`) are skipped at the start of every minute except every tenth.
+
+use super::FrameRate;
+use crate::error::{Error, Result};
+
+/// Timecode `HH:MM:SS:FF` (non-drop) or `HH:MM:SS;FF` (drop-frame) of
+/// `frame` counted from zero. Hours are not wrapped at 24, because a label
+/// that repeats would misplace markers in long recordings.
+pub fn timecode(frame: u64, rate: FrameRate, drop_frame: bool) -> Result<String> {
+    let fps = rate.nominal_fps();
+    let (label, sep) = if drop_frame {
+        if !rate.supports_drop_frame() {
+            return Err(Error::invalid(format!(
+                "drop-frame timecode exists only at 30000/1001 and 60000/1001, not at {rate}"
+            )));
+        }
+        (drop_frame_label(frame, fps), ';')
+    } else {
+        (frame, ':')
+    };
+    Ok(format!(
+        "{:02}:{:02}:{:02}{sep}{:02}",
+        label / (fps * 3600),
+        label / (fps * 60) % 60,
+        label / fps % 60,
+        label % fps
+    ))
+}
+
+/// The frame count whose non-drop reading is `frame`'s drop-frame label.
+fn drop_frame_label(frame: u64, fps: u64) -> u64 {
+    let drop = fps / 15; // 2 at 30, 4 at 60
+    let per_min = fps * 60 - drop;
+    let per_10min = fps * 600 - 9 * drop;
+    let (tens, rem) = (frame / per_10min, frame % per_10min);
+    let skipped_minutes = if rem < drop {
+        0
+    } else {
+        (rem - drop) / per_min
+    };
+    frame + 9 * drop * tens + drop * skipped_minutes
+}
+
+/// Frames in one hour of timecode labels (the usual 01:00:00:00 record start).
+pub fn frames_per_hour(rate: FrameRate, drop_frame: bool) -> u64 {
+    let fps = rate.nominal_fps();
+    if drop_frame && rate.supports_drop_frame() {
+        6 * (fps * 600 - 9 * (fps / 15))
+    } else {
+        fps * 3600
+    }
+}
