@@ -126,6 +126,28 @@ SyncsegStatus syncseg_segments_get(const SyncsegSegments *segments,
 // `segments` is NULL or points to a handle variable (the handle itself is checked).
 SyncsegStatus syncseg_segments_free(SyncsegSegments **segments);
 
+// Renders the segments in an editor format — `otio`, `edl`, `fcpxml`,
+// `vtt`, `ffmetadata`, `srt`, `youtube`, `csv` or `json` — at the frame
+// rate `fps_num / fps_den` (e.g. 30000/1001), titled `title` (may be NULL).
+// `*out` receives a NUL-terminated string; free it with
+// [`syncseg_string_free`].
+//
+// # Safety
+// `format` and `title` are NULL or NUL-terminated strings; `out` is NULL or
+// points to writable storage for a pointer.
+SyncsegStatus syncseg_segments_render(const SyncsegSegments *segments,
+                                      const char *format,
+                                      uint32_t fps_num,
+                                      uint32_t fps_den,
+                                      const char *title,
+                                      char **out);
+
+// Frees a string returned by syncseg and sets `*s` to NULL. NULL `*s` is a no-op.
+//
+// # Safety
+// `s` is NULL or points to a pointer variable.
+SyncsegStatus syncseg_string_free(char **s);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

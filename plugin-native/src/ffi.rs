@@ -80,7 +80,14 @@ pub struct SyncsegModel {
 pub struct SyncsegSegments {
     segments: Vec<SyncsegSegment>,
     names: Vec<CString>,
+    /// The same segments as the exporters take them.
+    predicted: Vec<syncseg_core::predict::PredictedSegment>,
+    frames: usize,
 }
+
+/// Registry tag of the strings handed to C (they are `CString::into_raw`
+/// pointers, freed by [`syncseg_string_free`]).
+struct OwnedString;
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
@@ -349,7 +356,12 @@ pub unsafe extern "C" fn syncseg_segment(
                 confidence: s.confidence,
             })
             .collect();
-        *out = register(Box::new(SyncsegSegments { segments, names }));
+        *out = register(Box::new(SyncsegSegments {
+            segments,
+            names,
+            predicted: segs,
+            frames,
+        }));
         Ok(())
     })
 }
@@ -410,4 +422,87 @@ pub unsafe extern "C" fn syncseg_segments_free(
     segments: *mut *mut SyncsegSegments,
 ) -> SyncsegStatus {
     guard(|| release(segments, "segments"))
+}
+
+/// Renders the segments in an editor format — `otio`, `edl`, `fcpxml`,
+/// `vtt`, `ffmetadata`, `srt`, `youtube`, `csv` or `json` — at the frame
+/// rate `fps_num / fps_den` (e.g. 30000/1001), titled `title` (may be NULL).
+/// `*out` receives a NUL-terminated string; free it with
+/// [`syncseg_string_free`].
+///
+/// # Safety
+/// `format` and `title` are NULL or NUL-terminated strings; `out` is NULL or
+/// points to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn syncseg_segments_render(
+    segments: *const SyncsegSegments,
+    format: *const c_char,
+    fps_num: u32,
+    fps_den: u32,
+    title: *const c_char,
+    out: *mut *mut c_char,
+) -> SyncsegStatus {
+    use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        *out = std::ptr::null_mut();
+        let s = handle(segments, "segments")?;
+        let invalid =
+            |e: syncseg_core::Error| Failure(SyncsegStatus::InvalidArgument, e.to_string());
+        let format: ExportFormat = utf8(format, "format")?.parse().map_err(invalid)?;
+        let rate = FrameRate::new(fps_num, fps_den).map_err(invalid)?;
+        let title = if title.is_null() {
+            "syncseg".to_string()
+        } else {
+            utf8(title, "title")?.to_string()
+        };
+        let options = ExportOptions {
+            title,
+            video_frames: Some(s.frames as u64),
+            ..Default::default()
+        };
+        let rendered = render(format, &s.predicted, rate, &options).map_err(invalid)?;
+        let text = CString::new(rendered.text)
+            .or_else(|_| fail(SyncsegStatus::Panic, "rendered text holds a NUL byte"))?;
+        let raw = text.into_raw();
+        live()
+            .get_or_insert_with(HashMap::new)
+            .insert(raw as usize, TypeId::of::<OwnedString>());
+        *out = raw;
+        Ok(())
+    })
+}
+
+/// Frees a string returned by syncseg and sets `*s` to NULL. NULL `*s` is a no-op.
+///
+/// # Safety
+/// `s` is NULL or points to a pointer variable.
+#[no_mangle]
+pub unsafe extern "C" fn syncseg_string_free(s: *mut *mut c_char) -> SyncsegStatus {
+    guard(|| {
+        if s.is_null() {
+            return fail(SyncsegStatus::NullPointer, "pointer to string is NULL");
+        }
+        // SAFETY: non-null pointer to the caller's variable.
+        let p = unsafe { *s };
+        if p.is_null() {
+            return Ok(());
+        }
+        let removed = is_live(p as *const OwnedString)
+            && live()
+                .as_mut()
+                .is_some_and(|m| m.remove(&(p as usize)).is_some());
+        if !removed {
+            return fail(
+                SyncsegStatus::InvalidArgument,
+                "string was not returned by syncseg or is already freed (double free?)",
+            );
+        }
+        // SAFETY: `p` came from `CString::into_raw` in
+        // `syncseg_segments_render` and was live until removed above.
+        drop(unsafe { CString::from_raw(p) });
+        // SAFETY: non-null pointer to the caller's variable.
+        unsafe { *s = std::ptr::null_mut() };
+        Ok(())
+    })
 }

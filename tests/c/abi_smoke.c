@@ -2,8 +2,9 @@
  * a features buffer, read the segments; then every kind of bad input, which
  * must come back as a status code with a message, never a crash.
  *
- * usage: abi_smoke MODEL_DIR FEATURES.f32 DIM FRAMES
- * FEATURES.f32 holds DIM*FRAMES little-endian floats, [dim][frames]. */
+ * usage: abi_smoke MODEL FEATURES.f32 DIM FRAMES OUT_DIR
+ * FEATURES.f32 holds DIM*FRAMES little-endian floats, [dim][frames]; the
+ * segments are written to OUT_DIR/markers.edl and OUT_DIR/markers.otio. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,8 @@ static int failures = 0;
   } while (0)
 
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s MODEL_DIR FEATURES.f32 DIM FRAMES\n", argv[0]);
+  if (argc != 6) {
+    fprintf(stderr, "usage: %s MODEL FEATURES.f32 DIM FRAMES OUT_DIR\n", argv[0]);
     return 2;
   }
   size_t dim = (size_t)strtoul(argv[3], NULL, 10);
@@ -85,6 +86,34 @@ int main(int argc, char **argv) {
   }
   CHECK(expected_start == (int64_t)frames, "segments cover %lld of %zu frames",
         (long long)expected_start, frames);
+
+  /* Editor markers at NTSC 29.97 fps. */
+  const char *formats[2] = {"edl", "otio"};
+  for (int k = 0; k < 2; k++) {
+    char *text = NULL;
+    EXPECT_STATUS(syncseg_segments_render(segs, formats[k], 30000, 1001, "abi smoke", &text),
+                  SYNCSEG_STATUS_OK);
+    if (text) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/markers.%s", argv[5], formats[k]);
+      FILE *o = fopen(path, "w");
+      CHECK(o != NULL, "cannot write %s", path);
+      if (o) {
+        fputs(text, o);
+        fclose(o);
+      }
+    }
+    EXPECT_STATUS(syncseg_string_free(&text), SYNCSEG_STATUS_OK);
+    CHECK(text == NULL, "string free did not null the pointer");
+  }
+  char *text = NULL;
+  EXPECT_STATUS(syncseg_segments_render(segs, "docx", 30000, 1001, NULL, &text),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  EXPECT_STATUS(syncseg_segments_render(segs, "edl", 30000, 0, NULL, &text),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  char not_ours[] = "not ours";
+  char *foreign = not_ours;
+  EXPECT_STATUS(syncseg_string_free(&foreign), SYNCSEG_STATUS_INVALID_ARGUMENT);
 
   /* Bad input. */
   SyncsegModel *none = NULL;

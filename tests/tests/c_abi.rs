@@ -88,6 +88,7 @@ fn c_program_segments_features_and_survives_bad_input() {
             .arg(&feats)
             .arg(dim.to_string())
             .arg(frames.to_string())
+            .arg(dir.path())
             .env("LD_LIBRARY_PATH", &lib_dir)
             .env("DYLD_LIBRARY_PATH", &lib_dir)
             .output()
@@ -105,6 +106,13 @@ fn c_program_segments_features_and_survives_bad_input() {
             stdout.contains("double free?"),
             "a stale handle is reported: {stdout}"
         );
+        let edl = std::fs::read_to_string(dir.path().join("markers.edl")).unwrap();
+        assert!(edl.starts_with("TITLE: abi smoke"), "{edl}");
+        assert!(edl.contains("|M:"), "Resolve marker comments: {edl}");
+        let otio = std::fs::read_to_string(dir.path().join("markers.otio")).unwrap();
+        let otio: serde_json::Value = serde_json::from_str(&otio).unwrap();
+        assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
+        assert!(otio.to_string().contains("Marker.2"));
     }
 }
 

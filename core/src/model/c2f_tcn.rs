@@ -146,8 +146,13 @@ impl DoubleConv {
                 self.conv2.forward_folded(&x, &self.bn2)?.relu()
             }
             Mode::Train { .. } => {
-                let x = self.bn1.forward_train(&self.conv1.forward(x)?, mask)?.relu()?;
-                self.bn2.forward_train(&self.conv2.forward(&x)?, mask)?.relu()
+                let x = self
+                    .bn1
+                    .forward_train(&self.conv1.forward(x)?, mask)?
+                    .relu()?;
+                self.bn2
+                    .forward_train(&self.conv2.forward(&x)?, mask)?
+                    .relu()
             }
         }
     }
