@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod distill;
 mod eval;
+mod export;
 mod export_model;
 mod import;
 mod predict;
@@ -38,6 +39,8 @@ pub enum Command {
     Predict(predict::Args),
     /// Score per-frame predictions against ground truth (Edit, F1@{10,25,50}, MoF).
     Eval(eval::Args),
+    /// Export predicted segments as editor markers, chapters or subtitles.
+    Export(export::Args),
     /// Time the model's inference and training step on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Distill(a) => distill::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
         Command::Import(a) => import::run(a),
         Command::ExportModel(a) => export_model::run(a),
         Command::Bench(BenchCommand::Step(a)) => bench::run(a),

@@ -29,6 +29,12 @@ pub struct Args {
     /// Feature files are `[T, D]` instead of `[D, T]`.
     #[arg(long)]
     time_major: bool,
+    /// Also export the segments as `<video>.<ext>` (otio, edl, fcpxml, vtt, ...).
+    #[arg(long, requires = "fps")]
+    export: Option<syncseg_core::export::ExportFormat>,
+    /// Frame rate of the videos for --export: 30000/1001, 29.97, 25, ...
+    #[arg(long)]
+    fps: Option<syncseg_core::export::FrameRate>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -60,6 +66,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         syncseg_core::fsio::write_bytes_atomic(
             args.out.join(format!("{name}.segments.json")),
             serde_json::to_string_pretty(&segments)?.as_bytes(),
+        )?;
+        super::export::beside(
+            args.export,
+            args.fps,
+            &args.out,
+            name,
+            &pred.segments(&model.meta.classes),
+            pred.labels.len(),
         )?;
         if args.save_probs {
             write_npy(

@@ -1,0 +1,91 @@
+//! `syncseg export`: predicted segments to editor, player and web formats.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
+use syncseg_core::predict::PredictedSegment;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// `<video>.segments.json` as written by `syncseg predict`.
+    #[arg(long)]
+    segments: PathBuf,
+    /// Frame rate of the video the features came from: 30000/1001, 29.97, 25, ...
+    #[arg(long)]
+    fps: FrameRate,
+    /// otio, edl, fcpxml, vtt, ffmetadata, srt, youtube, csv or json.
+    #[arg(long)]
+    format: ExportFormat,
+    /// Output file (written atomically); standard output without it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Leave out segments of this class (repeatable), e.g. background.
+    #[arg(long)]
+    background: Vec<String>,
+    /// Path or URL of the video, for the OTIO/FCPXML clip's media reference.
+    #[arg(long)]
+    media: Option<String>,
+    /// Drop-frame timecode in the EDL (29.97 and 59.94 only).
+    #[arg(long)]
+    drop_frame: bool,
+}
+
+/// The JSON that `syncseg predict` writes per video.
+#[derive(serde::Deserialize)]
+struct SegmentsFile {
+    video: String,
+    frames: u64,
+    segments: Vec<PredictedSegment>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let text = syncseg_core::fsio::read_text(&args.segments)?;
+    let file: SegmentsFile = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a segments file", args.segments.display()))?;
+    let opts = ExportOptions {
+        title: file.video,
+        video_frames: Some(file.frames),
+        background: args.background,
+        media: args.media,
+        drop_frame: args.drop_frame,
+    };
+    let out = render(args.format, &file.segments, args.fps, &opts)
+        .with_context(|| format!("{}", args.segments.display()))?;
+    for note in &out.notes {
+        eprintln!("note: {note}");
+    }
+    match &args.out {
+        Some(path) => syncseg_core::fsio::write_bytes_atomic(path, out.text.as_bytes())?,
+        None => std::io::stdout().write_all(out.text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `syncseg predict --export`: writes `<out>/<video>.<ext>` if a format was
+/// asked for (clap makes `--fps` required with `--export`).
+pub fn beside(
+    format: Option<ExportFormat>,
+    fps: Option<FrameRate>,
+    out: &Path,
+    video: &str,
+    segments: &[PredictedSegment],
+    frames: usize,
+) -> anyhow::Result<()> {
+    let (Some(format), Some(fps)) = (format, fps) else {
+        return Ok(());
+    };
+    let opts = ExportOptions {
+        title: video.to_string(),
+        video_frames: Some(frames as u64),
+        ..Default::default()
+    };
+    let rendered = render(format, segments, fps, &opts).with_context(|| video.to_string())?;
+    for note in &rendered.notes {
+        eprintln!("note: {video}: {note}");
+    }
+    let path = out.join(format!("{video}.{}", format.extension()));
+    syncseg_core::fsio::write_bytes_atomic(path, rendered.text.as_bytes())?;
+    Ok(())
+}
