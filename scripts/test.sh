@@ -23,11 +23,12 @@ need_apt() { # need_apt COMMAND PACKAGE
 }
 need_apt cc gcc
 need_apt python3 python3
-# The OTIO exporter is verified by OpenTimelineIO itself (PyPI).
+# The OTIO exporter is verified by OpenTimelineIO itself (PyPI; 0.18.1
+# reads and writes Marker.2, the schema editors import).
 if ! python3 -c "import opentimelineio" >/dev/null 2>&1; then
     echo "installing opentimelineio (PyPI)"
-    python3 -m pip install -q opentimelineio ||
-        { apt-get install -y -qq python3-pip && python3 -m pip install -q opentimelineio; }
+    python3 -m pip install -q opentimelineio==0.18.1 ||
+        { apt-get install -y -qq python3-pip && python3 -m pip install -q opentimelineio==0.18.1; }
 fi
 
 echo "== cargo fmt --check"
