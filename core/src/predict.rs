@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::features::Features;
 use crate::model::{Mode, SegModel};
 use crate::segments::segments_of;
-use crate::train::windows::{features_batch, padded_len, windows};
+use crate::train::windows::{features_batch, padded_len, windows, Window};
 
 /// Windows per forward pass: amortises per-call overhead, bounds memory.
 const WINDOWS_PER_BATCH: usize = 4;
@@ -44,6 +44,27 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// The prediction from ensemble probabilities `[K, T]` row-major: the
+    /// arg-max class per frame (the first on ties).
+    pub fn from_probs(probs: Vec<f32>, classes: usize, frames: usize) -> Self {
+        let labels = (0..frames)
+            .map(|f| {
+                let mut best = 0;
+                for class in 1..classes {
+                    if probs[class * frames + f] > probs[best * frames + f] {
+                        best = class;
+                    }
+                }
+                best as u32
+            })
+            .collect();
+        Prediction {
+            probs,
+            classes,
+            labels,
+        }
+    }
+
     /// Maximal runs of one label with their mean confidence.
     pub fn segments(&self, names: &[String]) -> Vec<PredictedSegment> {
         let t = self.labels.len();
@@ -80,10 +101,8 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
     let k = c.num_classes;
     let t_total = features.frames;
     let mut probs = vec![0f32; k * t_total];
-    let all = windows(&[t_total], model.meta.window_frames);
-    for chunk in all.chunks(WINDOWS_PER_BATCH) {
-        let t = padded_len(chunk);
-        let (x, _) = features_batch(&[features], chunk, t, &device)?;
+    for (chunk, t) in window_batches(t_total, model.meta.window_frames) {
+        let (x, _) = features_batch(&[features], &chunk, t, &device)?;
         let x = model.adapt(&x, None)?;
         let out = model.net.forward(&x, Mode::Eval)?;
         let p: Tensor = model.net.ensemble(&out)?;
@@ -95,20 +114,16 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
             }
         }
     }
-    let labels = (0..t_total)
-        .map(|f| {
-            let mut best = 0;
-            for class in 1..k {
-                if probs[class * t_total + f] > probs[best * t_total + f] {
-                    best = class;
-                }
-            }
-            best as u32
-        })
-        .collect();
-    Ok(Prediction {
-        probs,
-        classes: k,
-        labels,
-    })
+    Ok(Prediction::from_probs(probs, k, t_total))
+}
+
+/// The windows of a `frames`-long video in the batches [`predict`] runs,
+/// each batch with the length its windows are zero-padded to. The padded
+/// length changes the C2F-TCN's output (its resampling depends on the
+/// length), so every backend must use this same plan to agree.
+pub fn window_batches(frames: usize, window_frames: usize) -> Vec<(Vec<Window>, usize)> {
+    windows(&[frames], window_frames)
+        .chunks(WINDOWS_PER_BATCH)
+        .map(|chunk| (chunk.to_vec(), padded_len(chunk)))
+        .collect()
 }

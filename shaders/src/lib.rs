@@ -1,1 +1,24 @@
-//! syncseg-shaders: WGSL compute kernels and the wgpu executor (to come: see the WGSL executor issue).
+//! syncseg-shaders: WGSL compute kernels and a wgpu executor for syncseg
+//! models, natively (Vulkan, Metal, DX12) and in browsers (WebGPU).
+//!
+//! * [`kernels`] — one `.wgsl` file per kernel family beside the Rust that
+//!   describes its bindings and records its dispatches;
+//! * [`gpu`] — adapter, limits, pipelines (created once), async readback;
+//! * [`graph`] — recorded dispatch sequences replayed per window;
+//! * [`c2f`], [`adapter`] — the C2F-TCN and the feature adapter as graphs;
+//! * [`segmenter`] — frame-wise prediction agreeing with the CPU path.
+//!
+//! Layout convention: activations are channel-major `[C, T]` f32, as the
+//! features on disk; a linear layer is a 1×1 temporal convolution.
+
+pub mod adapter;
+pub mod c2f;
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod kernels;
+pub mod segmenter;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use segmenter::WgpuSegmenter;

@@ -333,6 +333,17 @@ impl C2fTcn {
         acc.ok_or_else(|| candle_core::Error::Msg("ensemble weights are all zero".into()))
     }
 
+    /// The TPP block's shared 1×1 convolution (to one channel).
+    pub fn tpp_conv(&self) -> &TemporalConv {
+        &self.tpp_conv
+    }
+
+    /// The six 1×1 output heads in the order of [`C2fOutput::heads`]:
+    /// `outcc` (full resolution), then `outcc4` … `outcc0`.
+    pub fn heads(&self) -> &[TemporalConv] {
+        &self.heads
+    }
+
     /// The convolutions of the encoder and decoder, for executors that fold
     /// BatchNorm: `inc`, `down1..6`, `up`, `up0..4` in that order.
     pub fn blocks(&self) -> Vec<&DoubleConv> {

@@ -1,0 +1,57 @@
+//! Multi-head self-attention with an online softmax (`attention.wgsl`).
+
+use super::{groups, Access, Kernel};
+use crate::graph::{Graph, Slot};
+
+/// `attention` in `attention.wgsl`.
+pub const ATTENTION: Kernel = Kernel {
+    file: "attention.wgsl",
+    source: include_str!("attention.wgsl"),
+    entry: "attention",
+    workgroup: [64, 1, 1],
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::Uniform,
+    ],
+};
+
+/// The largest head size the kernel's per-thread arrays hold.
+pub const MAX_HEAD_DIM: usize = 128;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AttnParams {
+    frames: u32,
+    head_dim: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// `o = softmax(q kᵀ / √dh) v` per head, all `[heads·dh, frames]` channel-major.
+pub fn attention(
+    g: &mut Graph,
+    q: Slot,
+    k: Slot,
+    v: Slot,
+    o: Slot,
+    heads: usize,
+    head_dim: usize,
+    frames: usize,
+) {
+    assert!(head_dim <= MAX_HEAD_DIM, "checked when the model is loaded");
+    let params = AttnParams {
+        frames: frames as u32,
+        head_dim: head_dim as u32,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        _pad: 0,
+    };
+    g.dispatch(
+        &ATTENTION,
+        &[q, k, v, o],
+        bytemuck::bytes_of(&params),
+        [groups(frames, 64), heads as u32, 1],
+    );
+}

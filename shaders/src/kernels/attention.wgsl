@@ -1,0 +1,91 @@
+// Multi-head self-attention over time with an online softmax (flash-attention
+// style): each workgroup owns 64 queries of one head and streams the keys and
+// values through workgroup memory in tiles of 16, so the T×T score matrix is
+// never stored and any number of frames fits. q, k, v and out are
+// channel-major `[W, T]`; head h owns rows h·dh … (h+1)·dh − 1.
+
+struct AttnParams {
+    frames: u32,
+    head_dim: u32,  // ≤ MAX_HEAD_DIM
+    scale: f32,     // 1/√head_dim
+}
+
+const BQ: u32 = 64u;
+const BK: u32 = 16u;
+const MAX_HEAD_DIM: u32 = 128u;
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+@group(0) @binding(4) var<uniform> ap: AttnParams;
+
+var<workgroup> k_tile: array<f32, 2048>; // [MAX_HEAD_DIM][BK]
+var<workgroup> v_tile: array<f32, 2048>;
+
+@compute @workgroup_size(64, 1, 1)
+fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let qi = wid.x * BQ + lid.x;
+    let row0 = wid.y * ap.head_dim;
+    let valid = qi < ap.frames;
+    let dh = ap.head_dim;
+    var qv: array<f32, 128>;
+    var acc: array<f32, 128>;
+    for (var d = 0u; d < dh; d++) {
+        var val = 0.0;
+        if (valid) {
+            val = q[(row0 + d) * ap.frames + qi] * ap.scale;
+        }
+        qv[d] = val;
+        acc[d] = 0.0;
+    }
+    var m = -1.0e30;
+    var l = 0.0;
+    let n_tiles = (ap.frames + BK - 1u) / BK;
+    for (var tile = 0u; tile < n_tiles; tile++) {
+        let key0 = tile * BK;
+        for (var e = lid.x; e < dh * BK; e += BQ) {
+            let d = e / BK;
+            let key = key0 + e % BK;
+            var kv = 0.0;
+            var vv = 0.0;
+            if (key < ap.frames) {
+                kv = k[(row0 + d) * ap.frames + key];
+                vv = v[(row0 + d) * ap.frames + key];
+            }
+            k_tile[e] = kv;
+            v_tile[e] = vv;
+        }
+        workgroupBarrier();
+        let n_keys = min(BK, ap.frames - key0);
+        var s: array<f32, 16>;
+        var tile_max = m;
+        for (var j = 0u; j < n_keys; j++) {
+            var dot = 0.0;
+            for (var d = 0u; d < dh; d++) {
+                dot = fma(qv[d], k_tile[d * BK + j], dot);
+            }
+            s[j] = dot;
+            tile_max = max(tile_max, dot);
+        }
+        let correction = exp(m - tile_max);
+        l *= correction;
+        for (var d = 0u; d < dh; d++) {
+            acc[d] *= correction;
+        }
+        for (var j = 0u; j < n_keys; j++) {
+            let pj = exp(s[j] - tile_max);
+            l += pj;
+            for (var d = 0u; d < dh; d++) {
+                acc[d] = fma(pj, v_tile[d * BK + j], acc[d]);
+            }
+        }
+        m = tile_max;
+        workgroupBarrier();
+    }
+    if (valid) {
+        for (var d = 0u; d < dh; d++) {
+            o[(row0 + d) * ap.frames + qi] = acc[d] / l;
+        }
+    }
+}

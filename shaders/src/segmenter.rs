@@ -1,0 +1,283 @@
+//! Frame-wise prediction on a wgpu device: the same windows, padding and
+//! ensemble as the CPU path (`syncseg_core::predict`), so both give the same
+//! labels.
+//!
+//! Data flow per call: the video is cut into chunks of whole windows that fit
+//! the device's bindings; each chunk's features are uploaded once (split by
+//! channels into parts when `[D, frames]` exceeds one binding); each window
+//! is cut out of the chunk on the device, run through the recorded graph for
+//! its padded length (adapter, then C2F-TCN), and its probabilities are
+//! written into the chunk's `[K, frames]` rows; one readback per chunk. The
+//! graphs (buffers, bind groups, pipelines) are built once per padded length
+//! and reused across windows and calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use syncseg_core::features::Features;
+use syncseg_core::model::{ModelMeta, SegModel, MIN_FRAMES};
+use syncseg_core::predict::{window_batches, Prediction};
+
+use crate::adapter::{self, AdapterWeights};
+use crate::c2f::{self, C2fGraph, C2fWeights};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, ParamsId, Slot};
+use crate::kernels::conv::InputPart;
+use crate::kernels::copy::{copy_window, WindowParams};
+
+/// Device memory a chunk's input may take, whatever the binding limit.
+const CHUNK_INPUT_BYTES: u64 = 256 << 20;
+
+/// The chunk buffers shared by every graph: the features split by channel
+/// rows, and the probabilities.
+struct ChunkBuffers {
+    /// Frames each buffer holds per row.
+    capacity: usize,
+    /// `(buffer, first row, rows)` covering the D feature channels.
+    parts: Vec<(wgpu::Buffer, usize, usize)>,
+    probs: wgpu::Buffer,
+}
+
+/// One padded window length's recorded graph.
+struct Plan {
+    graph: Graph,
+    /// One copy per input part; rewritten per window.
+    copies: Vec<(ParamsId, WindowParams)>,
+    c2f: C2fGraph,
+}
+
+/// A model loaded on a wgpu device.
+pub struct WgpuSegmenter {
+    gpu: Arc<Gpu>,
+    meta: ModelMeta,
+    c2f: C2fWeights,
+    adapter: Option<AdapterWeights>,
+    chunk: Option<ChunkBuffers>,
+    plans: HashMap<usize, Plan>,
+}
+
+impl WgpuSegmenter {
+    /// Uploads `model` (BatchNorm folded; the adapter if it has one).
+    pub fn new(gpu: Arc<Gpu>, model: &SegModel) -> Result<Self> {
+        let c2f = C2fWeights::upload(&gpu, &model.net)?;
+        let adapter = match &model.adapter {
+            Some((a, varmap)) => Some(AdapterWeights::upload(&gpu, a, varmap)?),
+            None => None,
+        };
+        gpu.check()?;
+        Ok(WgpuSegmenter {
+            gpu,
+            meta: model.meta.clone(),
+            c2f,
+            adapter,
+            chunk: None,
+            plans: HashMap::new(),
+        })
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Ensemble probabilities and labels for `features` `[D, T]`, T ≥ 1.
+    pub async fn predict(&mut self, features: &Features) -> Result<Prediction> {
+        let cfg = self.c2f.config().clone();
+        if features.dim != cfg.input_dim {
+            return Err(Error::Unsupported(format!(
+                "the model expects {}-dimensional features, got {}",
+                cfg.input_dim, features.dim
+            )));
+        }
+        if features.frames == 0 {
+            return Err(Error::Unsupported("the video has no frames".into()));
+        }
+        let k = cfg.num_classes;
+        let total = features.frames;
+        let windows: Vec<_> = window_batches(total, self.meta.window_frames)
+            .into_iter()
+            .flat_map(|(ws, t)| ws.into_iter().map(move |w| (w, t)))
+            .collect();
+        let longest = windows.iter().map(|(_, t)| *t).max().unwrap_or(MIN_FRAMES);
+        let chunk_frames = self.chunk_frames(total, longest)?;
+        self.ensure_chunk(chunk_frames, longest)?;
+
+        let mut probs = vec![0f32; k * total];
+        let mut i = 0;
+        while i < windows.len() {
+            // Whole windows, as many as fit a chunk (at least one).
+            let start = windows[i].0.start;
+            let mut j = i + 1;
+            while j < windows.len() && windows[j].0.start + windows[j].0.len - start <= chunk_frames
+            {
+                j += 1;
+            }
+            let len = windows[j - 1].0.start + windows[j - 1].0.len - start;
+            self.upload_chunk(features, start, len);
+            for (w, t) in &windows[i..j] {
+                self.run_window(*t, w.start - start, w.len, len)?;
+            }
+            let chunk = self.chunk.as_ref().expect("allocated above");
+            let p = self.gpu.read(&chunk.probs, k * len).await?;
+            for class in 0..k {
+                probs[class * total + start..class * total + start + len]
+                    .copy_from_slice(&p[class * len..(class + 1) * len]);
+            }
+            i = j;
+        }
+        Ok(Prediction::from_probs(probs, k, total))
+    }
+
+    /// [`WgpuSegmenter::predict`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn predict_blocking(&mut self, features: &Features) -> Result<Prediction> {
+        pollster::block_on(self.predict(features))
+    }
+
+    /// Frames per chunk: every window fits, the probabilities `[K, frames]`
+    /// and one feature row fit a binding, and the input stays within
+    /// [`CHUNK_INPUT_BYTES`] when it can.
+    fn chunk_frames(&self, total: usize, longest: usize) -> Result<usize> {
+        let cfg = self.c2f.config();
+        let max_binding = self.gpu.max_binding_bytes();
+        let by_probs = (max_binding / (4 * cfg.num_classes as u64)) as usize;
+        let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim as u64)) as usize;
+        let window = self.meta.window_frames.max(1);
+        let frames = total.min(by_probs.min(by_memory).max(window));
+        self.gpu.check_fits(
+            cfg.num_classes * frames.max(longest),
+            "the class probabilities of one window",
+        )?;
+        self.gpu
+            .check_fits(frames.max(longest), "one feature channel of one window")?;
+        if let Some(a) = &self.adapter {
+            a.check_fits(&self.gpu, longest)?;
+        }
+        Ok(frames)
+    }
+
+    /// (Re)allocates the chunk buffers when they are too small; graphs that
+    /// imported the old ones are dropped.
+    fn ensure_chunk(&mut self, frames: usize, longest: usize) -> Result<()> {
+        if let Some(c) = &self.chunk {
+            if c.capacity >= frames {
+                return Ok(());
+            }
+        }
+        self.plans.clear();
+        let cfg = self.c2f.config();
+        let row_frames = frames.max(longest) as u64;
+        let rows_per_part =
+            ((self.gpu.max_binding_bytes() / (4 * row_frames)) as usize).clamp(1, cfg.input_dim);
+        let mut parts = Vec::new();
+        let mut r = 0;
+        while r < cfg.input_dim {
+            let rows = rows_per_part.min(cfg.input_dim - r);
+            parts.push((self.gpu.zeros(rows * frames, "features"), r, rows));
+            r += rows;
+        }
+        let probs = self.gpu.zeros(cfg.num_classes * frames, "probs");
+        self.chunk = Some(ChunkBuffers {
+            capacity: frames,
+            parts,
+            probs,
+        });
+        Ok(())
+    }
+
+    fn upload_chunk(&self, features: &Features, start: usize, len: usize) {
+        let chunk = self.chunk.as_ref().expect("allocated");
+        for (buffer, r0, rows) in &chunk.parts {
+            let mut host = Vec::with_capacity(rows * len);
+            for c in *r0..r0 + rows {
+                let row = c * features.frames + start;
+                host.extend_from_slice(&features.data[row..row + len]);
+            }
+            self.gpu
+                .queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(&host));
+        }
+    }
+
+    /// Runs the window of `len` real frames at `t0` of the current chunk
+    /// (`chunk_len` frames), padded to `t`.
+    fn run_window(&mut self, t: usize, t0: usize, len: usize, chunk_len: usize) -> Result<()> {
+        if !self.plans.contains_key(&t) {
+            let plan = self.record(t)?;
+            tracing::debug!(
+                frames = t,
+                dispatches = plan.graph.dispatches(),
+                "recorded a graph"
+            );
+            self.plans.insert(t, plan);
+        }
+        let plan = &self.plans[&t];
+        for (id, template) in &plan.copies {
+            let p = WindowParams {
+                src_stride: chunk_len as u32,
+                src_t0: t0 as u32,
+                len: len as u32,
+                ..*template
+            };
+            plan.graph.set_params(*id, bytemuck::bytes_of(&p));
+        }
+        for (id, template) in &plan.c2f.ensemble {
+            let mut p = *template;
+            p.len = len as u32;
+            p.out_stride = chunk_len as u32;
+            p.out_t0 = t0 as u32;
+            plan.graph.set_params(*id, bytemuck::bytes_of(&p));
+        }
+        plan.graph.submit();
+        Ok(())
+    }
+
+    fn record(&self, t: usize) -> Result<Plan> {
+        let chunk = self.chunk.as_ref().expect("allocated");
+        let mut g = Graph::new(self.gpu.clone());
+        let mut copies = Vec::new();
+        let mut window = Vec::new();
+        for (buffer, r0, rows) in &chunk.parts {
+            let src = g.import(buffer);
+            let dst = g.alloc(rows * t, "window");
+            let params = WindowParams {
+                rows: *rows as u32,
+                src_stride: chunk.capacity as u32,
+                src_t0: 0,
+                len: t as u32,
+                dst_t: t as u32,
+                _pad: [0; 3],
+            };
+            copies.push((copy_window(&mut g, src, dst, params), params));
+            window.push(InputPart {
+                x: dst,
+                ci0: *r0,
+                channels: *rows,
+            });
+        }
+        let input = match &self.adapter {
+            Some(a) => {
+                let adapted: Vec<Slot> = window
+                    .iter()
+                    .map(|p| g.alloc(p.channels * t, "adapted"))
+                    .collect();
+                adapter::record(&mut g, a, &window, &adapted, t)?;
+                window
+                    .iter()
+                    .zip(adapted)
+                    .map(|(p, x)| InputPart { x, ..*p })
+                    .collect()
+            }
+            None => window,
+        };
+        let probs = g.import(&chunk.probs);
+        let c2f = c2f::record(&mut g, &self.c2f, &input, t, probs);
+        self.gpu.check()?;
+        Ok(Plan {
+            graph: g,
+            copies,
+            c2f,
+        })
+    }
+}
