@@ -28,8 +28,11 @@ impl Gpu {
     /// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` are honoured) with the
     /// WebGPU default limits, raised to the adapter's for buffer sizes.
     pub async fn new() -> Result<Gpu> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        // Vulkan, Metal, DX12 or the browser's WebGPU unless WGPU_BACKEND
+        // says otherwise: the GL backend lacks compute features we rely on.
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(desc);
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::from_env()
                 .unwrap_or(wgpu::PowerPreference::HighPerformance),

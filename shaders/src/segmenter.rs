@@ -55,6 +55,10 @@ pub struct WgpuSegmenter {
     adapter: Option<AdapterWeights>,
     chunk: Option<ChunkBuffers>,
     plans: HashMap<usize, Plan>,
+    /// Caps on frames per chunk and feature rows per buffer (see
+    /// [`WgpuSegmenter::limit_chunks`]).
+    max_chunk_frames: usize,
+    max_part_rows: usize,
 }
 
 impl WgpuSegmenter {
@@ -73,7 +77,19 @@ impl WgpuSegmenter {
             adapter,
             chunk: None,
             plans: HashMap::new(),
+            max_chunk_frames: usize::MAX,
+            max_part_rows: usize::MAX,
         })
+    }
+
+    /// Caps the frames uploaded per chunk (never below one window) and the
+    /// feature channels per buffer, below what the device's limits allow:
+    /// for devices short of memory, and to exercise chunking in tests.
+    pub fn limit_chunks(&mut self, max_chunk_frames: usize, max_part_rows: usize) {
+        self.max_chunk_frames = max_chunk_frames.max(1);
+        self.max_part_rows = max_part_rows.max(1);
+        self.chunk = None;
+        self.plans.clear();
     }
 
     /// The device.
@@ -144,7 +160,12 @@ impl WgpuSegmenter {
         let by_probs = (max_binding / (4 * cfg.num_classes as u64)) as usize;
         let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim as u64)) as usize;
         let window = self.meta.window_frames.max(1);
-        let frames = total.min(by_probs.min(by_memory).max(window));
+        let frames = total.min(
+            by_probs
+                .min(by_memory)
+                .min(self.max_chunk_frames)
+                .max(window),
+        );
         self.gpu.check_fits(
             cfg.num_classes * frames.max(longest),
             "the class probabilities of one window",
@@ -168,8 +189,8 @@ impl WgpuSegmenter {
         self.plans.clear();
         let cfg = self.c2f.config();
         let row_frames = frames.max(longest) as u64;
-        let rows_per_part =
-            ((self.gpu.max_binding_bytes() / (4 * row_frames)) as usize).clamp(1, cfg.input_dim);
+        let rows_per_part = ((self.gpu.max_binding_bytes() / (4 * row_frames)) as usize)
+            .clamp(1, cfg.input_dim.min(self.max_part_rows));
         let mut parts = Vec::new();
         let mut r = 0;
         while r < cfg.input_dim {
