@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod device;
 mod distill;
 mod eval;
 mod export;

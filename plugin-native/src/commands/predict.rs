@@ -7,7 +7,6 @@ use candle_core::Device;
 use syncseg_core::labels::{read_bundle, write_frame_labels};
 use syncseg_core::model::SegModel;
 use syncseg_core::npy::{read_features, write_npy, FeatureLayout};
-use syncseg_core::predict::predict;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,6 +34,9 @@ pub struct Args {
     /// Frame rate of the videos for --export: 30000/1001, 29.97, 25, ...
     #[arg(long)]
     fps: Option<syncseg_core::export::FrameRate>,
+    /// Where the model runs: cpu, wgpu (the GPU through Vulkan/Metal/DX12) or auto.
+    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
+    device: super::device::DeviceChoice,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -46,12 +48,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         FeatureLayout::DimByTime
     };
+    let mut runner = super::device::Runner::open(args.device, &model)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
     let pb = crate::progress::bar(names.len() as u64, "predict", "videos");
     for name in &names {
         let fpath = args.features.join(format!("{name}.npy"));
         let features = read_features(&fpath, layout)?;
-        let pred = predict(&model, &features).with_context(|| format!("{}", fpath.display()))?;
+        let pred = runner
+            .predict(&features)
+            .with_context(|| format!("{}", fpath.display()))?;
         let label_names: Vec<&str> = pred
             .labels
             .iter()
@@ -86,9 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
     eprintln!(
-        "segmented {} videos into {}",
+        "segmented {} videos into {} ({})",
         names.len(),
-        args.out.display()
+        args.out.display(),
+        runner.describe()
     );
     Ok(())
 }
