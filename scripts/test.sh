@@ -31,6 +31,14 @@ if ! python3 -c "import opentimelineio" >/dev/null 2>&1; then
         { apt-get install -y -qq python3-pip && python3 -m pip install -q opentimelineio==0.18.1; }
 fi
 
+# The wgpu executor's tests run on any Vulkan adapter; without a GPU that is
+# Mesa's lavapipe (a CPU Vulkan driver).
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 &&
+    ! ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    echo "installing mesa-vulkan-drivers libvulkan1 (lavapipe, for the wgpu tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -12,6 +12,7 @@
 //! features on disk; a linear layer is a 1×1 temporal convolution.
 
 pub mod adapter;
+pub mod bench;
 pub mod c2f;
 pub mod error;
 pub mod gpu;

@@ -1,6 +1,7 @@
 //! The subcommands of `syncseg`, one file each.
 
 mod bench;
+mod bench_predict;
 mod demo;
 mod device;
 mod distill;
@@ -55,6 +56,10 @@ pub enum Command {
 pub enum BenchCommand {
     /// One C2F-TCN inference and one training step (forward + backward + Adam).
     Step(bench::Args),
+    /// Whole-model prediction latency on a backend (--device cpu|wgpu).
+    Predict(bench_predict::PredictArgs),
+    /// Per-kernel time and GFLOP/s of the WGSL kernels on the wgpu adapter.
+    Kernels(bench_predict::KernelArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,5 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(a) => import::run(a),
         Command::ExportModel(a) => export_model::run(a),
         Command::Bench(BenchCommand::Step(a)) => bench::run(a),
+        Command::Bench(BenchCommand::Predict(a)) => bench_predict::predict(a),
+        Command::Bench(BenchCommand::Kernels(a)) => bench_predict::kernels(a),
     }
 }

@@ -31,6 +31,7 @@ struct AttnParams {
 }
 
 /// `o = softmax(q kᵀ / √dh) v` per head, all `[heads·dh, frames]` channel-major.
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     g: &mut Graph,
     q: Slot,

@@ -52,13 +52,15 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     let tid = lid.y * 16u + lid.x;
     let r_total = p.cin * p.k;
     let n_tiles = (r_total + TILE_R - 1u) / TILE_R;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // acc[i] holds output channel co_base + lid.y + 16·i at frames
+    // t_base + lid.x + 16·j, j = 0..3 (vector lanes).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var tile = 0u; tile < n_tiles; tile++) {
         let r0 = tile * TILE_R;
-        for (var i = 0u; i < 4u; i++) {
+        for (var i = 0u; i < TILE_R * TILE_CO / THREADS; i++) {
             let e = tid + i * THREADS;
             // Weight tile element (r, co).
             let wr = r0 + e / TILE_CO;
@@ -66,7 +68,7 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             var wv = 0.0;
             if (wr < r_total && wco < p.cout) {
                 let ci = wr / p.k;
-                let kk = wr % p.k;
+                let kk = wr - ci * p.k;
                 wv = w[((p.w_co0 + wco) * p.w_cin + p.w_ci0 + ci) * p.k + kk];
             }
             w_tile[e] = wv;
@@ -76,7 +78,7 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             var xv = 0.0;
             if (xr < r_total) {
                 let ci = xr / p.k;
-                let kk = xr % p.k;
+                let kk = xr - ci * p.k;
                 let src = i32(xt) + i32(kk * p.dil) - i32(p.pad);
                 if (src >= 0 && u32(src) < p.t_in) {
                     xv = x[ci * p.t_in + u32(src)];
@@ -86,20 +88,17 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         }
         workgroupBarrier();
         for (var r = 0u; r < TILE_R; r++) {
-            var wv: array<f32, 4>;
-            var xv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                wv[i] = w_tile[r * TILE_CO + lid.y + 16u * i];
-                xv[i] = x_tile[r * TILE_T + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(wv[i], xv[j], acc[i * 4u + j]);
-                }
-            }
+            let xo = r * TILE_T + lid.x;
+            let xv = vec4<f32>(x_tile[xo], x_tile[xo + 16u], x_tile[xo + 32u], x_tile[xo + 48u]);
+            let wo = r * TILE_CO + lid.y;
+            acc0 = fma(vec4<f32>(w_tile[wo]), xv, acc0);
+            acc1 = fma(vec4<f32>(w_tile[wo + 16u]), xv, acc1);
+            acc2 = fma(vec4<f32>(w_tile[wo + 32u]), xv, acc2);
+            acc3 = fma(vec4<f32>(w_tile[wo + 48u]), xv, acc3);
         }
         workgroupBarrier();
     }
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     let accumulate = (p.flags & 1u) != 0u;
     let add_bias = (p.flags & 2u) != 0u;
     let act = (p.flags >> 2u) & 3u;
@@ -114,7 +113,7 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
                 continue;
             }
             let idx = (p.out_c0 + co) * p.t_out + t;
-            var v = acc[i * 4u + j];
+            var v = acc[i][j];
             if (add_bias) {
                 v += b[p.w_co0 + co];
             }
