@@ -12,6 +12,8 @@
 //! features on disk; a linear layer is a 1×1 temporal convolution.
 
 pub mod adapter;
+// Times with `Instant` and blocks on readbacks: native only.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod c2f;
 pub mod error;
