@@ -130,7 +130,7 @@ impl Gpu {
     }
 
     pub(crate) fn pipeline(&self, k: &Kernel) -> &(wgpu::ComputePipeline, wgpu::BindGroupLayout) {
-        &self.pipelines[k.entry]
+        self.pipelines_by_entry(k.entry)
     }
 
     pub(crate) fn pipelines_by_entry(
