@@ -18,7 +18,7 @@ need_rust_component clippy clippy
 need_apt() { # need_apt COMMAND PACKAGE
     if ! command -v "$1" >/dev/null 2>&1; then
         echo "installing $2 (for $1)"
-        apt-get update -qq && apt-get install -y -qq "$2"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
     fi
 }
 need_apt cc gcc
@@ -38,6 +38,20 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 &&
     echo "installing mesa-vulkan-drivers libvulkan1 (lavapipe, for the wgpu tests)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1
 fi
+
+# The browser tests: Debian's Chromium driven by playwright-core (npm, the
+# version in tests/browser/package-lock.json), and the wasm package built by
+# scripts/build-wasm.sh (which installs the wasm32 target and the
+# wasm-bindgen CLI of the version in Cargo.lock).
+need_apt chromium chromium
+need_apt node nodejs
+need_apt npm npm
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "installing playwright-core (npm)"
+    npm ci --prefix tests/browser --no-audit --no-fund
+fi
+echo "== scripts/build-wasm.sh"
+bash scripts/build-wasm.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

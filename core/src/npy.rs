@@ -72,16 +72,23 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
 /// file, so it can be found with numpy.
 pub fn read_features(path: impl AsRef<Path>, layout: FeatureLayout) -> Result<Features> {
     let path = path.as_ref();
-    let arr = read_npy(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_features(&bytes, layout, path)
+}
+
+/// [`read_features`] on the bytes of a `.npy` file already in memory (an
+/// upload in a browser); `source` names it in errors.
+pub fn parse_features(bytes: &[u8], layout: FeatureLayout, source: &Path) -> Result<Features> {
+    let arr = parse_npy(bytes).map_err(|msg| Error::format(source, msg))?;
     let (rows, cols) = match arr.shape[..] {
         [n] => (1, n),
         [r, c] => (r, c),
-        // read_npy only returns rank 1 or 2.
-        _ => return Err(Error::format(path, rank_message(&arr.shape))),
+        // parse_npy only returns rank 1 or 2.
+        _ => return Err(Error::format(source, rank_message(&arr.shape))),
     };
     if rows == 0 || cols == 0 {
         return Err(Error::format(
-            path,
+            source,
             format!("empty array (shape {:?}): no feature values", arr.shape),
         ));
     }
@@ -92,13 +99,13 @@ pub fn read_features(path: impl AsRef<Path>, layout: FeatureLayout) -> Result<Fe
         } else {
             format!("row {}, column {}", i / cols, i % cols)
         };
-        return Err(Error::format(path, format!("contains {v} at ({at})")));
+        return Err(Error::format(source, format!("contains {v} at ({at})")));
     }
     let features = match (arr.shape.len(), layout) {
         (1, _) | (_, FeatureLayout::DimByTime) => Features::new(rows, cols, arr.data),
         (_, FeatureLayout::TimeByDim) => Features::from_time_major(rows, cols, arr.data),
     };
-    features.map_err(|e| Error::format(path, e.to_string()))
+    features.map_err(|e| Error::format(source, e.to_string()))
 }
 
 /// Writes `data` (C order) as a little-endian `float32` `.npy` file of the

@@ -77,30 +77,41 @@ impl Gpu {
                 *slot = Some(format!("device lost ({reason:?}): {message}"));
             }
         });
-        let mut modules = HashMap::new();
+        // Each kernel family is compiled under its own validation scope so
+        // that a shader the platform's compiler rejects (Tint in a browser is
+        // stricter than naga) is reported by name, not as a later failure.
         let mut pipelines = HashMap::new();
-        for k in kernels::ALL {
-            let module = modules.entry(k.file).or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(k.file),
-                    source: wgpu::ShaderSource::Wgsl(k.source.into()),
-                })
+        let mut failures = Vec::new();
+        let mut files: Vec<&'static str> = kernels::ALL.iter().map(|k| k.file).collect();
+        files.sort_unstable();
+        files.dedup();
+        for file in files {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(
+                    kernels::ALL
+                        .iter()
+                        .find(|k| k.file == file)
+                        .map(|k| k.source)
+                        .unwrap_or_default()
+                        .into(),
+                ),
             });
-            let layout = bind_group_layout(&device, k);
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(k.entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(k.entry),
-                layout: Some(&pipeline_layout),
-                module,
-                entry_point: Some(k.entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-            pipelines.insert(k.entry, (pipeline, layout));
+            for k in kernels::ALL.iter().filter(|k| k.file == file) {
+                pipelines.insert(k.entry, create_pipeline(&device, &module, k));
+            }
+            if let Some(e) = scope.pop().await {
+                failures.push(format!("{file}: {e}"));
+            }
+        }
+        if !failures.is_empty() {
+            return Err(Error::Gpu(format!(
+                "{} kernel file(s) failed to compile on {}: {}",
+                failures.len(),
+                info.name,
+                failures.join("; ")
+            )));
         }
         let gpu = Gpu {
             device,
@@ -112,6 +123,13 @@ impl Gpu {
         };
         gpu.check()?;
         Ok(gpu)
+    }
+
+    /// The entry points of every compiled kernel, sorted.
+    pub fn kernel_entries(&self) -> Vec<&'static str> {
+        let mut entries: Vec<&'static str> = self.pipelines.keys().copied().collect();
+        entries.sort_unstable();
+        entries
     }
 
     /// "name (backend, device type)", for logs and reports.
@@ -243,6 +261,29 @@ impl Gpu {
         staging.unmap();
         Ok(out)
     }
+}
+
+/// The pipeline (and its bind group layout) of kernel `k` in `module`.
+fn create_pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    k: &Kernel,
+) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    let layout = bind_group_layout(device, k);
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(k.entry),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(k.entry),
+        layout: Some(&pipeline_layout),
+        module,
+        entry_point: Some(k.entry),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    (pipeline, layout)
 }
 
 fn bind_group_layout(device: &wgpu::Device, k: &Kernel) -> wgpu::BindGroupLayout {

@@ -1,0 +1,260 @@
+//! `Segmenter`: a model loaded on WebGPU or on the CPU, segmenting feature
+//! arrays into labeled segments.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use candle_core::Device;
+use js_sys::{Array, Int32Array, Promise};
+use syncseg_core::features::Features;
+use syncseg_core::model::SegModel;
+use syncseg_core::predict::{predict, Prediction};
+use syncseg_shaders::{Gpu, WgpuSegmenter};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::js::{has_webgpu, now_ms, option, string_array, ObjectBuilder};
+
+/// The name model bundles are given in error messages.
+const BUNDLE_NAME: &str = "model bundle";
+
+/// What runs the model.
+enum Backend {
+    Cpu(SegModel),
+    WebGpu(WgpuSegmenter),
+}
+
+/// The device asked for in `LoadOptions.device`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeviceChoice {
+    WebGpu,
+    Cpu,
+    Auto,
+}
+
+impl DeviceChoice {
+    fn parse(options: &JsValue) -> Result<Self, JsError> {
+        let Some(v) = option(options, "device") else {
+            return Ok(DeviceChoice::Auto);
+        };
+        match v.as_string().as_deref() {
+            Some("webgpu") => Ok(DeviceChoice::WebGpu),
+            Some("cpu") => Ok(DeviceChoice::Cpu),
+            Some("auto") => Ok(DeviceChoice::Auto),
+            _ => Err(JsError::new(&format!(
+                "options.device {v:?}: expected \"webgpu\", \"cpu\" or \"auto\""
+            ))),
+        }
+    }
+}
+
+/// A segmentation model ready to run, on WebGPU or on the CPU.
+#[wasm_bindgen]
+pub struct Segmenter {
+    /// Shared with the promises of running calls; one call at a time.
+    backend: Rc<RefCell<Backend>>,
+    classes: Rc<Vec<String>>,
+    input_dim: usize,
+    adapter: String,
+    fallback: Option<String>,
+    kernels: Vec<String>,
+}
+
+#[wasm_bindgen]
+impl Segmenter {
+    /// Loads a model bundle (`syncseg export-model` writes it). With
+    /// `device: "auto"` (the default) the model runs on WebGPU when the
+    /// browser gives an adapter and on the CPU otherwise (`fallbackReason`
+    /// says why); `"webgpu"` fails instead of falling back.
+    pub async fn load(
+        #[wasm_bindgen(js_name = modelBytes)] model_bytes: Vec<u8>,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<JsValue>,
+    ) -> Result<Segmenter, JsError> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
+        let choice = DeviceChoice::parse(&options)?;
+        let max_chunk_frames = match option(&options, "maxChunkFrames") {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(n) if n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
+                _ => {
+                    return Err(JsError::new(&format!(
+                        "options.maxChunkFrames {v:?}: expected a positive integer"
+                    )))
+                }
+            },
+        };
+        let model = SegModel::from_bundle(&model_bytes, &Device::Cpu, Path::new(BUNDLE_NAME))
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        drop(model_bytes);
+        let classes = Rc::new(model.meta.classes.clone());
+        let input_dim = model.meta.c2f.input_dim;
+
+        let mut fallback = None;
+        if choice != DeviceChoice::Cpu {
+            match open_webgpu(&model, max_chunk_frames).await {
+                Ok((seg, gpu)) => {
+                    return Ok(Segmenter {
+                        backend: Rc::new(RefCell::new(Backend::WebGpu(seg))),
+                        classes,
+                        input_dim,
+                        adapter: gpu.describe(),
+                        fallback: None,
+                        kernels: gpu.kernel_entries().iter().map(|s| s.to_string()).collect(),
+                    })
+                }
+                Err(e) if choice == DeviceChoice::WebGpu => return Err(JsError::new(&e)),
+                Err(e) => fallback = Some(e),
+            }
+        }
+        Ok(Segmenter {
+            backend: Rc::new(RefCell::new(Backend::Cpu(model))),
+            classes,
+            input_dim,
+            adapter: "candle CPU (wasm32)".to_string(),
+            fallback,
+            kernels: Vec::new(),
+        })
+    }
+
+    /// What runs the model: `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        match &*self.backend.borrow() {
+            Backend::Cpu(_) => "cpu",
+            Backend::WebGpu(_) => "webgpu",
+        }
+        .to_string()
+    }
+
+    /// The adapter's name and type, e.g. "SwiftShader Device (Subzero)
+    /// (BrowserWebGpu, Cpu)", or "candle CPU (wasm32)".
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// Why `device: "auto"` fell back to the CPU, if it did.
+    #[wasm_bindgen(getter, js_name = fallbackReason)]
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.fallback.clone()
+    }
+
+    /// The WGSL kernels compiled on the device (entry points); empty on the CPU.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn kernels(&self) -> Array {
+        string_array(&self.kernels)
+    }
+
+    /// The class names, index = label id.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn classes(&self) -> Array {
+        string_array(&self.classes)
+    }
+
+    /// The feature dimension the model expects.
+    #[wasm_bindgen(getter, js_name = inputDim)]
+    pub fn input_dim(&self) -> u32 {
+        self.input_dim as u32
+    }
+
+    /// Segments `features` `[dim, frames]` (row-major: one row per channel).
+    /// One call at a time per segmenter.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Segmentation>")]
+    pub fn segment(&self, features: Vec<f32>, dim: u32, frames: u32) -> Promise {
+        let backend = self.backend.clone();
+        let classes = self.classes.clone();
+        future_to_promise(async move {
+            let start = now_ms();
+            let (dim, frames) = (dim as usize, frames as usize);
+            if dim.checked_mul(frames) != Some(features.len()) {
+                return Err(JsError::new(&format!(
+                    "features: {} values, but dim × frames = {dim} × {frames} = {}",
+                    features.len(),
+                    dim as u64 * frames as u64
+                ))
+                .into());
+            }
+            let features = Features::new(dim, frames, features)
+                .and_then(|f| f.check_finite().map(|_| f))
+                .map_err(|e| JsError::new(&format!("features: {e}")))?;
+            let mut backend = backend.try_borrow_mut().map_err(|_| {
+                JsError::new("this segmenter is already running a segmentation; await it first")
+            })?;
+            let (prediction, device) = run(&mut backend, &features)
+                .await
+                .map_err(|e| JsError::new(&e))?;
+            Ok(result(&prediction, &classes, device, now_ms() - start))
+        })
+    }
+}
+
+/// Compiles every WGSL kernel on the browser's WebGPU adapter and returns
+/// their entry points; rejects with the failing kernels' compiler messages.
+#[wasm_bindgen(js_name = compileKernels, unchecked_return_type = "string[]")]
+pub async fn compile_kernels() -> Result<JsValue, JsError> {
+    let gpu = new_gpu().await.map_err(|e| JsError::new(&e))?;
+    let entries: Vec<String> = gpu.kernel_entries().iter().map(|s| s.to_string()).collect();
+    Ok(string_array(&entries).into())
+}
+
+async fn new_gpu() -> Result<Gpu, String> {
+    if !has_webgpu() {
+        return Err("WebGPU is unavailable here (navigator.gpu is undefined)".to_string());
+    }
+    Gpu::new().await.map_err(|e| e.to_string())
+}
+
+async fn open_webgpu(
+    model: &SegModel,
+    max_chunk_frames: Option<usize>,
+) -> Result<(WgpuSegmenter, Arc<Gpu>), String> {
+    let gpu = Arc::new(new_gpu().await?);
+    let mut seg = WgpuSegmenter::new(gpu.clone(), model).map_err(|e| e.to_string())?;
+    if let Some(frames) = max_chunk_frames {
+        seg.limit_chunks(frames, usize::MAX);
+    }
+    Ok((seg, gpu))
+}
+
+async fn run(
+    backend: &mut Backend,
+    features: &Features,
+) -> Result<(Prediction, &'static str), String> {
+    match backend {
+        Backend::Cpu(model) => predict(model, features)
+            .map(|p| (p, "cpu"))
+            .map_err(|e| e.to_string()),
+        Backend::WebGpu(seg) => seg
+            .predict(features)
+            .await
+            .map(|p| (p, "webgpu"))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The `Segmentation` object.
+fn result(p: &Prediction, classes: &[String], device: &str, millis: f64) -> JsValue {
+    let labels: Vec<i32> = p.labels.iter().map(|&l| l as i32).collect();
+    let segments: Array = p
+        .segments(classes)
+        .into_iter()
+        .map(|s| {
+            ObjectBuilder::new()
+                .set("label", s.label)
+                .set("name", s.name)
+                .set("start", s.start as u32)
+                .set("end", s.end as u32)
+                .set("confidence", s.confidence)
+                .build()
+        })
+        .collect();
+    ObjectBuilder::new()
+        .set("labels", Int32Array::from(&labels[..]))
+        .set("names", string_array(classes))
+        .set("segments", segments)
+        .set("device", device)
+        .set("millis", millis)
+        .build()
+}

@@ -1,0 +1,93 @@
+// The demo's Web Worker: owns the wasm module, the model, the current
+// features and the segmenters, so the page stays responsive while a
+// segmentation runs (the CPU fallback computes synchronously).
+import init, {
+  Segmenter,
+  compileKernels,
+  parseFeatures,
+  syntheticRecording,
+  version,
+} from "../pkg/syncseg_wasm.js";
+
+const ready = init();
+const state = {
+  modelBytes: null,
+  segmenters: new Map(), // device choice -> Promise<Segmenter>
+  features: null, // {data, dim, frames, name}
+  truth: null, // {labels, names} when known
+};
+
+function segmenter(device) {
+  if (!state.modelBytes) throw new Error("load a model first");
+  if (!state.segmenters.has(device)) {
+    const loading = Segmenter.load(state.modelBytes, { device });
+    // A failed load is not cached: the next click tries again.
+    loading.catch(() => state.segmenters.delete(device));
+    state.segmenters.set(device, loading);
+  }
+  return state.segmenters.get(device);
+}
+
+function summary() {
+  const f = state.features;
+  return f && { name: f.name, dim: f.dim, frames: f.frames, truth: state.truth };
+}
+
+const ops = {
+  version: async () => version(),
+
+  async loadModel({ bytes, name }) {
+    const modelBytes = new Uint8Array(bytes);
+    // Read on the CPU first: a bad file fails here with the parser's message.
+    const cpu = await Segmenter.load(modelBytes, { device: "cpu" });
+    state.modelBytes = modelBytes;
+    state.segmenters = new Map([["cpu", Promise.resolve(cpu)]]);
+    return { name, classes: cpu.classes, inputDim: cpu.inputDim };
+  },
+
+  async loadFeatures({ bytes, layout, name }) {
+    const f = parseFeatures(new Uint8Array(bytes), layout, name);
+    state.features = { ...f, name };
+    state.truth = null;
+    return summary();
+  },
+
+  async synthetic({ preset, seed, dim, index, view }) {
+    const rec = syntheticRecording(preset, seed, dim ?? undefined, index);
+    state.features = {
+      data: view === "exo" ? rec.exo : rec.ego,
+      dim: rec.dim,
+      frames: rec.frames,
+      name: `${rec.name} (${view}, ${preset} seed ${seed})`,
+    };
+    state.truth = { labels: rec.labels, names: rec.names };
+    return summary();
+  },
+
+  async segment({ device }) {
+    if (!state.features) throw new Error("load features or generate a recording first");
+    const s = await segmenter(device);
+    const { data, dim, frames } = state.features;
+    const out = await s.segment(data, dim, frames);
+    return {
+      ...out,
+      adapter: s.adapter,
+      fallbackReason: s.fallbackReason ?? null,
+      kernels: s.kernels,
+    };
+  },
+
+  compileKernels: async () => compileKernels(),
+};
+
+self.onmessage = async (event) => {
+  const { id, op, args } = event.data;
+  try {
+    await ready;
+    if (!(op in ops)) throw new Error(`unknown operation ${op}`);
+    const result = await ops[op](args ?? {});
+    self.postMessage({ id, ok: true, result });
+  } catch (err) {
+    self.postMessage({ id, ok: false, error: String(err?.message ?? err) });
+  }
+};
