@@ -57,5 +57,6 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p syncseg-wasm --target wasm32-unknown-unknown --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked

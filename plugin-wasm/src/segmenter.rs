@@ -66,8 +66,10 @@ pub struct Segmenter {
 impl Segmenter {
     /// Loads a model bundle (`syncseg export-model` writes it). With
     /// `device: "auto"` (the default) the model runs on WebGPU when the
-    /// browser gives an adapter and on the CPU otherwise (`fallbackReason`
-    /// says why); `"webgpu"` fails instead of falling back.
+    /// browser gives a hardware adapter and on the CPU otherwise
+    /// (`fallbackReason` says why: no WebGPU, or only a software fallback
+    /// adapter); `"webgpu"` takes any adapter and fails instead of falling
+    /// back.
     pub async fn load(
         #[wasm_bindgen(js_name = modelBytes)] model_bytes: Vec<u8>,
         #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<JsValue>,
@@ -94,6 +96,18 @@ impl Segmenter {
         let mut fallback = None;
         if choice != DeviceChoice::Cpu {
             match open_webgpu(&model, max_chunk_frames).await {
+                // A software fallback adapter (SwiftShader) is an order of
+                // magnitude slower than the wasm CPU path (BENCHMARKS.md):
+                // "auto" takes it only when asked for WebGPU explicitly.
+                Ok((_, gpu))
+                    if choice == DeviceChoice::Auto
+                        && gpu.info.device_type == wgpu::DeviceType::Cpu =>
+                {
+                    fallback = Some(format!(
+                        "the browser's WebGPU adapter {} is a software fallback, slower than the CPU path",
+                        gpu.describe()
+                    ));
+                }
                 Ok((seg, gpu)) => {
                     return Ok(Segmenter {
                         backend: Rc::new(RefCell::new(Backend::WebGpu(seg))),
@@ -162,6 +176,9 @@ impl Segmenter {
     /// Segments `features` `[dim, frames]` (row-major: one row per channel).
     /// One call at a time per segmenter.
     #[wasm_bindgen(unchecked_return_type = "Promise<Segmentation>")]
+    // The borrow is held across the GPU's await on purpose: it is what makes
+    // a second concurrent call fail cleanly instead of interleaving.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn segment(&self, features: Vec<f32>, dim: u32, frames: u32) -> Promise {
         let backend = self.backend.clone();
         let classes = self.classes.clone();
@@ -210,6 +227,9 @@ async fn open_webgpu(
     model: &SegModel,
     max_chunk_frames: Option<usize>,
 ) -> Result<(WgpuSegmenter, Arc<Gpu>), String> {
+    // The executor shares its device through an Arc; a browser's wgpu types
+    // are not Send, and nothing here crosses threads.
+    #[allow(clippy::arc_with_non_send_sync)]
     let gpu = Arc::new(new_gpu().await?);
     let mut seg = WgpuSegmenter::new(gpu.clone(), model).map_err(|e| e.to_string())?;
     if let Some(frames) = max_chunk_frames {

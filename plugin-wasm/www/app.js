@@ -82,7 +82,7 @@ async function segment(device) {
   const label = device === "cpu" ? "CPU" : "WebGPU";
   setStatus(`segmenting on ${label}…`);
   const started = performance.now();
-  const out = await call("segment", { device: device === "cpu" ? "cpu" : "auto" });
+  const out = await call("segment", { device });
   out.wallMillis = performance.now() - started;
   if (out.fallbackReason) {
     setStatus(`WebGPU is not available (${out.fallbackReason}); segmented on the CPU instead.`, "warn");

@@ -64,15 +64,25 @@ const ops = {
     return summary();
   },
 
+  // device: "webgpu" (falls back to the CPU, with the reason, when the
+  // browser has no usable WebGPU), "cpu" or "auto".
   async segment({ device }) {
     if (!state.features) throw new Error("load features or generate a recording first");
-    const s = await segmenter(device);
+    let s;
+    let fallbackReason = null;
+    try {
+      s = await segmenter(device);
+    } catch (err) {
+      if (device !== "webgpu") throw err;
+      fallbackReason = String(err?.message ?? err);
+      s = await segmenter("cpu");
+    }
     const { data, dim, frames } = state.features;
     const out = await s.segment(data, dim, frames);
     return {
       ...out,
       adapter: s.adapter,
-      fallbackReason: s.fallbackReason ?? null,
+      fallbackReason: fallbackReason ?? s.fallbackReason ?? null,
       kernels: s.kernels,
     };
   },

@@ -134,9 +134,15 @@ impl Gpu {
 
     /// "name (backend, device type)", for logs and reports.
     pub fn describe(&self) -> String {
+        // Browsers may hide the adapter's name.
+        let name = if self.info.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &self.info.name
+        };
         format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
+            "{name} ({:?}, {:?})",
+            self.info.backend, self.info.device_type
         )
     }
 

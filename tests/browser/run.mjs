@@ -7,6 +7,7 @@
 //   "files": "<dir>",                   served at /files/
 //   "model": "/files/model.safetensors",
 //   "cases": [{"name": "...", "features": "/files/x.npy", "devices": ["webgpu", "cpu"], "repeat": 1}],
+//             (or "synthetic": {preset, seed, dim, index, view} instead of "features")
 //   "fallback": {"features": "/files/x.npy"},   optional: a run without WebGPU
 //   "out": "<path of the JSON written>"
 // }
@@ -75,7 +76,16 @@ async function openPage(browser, origin, log) {
 }
 
 async function runCase(page, c) {
-  await page.evaluate((url) => window.syncsegDemo.loadFeaturesUrl(url), c.features);
+  let features;
+  if (c.synthetic) {
+    // Generated in the page by the wasm build of `syncseg synth`.
+    features = await page.evaluate(async (opts) => {
+      const info = await window.syncsegDemo.synthetic(opts);
+      return { ...info, truth: { names: info.truth.names, labels: Array.from(info.truth.labels) } };
+    }, c.synthetic);
+  } else {
+    features = await page.evaluate((url) => window.syncsegDemo.loadFeaturesUrl(url), c.features);
+  }
   const runs = [];
   for (const device of c.devices ?? ["webgpu", "cpu"]) {
     for (let i = 0; i < (c.repeat ?? 1); i++) {
@@ -86,7 +96,7 @@ async function runCase(page, c) {
       runs.push({ asked: device, ...out });
     }
   }
-  return { name: c.name, runs };
+  return { name: c.name, features, runs };
 }
 
 async function main() {

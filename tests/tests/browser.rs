@@ -172,7 +172,7 @@ fn trained_bundle(cli: &Path, dir: &Path, bundle: &Path) -> PathBuf {
 
 /// `frames` frames cut from the recordings one after the other.
 fn long_video(recs: &[Features], frames: usize) -> Features {
-    let mut channels = vec![Vec::with_capacity(frames); DIM];
+    let mut channels: Vec<Vec<f32>> = (0..DIM).map(|_| Vec::with_capacity(frames)).collect();
     let mut t = 0;
     'outer: loop {
         for r in recs {
@@ -340,6 +340,24 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
             assert!(
                 segments.len() >= 2,
                 "{name}: the test model predicts a single segment; a weak test"
+            );
+        }
+        if case["features"]["truth"].is_object() {
+            let truth = &case["features"]["truth"];
+            let names = truth["names"].as_array().unwrap();
+            let got: Vec<&str> = truth["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| names[v.as_u64().unwrap() as usize].as_str().unwrap())
+                .collect();
+            let gt = std::fs::read_to_string(data.join(format!("groundTruth/{name}.txt"))).unwrap();
+            let want: Vec<&str> = gt.lines().collect();
+            assert_eq!(got, want, "{name}: the page's synthetic ground truth");
+            let shown = case["features"]["name"].as_str().unwrap();
+            assert!(
+                shown.starts_with(name),
+                "generated {shown}, expected {name}"
             );
         }
         for r in case["runs"].as_array().unwrap() {

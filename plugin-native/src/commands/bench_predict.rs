@@ -48,6 +48,13 @@ pub struct PredictArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the benchmarked model as a bundle (for timing the same
+    /// model elsewhere, e.g. in a browser: scripts/bench-browser.sh).
+    #[arg(long)]
+    save_model: Option<std::path::PathBuf>,
+    /// Also write the benchmarked features as a `[D, T]` `.npy` file.
+    #[arg(long)]
+    save_features: Option<std::path::PathBuf>,
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
@@ -69,6 +76,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         .map(|i| ((i as f32) * 0.618).sin())
         .collect();
     let features = Features::new(args.dim, args.frames, data)?;
+    if let Some(path) = &args.save_model {
+        model.save_bundle(path)?;
+    }
+    if let Some(path) = &args.save_features {
+        syncseg_core::npy::write_features(path, &features)?;
+    }
     let mut runner = Runner::open(args.device, &model)?;
     runner.predict(&features)?;
     let start = Instant::now();
