@@ -30,6 +30,7 @@ out=plugin-wasm/pkg
 tmp=$(mktemp -d plugin-wasm/.pkg.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 wasm-bindgen --target web --out-dir "$tmp" "$wasm"
+cp plugin-wasm/README.md "$tmp/README.md"
 crate_version=$(awk -F'"' '/^\[workspace.package\]/ { w = 1 } w && /^version/ { print $2; exit }' Cargo.toml)
 cat > "$tmp/package.json" <<JSON
 {
@@ -49,6 +50,7 @@ cat > "$tmp/package.json" <<JSON
     "./package.json": "./package.json"
   },
   "files": [
+    "README.md",
     "syncseg_wasm.js",
     "syncseg_wasm.d.ts",
     "syncseg_wasm_bg.wasm",

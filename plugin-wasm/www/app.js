@@ -203,11 +203,23 @@ async function fetchBytes(url) {
 
 // The API the browser tests (and scripts) drive; each call goes through the
 // same worker as the buttons.
+// Errors reject the call and show in the status line, as for the buttons.
+function shown(fn) {
+  return async (...args) => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      setStatus(err.message, "error");
+      throw err;
+    }
+  };
+}
+
 window.syncsegDemo = {
-  loadModelUrl: async (url) => loadModel(await fetchBytes(url), url),
-  loadFeaturesUrl: async (url, layout) => loadFeatures(await fetchBytes(url), url, layout),
-  synthetic,
-  segment,
+  loadModelUrl: shown(async (url) => loadModel(await fetchBytes(url), url)),
+  loadFeaturesUrl: shown(async (url, layout) => loadFeatures(await fetchBytes(url), url, layout)),
+  synthetic: shown(synthetic),
+  segment: shown(segment),
   compileKernels: () => call("compileKernels"),
   status: () => $("status").textContent,
   ready: false,

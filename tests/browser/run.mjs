@@ -9,6 +9,7 @@
 //   "cases": [{"name": "...", "features": "/files/x.npy", "devices": ["webgpu", "cpu"], "repeat": 1}],
 //             (or "synthetic": {preset, seed, dim, index, view} instead of "features")
 //   "fallback": {"features": "/files/x.npy"},   optional: a run without WebGPU
+//   "errors": {"key": ["loadModelUrl" | "loadFeaturesUrl" | "segment", arg]}, calls expected to fail
 //   "out": "<path of the JSON written>"
 // }
 import { createServer } from "node:http";
@@ -121,6 +122,20 @@ async function main() {
       const started = Date.now();
       result.cases.push(await runCase(page, c));
       log.push(`case ${c.name}: ${Date.now() - started} ms`);
+    }
+    // Bad input: the page shows the library's one-line error.
+    const failure = (fn, arg) =>
+      page.evaluate(async ([fn, arg]) => {
+        try {
+          await window.syncsegDemo[fn](arg);
+          return null;
+        } catch (err) {
+          return { error: err.message, status: window.syncsegDemo.status() };
+        }
+      }, [fn, arg]);
+    result.errors = {};
+    for (const [key, [fn, arg]] of Object.entries(config.errors ?? {})) {
+      result.errors[key] = await failure(fn, arg);
     }
     await browser.close();
     browser = null;

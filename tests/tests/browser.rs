@@ -297,6 +297,11 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
     cases.push(
         serde_json::json!({"name": "long", "features": "/files/long.npy", "devices": ["webgpu"]}),
     );
+    // Bad input for the error checks: not a model, features of another dim.
+    std::fs::write(files.join("bad.syncseg"), b"not a model").unwrap();
+    let other = Features::new(3, 500, vec![0.5; 1500]).unwrap();
+    write_features(files.join("dim3.npy"), &other).unwrap();
+    std::fs::write(files.join("bad.npy"), b"\x93NUMPY garbage").unwrap();
     let config = serde_json::json!({
         "root": workspace().join("plugin-wasm"),
         "files": files,
@@ -304,6 +309,12 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
         "cases": cases,
         "fallback": {"features": format!("/files/{}.npy", names[0])},
         "out": out,
+        "errors": {
+            "bad_model": ["loadModelUrl", "/files/bad.syncseg"],
+            "bad_npy": ["loadFeaturesUrl", "/files/bad.npy"],
+            "wrong_dim": ["loadFeaturesUrl", "/files/dim3.npy"],
+            "wrong_dim_segment": ["segment", "cpu"],
+        },
     });
     let config_path = dir.path().join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
@@ -370,6 +381,28 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
             check_run(r, asked, &labels, &segments, &format!("{name} on {asked}"));
         }
     }
+
+    // Bad input fails with a one-line message naming what is wrong, shown
+    // in the page.
+    let errors = &result["errors"];
+    let expect = [
+        ("bad_model", "model bundle"),
+        ("bad_npy", "bad.npy"),
+        ("wrong_dim_segment", "64-dimensional"),
+    ];
+    for (key, needle) in expect {
+        let e = &errors[key];
+        let msg = e["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: did not fail: {e}"));
+        assert!(msg.contains(needle) && !msg.contains('\n'), "{key}: {msg}");
+        assert_eq!(e["status"], msg, "{key}: the page shows the error");
+    }
+    assert!(
+        errors["wrong_dim"].is_null(),
+        "a 3-dim file is valid features: {}",
+        errors["wrong_dim"]
+    );
 
     // Without WebGPU the page runs on the CPU and says so.
     let fb = &result["fallback"];
