@@ -22,5 +22,6 @@ pub mod report;
 pub mod segments;
 pub mod synth;
 pub mod train;
+pub mod vision;
 
 pub use error::{Error, Result};

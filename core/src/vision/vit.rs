@@ -1,0 +1,456 @@
+//! The DINOv2 vision transformer (eval mode), returning the CLS token after
+//! the final LayerNorm — the frame feature of the sync paper (ViT-L/14,
+//! 1024-D).
+//!
+//! Weights load from a safetensors file in either layout users have: the
+//! public DINOv2 checkpoints' (`cls_token`, `pos_embed`,
+//! `patch_embed.proj`, `blocks.N.attn.qkv`, `blocks.N.ls1.gamma`, …, as
+//! `torch.hub` models' `state_dict()` saved with safetensors) or Hugging
+//! Face's `Dinov2Model` (`embeddings.*`, `encoder.layer.N.*`, separate
+//! query/key/value). The architecture (width, depth, MLP kind, registers)
+//! is read off the tensors; heads are width / 64 as in every DINOv2 model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{LayerNorm, Linear, Module};
+use serde::{Deserialize, Serialize};
+
+use super::pos_embed::resize_bicubic;
+use crate::error::{Error, Result};
+
+/// LayerNorm epsilon of every DINOv2 norm.
+const LN_EPS: f64 = 1e-6;
+/// DINOv2's offset in the position-embedding resize (see [`super::pos_embed`]).
+const POS_OFFSET: f64 = 0.1;
+
+/// The feed-forward block of each layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mlp {
+    /// fc1 → GELU → fc2 (ViT-S/B/L).
+    Gelu {
+        /// fc1's output width (4 × dim).
+        hidden: usize,
+    },
+    /// SwiGLU: w12 → silu(a) · b → w3 (ViT-g).
+    SwiGlu {
+        /// Width of each SwiGLU half (4096 for ViT-g).
+        hidden: usize,
+    },
+}
+
+/// The architecture of a DINOv2 ViT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VitConfig {
+    /// Token width (the feature dimension: 384, 768, 1024, 1536).
+    pub dim: usize,
+    /// Transformer layers.
+    pub depth: usize,
+    /// Attention heads (width / 64 in DINOv2).
+    pub heads: usize,
+    /// Patch side in pixels (14).
+    pub patch: usize,
+    /// The feed-forward block.
+    pub mlp: Mlp,
+    /// Register tokens (the `_reg` checkpoints: 4), 0 otherwise.
+    pub registers: usize,
+    /// Side of the checkpoint's position-embedding grid (37 for 518 px).
+    pub pos_grid: usize,
+}
+
+impl VitConfig {
+    /// ViT-S/14: 384-D, 12 layers, 6 heads.
+    pub fn small() -> Self {
+        Self::gelu(384, 12, 6)
+    }
+    /// ViT-B/14: 768-D, 12 layers, 12 heads.
+    pub fn base() -> Self {
+        Self::gelu(768, 12, 12)
+    }
+    /// ViT-L/14: 1024-D, 24 layers, 16 heads (the paper's).
+    pub fn large() -> Self {
+        Self::gelu(1024, 24, 16)
+    }
+    /// ViT-g/14: 1536-D, 40 layers, 24 heads, SwiGLU MLP.
+    pub fn giant() -> Self {
+        VitConfig {
+            mlp: Mlp::SwiGlu { hidden: 4096 },
+            ..Self::gelu(1536, 40, 24)
+        }
+    }
+
+    fn gelu(dim: usize, depth: usize, heads: usize) -> Self {
+        VitConfig {
+            dim,
+            depth,
+            heads,
+            patch: 14,
+            mlp: Mlp::Gelu { hidden: 4 * dim },
+            registers: 0,
+            pos_grid: 37,
+        }
+    }
+
+    /// The configuration a preset name stands for.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "small" | "vits14" => Ok(Self::small()),
+            "base" | "vitb14" => Ok(Self::base()),
+            "large" | "vitl14" => Ok(Self::large()),
+            "giant" | "vitg14" => Ok(Self::giant()),
+            other => Err(Error::invalid(format!(
+                "ViT '{other}': expected small, base, large or giant"
+            ))),
+        }
+    }
+}
+
+struct Block {
+    norm1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ls1: Option<Tensor>,
+    norm2: LayerNorm,
+    mlp: (Linear, Linear),
+    ls2: Option<Tensor>,
+}
+
+/// A DINOv2 ViT ready to embed `image × image` inputs.
+pub struct Vit {
+    cfg: VitConfig,
+    image: usize,
+    /// `[D, 3·p·p]` as a linear layer over flattened patches.
+    patch_embed: Linear,
+    cls: Tensor,
+    registers: Option<Tensor>,
+    /// `[1, 1 + grid², D]`, resized to the input's grid.
+    pos: Tensor,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+}
+
+/// Tensors by official name, from either layout.
+fn official_names(raw: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    let raw: HashMap<String, Tensor> = raw
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.strip_prefix("dinov2.").map(str::to_string).unwrap_or(k),
+                v,
+            )
+        })
+        .collect();
+    if !raw.contains_key("embeddings.cls_token") {
+        return Ok(raw);
+    }
+    let mut out = HashMap::new();
+    let mut qkv: HashMap<(String, String), [Option<Tensor>; 3]> = HashMap::new();
+    for (k, v) in raw {
+        let name = if let Some(rest) = k.strip_prefix("encoder.layer.") {
+            let (i, rest) = rest.split_once('.').unwrap_or((rest, ""));
+            let qkv_part = [
+                ("attention.attention.query.", 0),
+                ("attention.attention.key.", 1),
+                ("attention.attention.value.", 2),
+            ]
+            .into_iter()
+            .find_map(|(p, j)| rest.strip_prefix(p).map(|s| (j, s.to_string())));
+            if let Some((j, suffix)) = qkv_part {
+                qkv.entry((i.to_string(), suffix)).or_default()[j] = Some(v);
+                continue;
+            }
+            let mapped = match rest {
+                r if r.starts_with("attention.output.dense.") => {
+                    r.replacen("attention.output.dense.", "attn.proj.", 1)
+                }
+                "layer_scale1.lambda1" => "ls1.gamma".to_string(),
+                "layer_scale2.lambda1" => "ls2.gamma".to_string(),
+                r if r.starts_with("mlp.weights_in.") => {
+                    r.replacen("mlp.weights_in.", "mlp.w12.", 1)
+                }
+                r if r.starts_with("mlp.weights_out.") => {
+                    r.replacen("mlp.weights_out.", "mlp.w3.", 1)
+                }
+                r => r.to_string(),
+            };
+            format!("blocks.{i}.{mapped}")
+        } else {
+            match k.as_str() {
+                "embeddings.cls_token" => "cls_token".into(),
+                "embeddings.mask_token" => "mask_token".into(),
+                "embeddings.register_tokens" => "register_tokens".into(),
+                "embeddings.position_embeddings" => "pos_embed".into(),
+                k if k.starts_with("embeddings.patch_embeddings.projection.") => k.replacen(
+                    "embeddings.patch_embeddings.projection.",
+                    "patch_embed.proj.",
+                    1,
+                ),
+                k if k.starts_with("layernorm.") => k.replacen("layernorm.", "norm.", 1),
+                k => k.to_string(),
+            }
+        };
+        out.insert(name, v);
+    }
+    for ((i, suffix), parts) in qkv {
+        let [Some(q), Some(k), Some(v)] = parts else {
+            return Err(Error::invalid(format!(
+                "layer {i}: query, key and value {suffix} are not all present"
+            )));
+        };
+        out.insert(
+            format!("blocks.{i}.attn.qkv.{suffix}"),
+            Tensor::cat(&[q, k, v], 0)?,
+        );
+    }
+    Ok(out)
+}
+
+impl Vit {
+    /// Loads a safetensors checkpoint for `image × image` inputs (224 in
+    /// the paper); the architecture comes from the tensors. Errors name the
+    /// file and the missing or misshapen tensor.
+    pub fn load(path: impl AsRef<Path>, image: usize) -> Result<Self> {
+        let path = path.as_ref();
+        let raw = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;
+        Self::from_tensors(raw, image).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// [`Vit::load`] from tensors already in memory (either layout).
+    pub fn from_tensors(raw: HashMap<String, Tensor>, image: usize) -> Result<Self> {
+        let t = official_names(raw)?;
+        let get = |name: &str| -> Result<Tensor> {
+            t.get(name)
+                .ok_or_else(|| {
+                    Error::invalid(format!("tensor '{name}' missing: not a DINOv2 checkpoint"))
+                })?
+                .to_dtype(DType::F32)
+                .map_err(Error::from)
+        };
+        let cls = get("cls_token")?;
+        let dim = *cls.dims().last().unwrap_or(&0);
+        let depth = (0..)
+            .take_while(|i| t.contains_key(&format!("blocks.{i}.norm1.weight")))
+            .count();
+        let patch_w = get("patch_embed.proj.weight")?;
+        let patch = patch_w.dim(D::Minus1)?;
+        let pos = get("pos_embed")?;
+        let tokens = pos.dim(1)?;
+        let pos_grid = ((tokens - 1) as f64).sqrt().round() as usize;
+        if pos_grid * pos_grid + 1 != tokens {
+            return Err(Error::invalid(format!(
+                "pos_embed has {tokens} tokens: not 1 + a square grid"
+            )));
+        }
+        let mlp = if t.contains_key("blocks.0.mlp.w12.weight") {
+            Mlp::SwiGlu {
+                hidden: get("blocks.0.mlp.w3.weight")?.dim(1)?,
+            }
+        } else {
+            Mlp::Gelu {
+                hidden: get("blocks.0.mlp.fc1.weight")?.dim(0)?,
+            }
+        };
+        let registers = t
+            .get("register_tokens")
+            .map(|r| r.dim(1))
+            .transpose()?
+            .unwrap_or(0);
+        let cfg = VitConfig {
+            dim,
+            depth,
+            heads: (dim / 64).max(1),
+            patch,
+            mlp,
+            registers,
+            pos_grid,
+        };
+        Self::build(cfg, &get, image)
+    }
+
+    /// Builds the model from tensors by official name with `cfg`'s shapes
+    /// (tests use this with their own head count).
+    pub fn build(
+        cfg: VitConfig,
+        get: &dyn Fn(&str) -> Result<Tensor>,
+        image: usize,
+    ) -> Result<Self> {
+        if cfg.depth == 0 || cfg.dim == 0 || cfg.dim % cfg.heads != 0 {
+            return Err(Error::invalid(format!(
+                "unusable ViT: width {}, depth {}, heads {}",
+                cfg.dim, cfg.depth, cfg.heads
+            )));
+        }
+        if image == 0 || image % cfg.patch != 0 {
+            return Err(Error::invalid(format!(
+                "input size {image} is not a multiple of the patch size {}",
+                cfg.patch
+            )));
+        }
+        let d = cfg.dim;
+        let shaped = |name: &str, dims: &[usize]| -> Result<Tensor> {
+            let x = get(name)?;
+            if x.dims() != dims {
+                return Err(Error::invalid(format!(
+                    "tensor '{name}' has shape {:?}, expected {dims:?}",
+                    x.dims()
+                )));
+            }
+            Ok(x)
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            Ok(Linear::new(
+                shaped(&format!("{name}.weight"), &[out, inp])?,
+                Some(shaped(&format!("{name}.bias"), &[out])?),
+            ))
+        };
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(
+                shaped(&format!("{name}.weight"), &[d])?,
+                shaped(&format!("{name}.bias"), &[d])?,
+                LN_EPS,
+            ))
+        };
+        let p = cfg.patch;
+        let patch_w = shaped("patch_embed.proj.weight", &[d, 3, p, p])?.reshape((d, 3 * p * p))?;
+        let patch_embed = Linear::new(patch_w, Some(shaped("patch_embed.proj.bias", &[d])?));
+        let cls = shaped("cls_token", &[1, 1, d])?;
+        let registers = match cfg.registers {
+            0 => None,
+            r => Some(shaped("register_tokens", &[1, r, d])?),
+        };
+        let g = cfg.pos_grid;
+        let pos_raw = shaped("pos_embed", &[1, 1 + g * g, d])?;
+        let grid = image / p;
+        let pos = if grid == g {
+            pos_raw
+        } else {
+            let cls_pos = pos_raw.narrow(1, 0, 1)?;
+            let patches = pos_raw
+                .narrow(1, 1, g * g)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let resized = resize_bicubic(&patches, (g, g), (grid, grid), d, POS_OFFSET);
+            let resized = Tensor::from_vec(resized, (1, grid * grid, d), &Device::Cpu)?;
+            Tensor::cat(&[cls_pos, resized], 1)?
+        };
+        let ls = |name: &str| -> Result<Option<Tensor>> {
+            if get(name).is_ok() {
+                Ok(Some(shaped(name, &[d])?))
+            } else {
+                Ok(None)
+            }
+        };
+        let blocks = (0..cfg.depth)
+            .map(|i| {
+                let b = |s: &str| format!("blocks.{i}.{s}");
+                let mlp = match cfg.mlp {
+                    Mlp::Gelu { hidden } => (
+                        linear(&b("mlp.fc1"), hidden, d)?,
+                        linear(&b("mlp.fc2"), d, hidden)?,
+                    ),
+                    Mlp::SwiGlu { hidden } => (
+                        linear(&b("mlp.w12"), 2 * hidden, d)?,
+                        linear(&b("mlp.w3"), d, hidden)?,
+                    ),
+                };
+                Ok(Block {
+                    norm1: norm(&b("norm1"))?,
+                    qkv: linear(&b("attn.qkv"), 3 * d, d)?,
+                    proj: linear(&b("attn.proj"), d, d)?,
+                    ls1: ls(&b("ls1.gamma"))?,
+                    norm2: norm(&b("norm2"))?,
+                    mlp,
+                    ls2: ls(&b("ls2.gamma"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Vit {
+            cfg,
+            image,
+            patch_embed,
+            cls,
+            registers,
+            pos,
+            blocks,
+            norm: norm("norm")?,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &VitConfig {
+        &self.cfg
+    }
+
+    /// The input side in pixels.
+    pub fn image_size(&self) -> usize {
+        self.image
+    }
+
+    /// The CLS features `[B, dim]` of preprocessed images `[B, 3, S, S]`.
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = images.dims4()?;
+        let (s, p, d) = (self.image, self.cfg.patch, self.cfg.dim);
+        if (c, h, w) != (3, s, s) {
+            return Err(Error::invalid(format!(
+                "images are {c}×{h}×{w}, the ViT takes 3×{s}×{s}"
+            )));
+        }
+        let grid = s / p;
+        // Patches in raster order, each flattened as (channel, y, x): the
+        // stride-p convolution as one matmul.
+        let patches = images
+            .reshape((b, 3, grid, p, grid, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b, grid * grid, 3 * p * p))?;
+        let x = self.patch_embed.forward(&patches)?;
+        let x = Tensor::cat(&[self.cls.broadcast_as((b, 1, d))?, x], 1)?;
+        let mut x = x.broadcast_add(&self.pos)?;
+        if let Some(r) = &self.registers {
+            let r = r.broadcast_as((b, self.cfg.registers, d))?;
+            x = Tensor::cat(&[x.narrow(1, 0, 1)?, r, x.narrow(1, 1, grid * grid)?], 1)?;
+        }
+        for block in &self.blocks {
+            x = self.block(block, &x)?;
+        }
+        let x = self.norm.forward(&x)?;
+        Ok(x.narrow(1, 0, 1)?.squeeze(1)?)
+    }
+
+    fn block(&self, blk: &Block, x: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let (h, hd) = (self.cfg.heads, d / self.cfg.heads);
+        let qkv = blk
+            .qkv
+            .forward(&blk.norm1.forward(x)?)?
+            .reshape((b, n, 3, h, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let att = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        let mut y = blk.proj.forward(&y)?;
+        if let Some(g) = &blk.ls1 {
+            y = y.broadcast_mul(g)?;
+        }
+        let x = (x + y)?;
+        let z = blk.norm2.forward(&x)?;
+        let z = match self.cfg.mlp {
+            Mlp::Gelu { .. } => blk.mlp.1.forward(&blk.mlp.0.forward(&z)?.gelu_erf()?)?,
+            Mlp::SwiGlu { hidden } => {
+                let ab = blk.mlp.0.forward(&z)?;
+                let a = ab.narrow(D::Minus1, 0, hidden)?;
+                let bb = ab.narrow(D::Minus1, hidden, hidden)?;
+                blk.mlp.1.forward(&(candle_nn::ops::silu(&a)? * bb)?)?
+            }
+        };
+        let z = match &blk.ls2 {
+            Some(g) => z.broadcast_mul(g)?,
+            None => z,
+        };
+        Ok((x + z)?)
+    }
+}
