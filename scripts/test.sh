@@ -44,6 +44,8 @@ fi
 # scripts/build-wasm.sh (which installs the wasm32 target and the
 # wasm-bindgen CLI of the version in Cargo.lock).
 need_apt chromium chromium
+# `syncseg features|segment` decode video with the system's FFmpeg.
+need_apt ffmpeg ffmpeg
 need_apt node nodejs
 need_apt npm npm
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

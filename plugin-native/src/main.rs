@@ -2,6 +2,7 @@
 
 mod commands;
 mod progress;
+mod video;
 
 use clap::Parser;
 

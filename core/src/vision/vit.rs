@@ -277,13 +277,13 @@ impl Vit {
         get: &dyn Fn(&str) -> Result<Tensor>,
         image: usize,
     ) -> Result<Self> {
-        if cfg.depth == 0 || cfg.dim == 0 || cfg.dim % cfg.heads != 0 {
+        if cfg.depth == 0 || cfg.dim == 0 || cfg.heads == 0 || !cfg.dim.is_multiple_of(cfg.heads) {
             return Err(Error::invalid(format!(
                 "unusable ViT: width {}, depth {}, heads {}",
                 cfg.dim, cfg.depth, cfg.heads
             )));
         }
-        if image == 0 || image % cfg.patch != 0 {
+        if image == 0 || cfg.patch == 0 || !image.is_multiple_of(cfg.patch) {
             return Err(Error::invalid(format!(
                 "input size {image} is not a multiple of the patch size {}",
                 cfg.patch

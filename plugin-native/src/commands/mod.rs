@@ -8,8 +8,10 @@ mod distill;
 mod eval;
 mod export;
 mod export_model;
+mod features;
 mod import;
 mod predict;
+mod segment;
 mod synth;
 mod train;
 
@@ -39,6 +41,10 @@ pub enum Command {
     Distill(distill::Args),
     /// Segment videos with a trained model.
     Predict(predict::Args),
+    /// DINOv2 frame features of a video file (`[D, T]` .npy).
+    Features(features::Args),
+    /// From a video file to segments and editor markers in one command.
+    Segment(segment::Args),
     /// Score per-frame predictions against ground truth (Edit, F1@{10,25,50}, MoF).
     Eval(eval::Args),
     /// Export predicted segments as editor markers, chapters or subtitles.
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Distill(a) => distill::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Features(a) => features::run(a),
+        Command::Segment(a) => segment::run(a),
         Command::Export(a) => export::run(a),
         Command::Import(a) => import::run(a),
         Command::ExportModel(a) => export_model::run(a),

@@ -1,0 +1,124 @@
+//! `syncseg segment`: from a video file to segments and editor markers in
+//! one command (features, model, labels mapped back to every video frame).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use syncseg_core::labels::write_frame_labels;
+use syncseg_core::model::SegModel;
+use syncseg_core::npy::write_features;
+use syncseg_core::predict::Prediction;
+
+use super::features::VitArgs;
+use crate::video::Sampling;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The video file (any container and codec FFmpeg reads).
+    #[arg(long)]
+    video: PathBuf,
+    /// Model directory or bundle; it must take the ViT's feature width.
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    vit: VitArgs,
+    /// Output folder: `<name>.txt` (a label per video frame),
+    /// `<name>.segments.json`, `<name>.npy` (the features) and the export.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also export the segments as `<name>.<ext>` at the video's frame rate.
+    #[arg(long)]
+    export: Option<syncseg_core::export::ExportFormat>,
+    /// Where the model runs: cpu, wgpu or auto.
+    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
+    device: super::device::DeviceChoice,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = SegModel::load(&args.model, &Device::Cpu)?;
+    let name = args
+        .video
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("--video: the file name is not valid UTF-8")?
+        .to_string();
+    let (features, info) = args.vit.features_of(&args.video)?;
+    let want = model.meta.c2f.input_dim;
+    if features.dim != want {
+        bail!(
+            "{}: the model takes {want}-dimensional features, the ViT in {} gives {}: use the ViT the model was trained on",
+            args.model.display(),
+            args.vit.weights.display(),
+            features.dim
+        );
+    }
+    let mut runner = super::device::Runner::open(args.device, &model)?;
+    let pred = runner.predict(&features)?;
+
+    // Back to every video frame: each takes its nearest sampled frame.
+    let sampling = Sampling {
+        video_fps: info.fps.as_f64(),
+        sample_fps: args.vit.fps.unwrap_or(info.fps.as_f64()),
+    };
+    let t = features.frames;
+    let frames = match args.vit.fps {
+        None => t,
+        Some(f) => info
+            .frames
+            .map(|n| n as usize)
+            .unwrap_or_else(|| (t as f64 * info.fps.as_f64() / f).round() as usize),
+    };
+    let pred = if frames == t && args.vit.fps.is_none() {
+        pred
+    } else {
+        let k = pred.classes;
+        let index: Vec<usize> = (0..frames as u64)
+            .map(|n| sampling.label_of(n, t))
+            .collect();
+        let mut probs = vec![0f32; k * frames];
+        for c in 0..k {
+            for (n, &i) in index.iter().enumerate() {
+                probs[c * frames + n] = pred.probs[c * t + i];
+            }
+        }
+        Prediction::from_probs(probs, k, frames)
+    };
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    write_features(args.out.join(format!("{name}.npy")), &features)?;
+    let classes = &model.meta.classes;
+    let labels: Vec<&str> = pred
+        .labels
+        .iter()
+        .map(|&l| classes[l as usize].as_str())
+        .collect();
+    write_frame_labels(args.out.join(format!("{name}.txt")), &labels)?;
+    let segments = pred.segments(classes);
+    let json = serde_json::json!({
+        "video": name,
+        "frames": frames,
+        "fps": info.fps.to_string(),
+        "segments": segments,
+    });
+    syncseg_core::fsio::write_bytes_atomic(
+        args.out.join(format!("{name}.segments.json")),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    super::export::beside(
+        args.export,
+        Some(info.fps),
+        &args.out,
+        &name,
+        &segments,
+        frames,
+    )?;
+    println!(
+        "{}: {} segments over {frames} frames ({} fps) → {}",
+        args.video.display(),
+        segments.len(),
+        info.fps,
+        args.out.display()
+    );
+    Ok(())
+}
