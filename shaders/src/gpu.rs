@@ -82,21 +82,15 @@ impl Gpu {
         // stricter than naga) is reported by name, not as a later failure.
         let mut pipelines = HashMap::new();
         let mut failures = Vec::new();
-        let mut files: Vec<&'static str> = kernels::ALL.iter().map(|k| k.file).collect();
+        let mut files: Vec<(&'static str, &'static str)> =
+            kernels::ALL.iter().map(|k| (k.file, k.source)).collect();
         files.sort_unstable();
         files.dedup();
-        for file in files {
+        for (file, source) in files {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(file),
-                source: wgpu::ShaderSource::Wgsl(
-                    kernels::ALL
-                        .iter()
-                        .find(|k| k.file == file)
-                        .map(|k| k.source)
-                        .unwrap_or_default()
-                        .into(),
-                ),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             });
             for k in kernels::ALL.iter().filter(|k| k.file == file) {
                 pipelines.insert(k.entry, create_pipeline(&device, &module, k));
@@ -107,8 +101,9 @@ impl Gpu {
         }
         if !failures.is_empty() {
             return Err(Error::Gpu(format!(
-                "{} kernel file(s) failed to compile on {}: {}",
+                "{} kernel file(s) failed to compile on {:?} {:?}: {}",
                 failures.len(),
+                info.backend,
                 info.name,
                 failures.join("; ")
             )));

@@ -332,3 +332,14 @@ fn missing_and_misshapen_tensors_are_named() {
         .to_string();
     assert!(err.contains("patch size"), "{err}");
 }
+
+#[test]
+fn random_models_of_every_preset_build() {
+    for name in ["small", "base", "large", "giant"] {
+        let mut cfg = VitConfig::preset(name).unwrap();
+        cfg.depth = 1; // one layer is enough to check the shapes
+        let vit = Vit::random(cfg, 28).unwrap();
+        let x = Tensor::zeros((1, 3, 28, 28), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(vit.forward(&x).unwrap().dims(), &[1, cfg.dim]);
+    }
+}

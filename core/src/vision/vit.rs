@@ -379,6 +379,72 @@ impl Vit {
         })
     }
 
+    /// A model of architecture `cfg` with random weights (normal, std
+    /// 0.02; LayerNorm at identity): for benchmarks, never for features.
+    pub fn random(cfg: VitConfig, image: usize) -> Result<Self> {
+        let d = cfg.dim;
+        let (p, g) = (cfg.patch, cfg.pos_grid);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            ("cls_token".into(), vec![1, 1, d]),
+            ("pos_embed".into(), vec![1, 1 + g * g, d]),
+            ("patch_embed.proj.weight".into(), vec![d, 3, p, p]),
+            ("patch_embed.proj.bias".into(), vec![d]),
+            ("norm.weight".into(), vec![d]),
+            ("norm.bias".into(), vec![d]),
+        ];
+        if cfg.registers > 0 {
+            shapes.push(("register_tokens".into(), vec![1, cfg.registers, d]));
+        }
+        let (fc_in, fc_out, hidden) = match cfg.mlp {
+            Mlp::Gelu { hidden } => ("fc1", "fc2", hidden),
+            Mlp::SwiGlu { hidden } => ("w12", "w3", hidden),
+        };
+        let fc_in_width = match cfg.mlp {
+            Mlp::Gelu { .. } => hidden,
+            Mlp::SwiGlu { .. } => 2 * hidden,
+        };
+        for i in 0..cfg.depth {
+            let b = |s: &str| format!("blocks.{i}.{s}");
+            for (name, shape) in [
+                ("norm1.weight", vec![d]),
+                ("norm1.bias", vec![d]),
+                ("attn.qkv.weight", vec![3 * d, d]),
+                ("attn.qkv.bias", vec![3 * d]),
+                ("attn.proj.weight", vec![d, d]),
+                ("attn.proj.bias", vec![d]),
+                ("ls1.gamma", vec![d]),
+                ("norm2.weight", vec![d]),
+                ("norm2.bias", vec![d]),
+                ("ls2.gamma", vec![d]),
+            ] {
+                shapes.push((b(name), shape));
+            }
+            shapes.push((b(&format!("mlp.{fc_in}.weight")), vec![fc_in_width, d]));
+            shapes.push((b(&format!("mlp.{fc_in}.bias")), vec![fc_in_width]));
+            shapes.push((b(&format!("mlp.{fc_out}.weight")), vec![d, hidden]));
+            shapes.push((b(&format!("mlp.{fc_out}.bias")), vec![d]));
+        }
+        let mut tensors = HashMap::new();
+        for (name, shape) in shapes {
+            let t = if name.ends_with("norm1.weight")
+                || name.ends_with("norm2.weight")
+                || name == "norm.weight"
+            {
+                Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?
+            } else {
+                Tensor::randn(0f32, 0.02, shape.as_slice(), &Device::Cpu)?
+            };
+            tensors.insert(name, t);
+        }
+        let get = |name: &str| -> Result<Tensor> {
+            tensors
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("tensor '{name}' missing")))
+        };
+        Self::build(cfg, &get, image)
+    }
+
     /// The architecture.
     pub fn config(&self) -> &VitConfig {
         &self.cfg

@@ -153,3 +153,58 @@ pub fn kernels(args: KernelArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct VitBenchArgs {
+    /// The DINOv2 architecture: small (ViT-S/14), base, large (ViT-L/14, the
+    /// paper's) or giant.
+    #[arg(long, default_value = "large")]
+    size: String,
+    /// Input side in pixels (224 in the paper).
+    #[arg(long, default_value_t = 224)]
+    image: usize,
+    /// Frames per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed batches (after one warm-up batch).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `syncseg bench vit`: frame-feature extraction rate of a DINOv2 ViT on
+/// the CPU (random weights of the real architecture; decoding excluded).
+pub fn vit(args: VitBenchArgs) -> anyhow::Result<()> {
+    use syncseg_core::vision::{Vit, VitConfig};
+    let cfg = VitConfig::preset(&args.size)?;
+    let vit = Vit::random(cfg, args.image)?;
+    let s = args.image;
+    let x = candle_core::Tensor::randn(0f32, 1.0, (args.batch.max(1), 3, s, s), &Device::Cpu)?;
+    vit.forward(&x)?;
+    let start = Instant::now();
+    for _ in 0..args.iters.max(1) {
+        vit.forward(&x)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let frames = (args.batch.max(1) * args.iters.max(1)) as f64;
+    let fps = frames / secs;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"size": args.size, "dim": cfg.dim, "depth": cfg.depth,
+                "image": s, "batch": args.batch, "frames_per_s": fps, "device": "cpu"})
+        );
+    } else {
+        println!(
+            "ViT-{} ({}-D, {} layers) at {s} px on the CPU, batch {}: {fps:.2} frames/s ({:.0} ms/frame)",
+            args.size,
+            cfg.dim,
+            cfg.depth,
+            args.batch,
+            1000.0 / fps
+        );
+    }
+    Ok(())
+}

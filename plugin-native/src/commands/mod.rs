@@ -64,6 +64,8 @@ pub enum BenchCommand {
     Step(bench::Args),
     /// Whole-model prediction latency on a backend (--device cpu|wgpu).
     Predict(bench_predict::PredictArgs),
+    /// Frame-feature extraction rate of a DINOv2 ViT on the CPU.
+    Vit(bench_predict::VitBenchArgs),
     /// Per-kernel time and GFLOP/s of the WGSL kernels on the wgpu adapter.
     Kernels(bench_predict::KernelArgs),
 }
@@ -84,5 +86,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Step(a)) => bench::run(a),
         Command::Bench(BenchCommand::Predict(a)) => bench_predict::predict(a),
         Command::Bench(BenchCommand::Kernels(a)) => bench_predict::kernels(a),
+        Command::Bench(BenchCommand::Vit(a)) => bench_predict::vit(a),
     }
 }
