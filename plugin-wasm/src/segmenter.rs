@@ -98,7 +98,7 @@ impl Segmenter {
             match open_webgpu(&model, max_chunk_frames).await {
                 // A software fallback adapter (SwiftShader) is an order of
                 // magnitude slower than the wasm CPU path (BENCHMARKS.md):
-                // "auto" takes it only when asked for WebGPU explicitly.
+                // "auto" prefers the CPU; "webgpu" still takes it.
                 Ok((_, gpu))
                     if choice == DeviceChoice::Auto
                         && gpu.info.device_type == wgpu::DeviceType::Cpu =>

@@ -290,9 +290,13 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
     );
 
     let out = dir.path().join("browser.json");
+    // "auto" on SwiftShader (a software fallback adapter) runs on the CPU.
     let mut cases: Vec<Value> = names[..2]
         .iter()
-        .map(|n| serde_json::json!({"name": n, "features": format!("/files/{n}.npy")}))
+        .map(|n| {
+            let features = format!("/files/{n}.npy");
+            serde_json::json!({"name": n, "features": features, "devices": ["webgpu", "cpu", "auto"]})
+        })
         .collect();
     cases.push(
         serde_json::json!({"name": "long", "features": "/files/long.npy", "devices": ["webgpu"]}),
@@ -373,6 +377,15 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
         }
         for r in case["runs"].as_array().unwrap() {
             let asked = r["asked"].as_str().unwrap();
+            if asked == "auto" {
+                let reason = r["fallbackReason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.contains("software fallback"),
+                    "{name}: auto on SwiftShader: {reason:?}"
+                );
+                check_run(r, "cpu", &labels, &segments, &format!("{name} on auto"));
+                continue;
+            }
             assert!(
                 r["fallbackReason"].is_null(),
                 "{name}: fell back: {}",
