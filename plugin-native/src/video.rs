@@ -13,13 +13,11 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context};
-use candle_core::{Device, Tensor};
 use syncseg_core::export::FrameRate;
 use syncseg_core::features::Features;
-use syncseg_core::vision::{Preprocess, Vit};
+use syncseg_core::vision::Preprocess;
 
-/// Frames per ViT forward pass.
-const BATCH: usize = 8;
+use crate::commands::device::FrameEncoder;
 
 /// What `ffprobe` says of the first video stream.
 #[derive(Debug, Clone)]
@@ -203,10 +201,11 @@ pub fn extract(
     path: &Path,
     info: &VideoInfo,
     sample_fps: Option<f64>,
-    vit: &Vit,
+    vit: &mut FrameEncoder,
     pre: &Preprocess,
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<Features> {
+    let batch_size = vit.batch()?;
     let s = vit.image_size();
     if pre.crop != s {
         bail!(
@@ -216,7 +215,7 @@ pub fn extract(
     }
     let mut reader = FrameReader::open(path, info, sample_fps)?;
     let mut frame = Vec::new();
-    let mut batch: Vec<f32> = Vec::with_capacity(BATCH * 3 * s * s);
+    let mut batch: Vec<f32> = Vec::with_capacity(batch_size * 3 * s * s);
     let mut rows: Vec<f32> = Vec::new();
     let mut frames = 0;
     loop {
@@ -228,10 +227,8 @@ pub fn extract(
                 .with_context(|| format!("{}: frame {frames}", path.display()))?;
         }
         let n = batch.len() / (3 * s * s);
-        if n == BATCH || (!more && n > 0) {
-            let x = Tensor::from_slice(&batch, (n, 3, s, s), &Device::Cpu)?;
-            let f = vit.forward(&x)?;
-            rows.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        if n == batch_size || (!more && n > 0) {
+            rows.extend(vit.embed(&batch, n)?);
             frames += n;
             batch.clear();
             progress(frames);
@@ -243,5 +240,5 @@ pub fn extract(
     if frames == 0 {
         bail!("{}: no frames decoded", path.display());
     }
-    Ok(Features::from_time_major(frames, vit.config().dim, rows)?)
+    Ok(Features::from_time_major(frames, vit.dim(), rows)?)
 }

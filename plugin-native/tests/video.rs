@@ -157,6 +157,30 @@ fn features_and_segment_from_a_video_file() {
     // testsrc moves: the frames' features differ.
     assert_ne!(f.frame(0).unwrap(), f.frame(15).unwrap());
 
+    // The same features from the WGSL ViT (lavapipe in CI).
+    let out_gpu = dir.path().join("clip_gpu.npy");
+    let mut args = vec![
+        "features",
+        "--video",
+        p(&video),
+        "--weights",
+        p(&weights),
+        "--out",
+        p(&out_gpu),
+        "--device",
+        "wgpu",
+    ];
+    args.extend(SMALL);
+    ok(&args);
+    let g = read_features(&out_gpu, FeatureLayout::DimByTime).unwrap();
+    assert_eq!((g.dim, g.frames), (DIM, FRAMES));
+    for (i, (a, b)) in g.data.iter().zip(&f.data).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "feature {i}: wgpu {a}, cpu {b}"
+        );
+    }
+
     // Sampled at 5 fps: half the frames; the first sample is frame 0.
     let out5 = dir.path().join("clip5.npy");
     let mut args = vec![
@@ -180,8 +204,12 @@ fn features_and_segment_from_a_video_file() {
 
     // Video → segments + editor files, labels for every video frame.
     let model = tiny_model(dir.path(), DIM);
-    for (fps, export) in [(None, "otio"), (Some("5"), "edl")] {
-        let seg_out = dir.path().join(format!("segments_{export}"));
+    for (fps, export, device) in [
+        (None, "otio", "cpu"),
+        (Some("5"), "edl", "cpu"),
+        (None, "otio", "wgpu"),
+    ] {
+        let seg_out = dir.path().join(format!("segments_{export}_{device}"));
         let mut args = vec![
             "segment",
             "--video",
@@ -194,6 +222,8 @@ fn features_and_segment_from_a_video_file() {
             export,
             "--out",
             p(&seg_out),
+            "--device",
+            device,
         ];
         args.extend(SMALL);
         if let Some(f) = fps {
@@ -221,6 +251,10 @@ fn features_and_segment_from_a_video_file() {
             _ => assert!(exported.starts_with("TITLE:"), "{exported}"),
         }
     }
+    // ViT and model on the GPU give the CPU's labels.
+    let labels =
+        |out: &str| std::fs::read_to_string(dir.path().join(out).join("clip.txt")).unwrap();
+    assert_eq!(labels("segments_otio_wgpu"), labels("segments_otio_cpu"));
 }
 
 #[test]

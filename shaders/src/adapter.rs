@@ -20,9 +20,32 @@ use crate::kernels::layer_norm::layer_norm;
 /// LayerNorm epsilon (PyTorch's default, as the CPU adapter).
 const LN_EPS: f32 = 1e-5;
 
-struct DeviceNorm {
-    gamma: wgpu::Buffer,
-    beta: wgpu::Buffer,
+/// A LayerNorm's scale and shift on the device.
+pub(crate) struct DeviceNorm {
+    pub(crate) gamma: wgpu::Buffer,
+    pub(crate) beta: wgpu::Buffer,
+}
+
+impl DeviceNorm {
+    /// Uploads `gamma` and `beta` (`[C]` each).
+    pub(crate) fn upload(gpu: &Gpu, gamma: &Tensor, beta: &Tensor, label: &str) -> Result<Self> {
+        let v = |t: &Tensor| -> Result<wgpu::Buffer> {
+            let t: Vec<f32> = t
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+            Ok(gpu.upload(&t, label))
+        };
+        Ok(DeviceNorm {
+            gamma: v(gamma)?,
+            beta: v(beta)?,
+        })
+    }
+
+    /// The scale and shift as slots of `g`.
+    pub(crate) fn bind(&self, g: &mut Graph) -> (Slot, Slot) {
+        (g.import(&self.gamma), g.import(&self.beta))
+    }
 }
 
 struct DeviceLayer {
@@ -76,16 +99,12 @@ impl AdapterWeights {
             )
         };
         let norm = |name: &str| -> Result<DeviceNorm> {
-            let v = |s: &str| -> Result<wgpu::Buffer> {
-                let t: Vec<f32> = get(&format!("{name}.{s}"))?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1()?;
-                Ok(gpu.upload(&t, name))
-            };
-            Ok(DeviceNorm {
-                gamma: v("weight")?,
-                beta: v("bias")?,
-            })
+            DeviceNorm::upload(
+                gpu,
+                get(&format!("{name}.weight"))?,
+                get(&format!("{name}.bias"))?,
+                name,
+            )
         };
         let layers = (0..cfg.layers)
             .map(|i| {
@@ -174,7 +193,7 @@ pub fn record(
     let ctx = g.alloc(width * t, "ctx");
     let f = g.alloc(w.ffn * t, "ffn");
     for layer in &w.layers {
-        let (g1, b1) = (g.import(&layer.norm1.gamma), g.import(&layer.norm1.beta));
+        let (g1, b1) = layer.norm1.bind(g);
         layer_norm(g, h, g1, b1, a, width, t, LN_EPS);
         let qkv = layer.qkv.bind(g);
         for (i, dst) in [q, k, v].into_iter().enumerate() {
@@ -188,7 +207,7 @@ pub fn record(
                 false,
             );
         }
-        attention(g, q, k, v, ctx, w.heads, width / w.heads, t);
+        attention(g, q, k, v, ctx, w.heads, width / w.heads, t, t);
         let out = layer.attn_out.bind(g);
         conv(
             g,
@@ -199,7 +218,7 @@ pub fn record(
             Activation::None,
             true,
         );
-        let (g2, b2) = (g.import(&layer.norm2.gamma), g.import(&layer.norm2.beta));
+        let (g2, b2) = layer.norm2.bind(g);
         layer_norm(g, h, g2, b2, a, width, t, LN_EPS);
         let fc1 = layer.fc1.bind(g);
         conv(
@@ -222,7 +241,7 @@ pub fn record(
             true,
         );
     }
-    let (gn, bn) = (g.import(&w.norm.gamma), g.import(&w.norm.beta));
+    let (gn, bn) = w.norm.bind(g);
     layer_norm(g, h, gn, bn, a, width, t, LN_EPS);
     let out_proj = w.out_proj.bind(g);
     for (part, &dst) in input.iter().zip(output) {

@@ -6,7 +6,8 @@
 //! * [`gpu`] — adapter, limits, pipelines (created once), async readback;
 //! * [`graph`] — recorded dispatch sequences replayed per window;
 //! * [`c2f`], [`adapter`] — the C2F-TCN and the feature adapter as graphs;
-//! * [`segmenter`] — frame-wise prediction agreeing with the CPU path.
+//! * [`segmenter`] — frame-wise prediction agreeing with the CPU path;
+//! * [`vit`] — DINOv2 frame features (the CLS token) agreeing with the CPU model.
 //!
 //! Layout convention: activations are channel-major `[C, T]` f32, as the
 //! features on disk; a linear layer is a 1×1 temporal convolution.
@@ -21,7 +22,9 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod segmenter;
+pub mod vit;
 
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use segmenter::WgpuSegmenter;
+pub use vit::WgpuVit;

@@ -268,7 +268,8 @@ impl WgpuSegmenter {
                 src_t0: 0,
                 len: t as u32,
                 dst_t: t as u32,
-                _pad: [0; 3],
+                src_step: 1,
+                _pad: [0; 2],
             };
             copies.push((copy_window(&mut g, src, dst, params), params));
             window.push(InputPart {

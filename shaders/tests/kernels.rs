@@ -12,6 +12,7 @@ use syncseg_shaders::kernels::ensemble::{ensemble_head, EnsembleParams};
 use syncseg_shaders::kernels::layer_norm::layer_norm;
 use syncseg_shaders::kernels::pool::{max_pool, resample, resample_table};
 use syncseg_shaders::kernels::reduce::{sum_sq_diff, PARTIALS};
+use syncseg_shaders::kernels::swiglu::swiglu;
 
 fn gelu(x: f64) -> f64 {
     // erf via libm-quality series is not in std; use the identity with erfc
@@ -302,13 +303,18 @@ fn layer_norm_matches_reference() {
 
 #[test]
 fn attention_matches_reference_without_storing_scores() {
-    for (heads, dh, t) in [
-        (1, 1, 1),
-        (2, 3, 17),
-        (4, 16, 100),
-        (1, 64, 257),
-        (2, 128, 33),
-        (1, 8, 3000),
+    // (heads, head size, frames, tokens per independent sequence)
+    for (heads, dh, t, block) in [
+        (1, 1, 1, 1),
+        (2, 3, 17, 17),
+        (4, 16, 100, 100),
+        (1, 64, 257, 257),
+        (2, 128, 33, 33),
+        (1, 8, 3000, 3000),
+        // A ViT batch: 3 images of 257 tokens, heads of 64.
+        (2, 64, 771, 257),
+        // Sequences shorter than a query tile, the last one cut short.
+        (3, 5, 100, 30),
     ] {
         let w = heads * dh;
         let scale = 2.0; // sharper softmax than unit-variance inputs give
@@ -322,13 +328,15 @@ fn attention_matches_reference_without_storing_scores() {
                 g.constant(&v, "v"),
             );
             let o = g.alloc(w * t, "o");
-            attention(g, qs, ks, vs, o, heads, dh, t);
+            attention(g, qs, ks, vs, o, heads, dh, t, block);
             (o, w * t)
         });
         let mut want = vec![0f64; w * t];
         for h in 0..heads {
             for i in 0..t {
-                let s: Vec<f64> = (0..t)
+                let keys = (i / block * block)..((i / block + 1) * block).min(t);
+                let s: Vec<f64> = keys
+                    .clone()
                     .map(|j| {
                         (0..dh)
                             .map(|d| {
@@ -342,8 +350,10 @@ fn attention_matches_reference_without_storing_scores() {
                 let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for d in 0..dh {
-                    want[(h * dh + d) * t + i] = (0..t)
-                        .map(|j| e[j] / z * v[(h * dh + d) * t + j] as f64)
+                    want[(h * dh + d) * t + i] = keys
+                        .clone()
+                        .zip(&e)
+                        .map(|(j, ej)| ej / z * v[(h * dh + d) * t + j] as f64)
                         .sum();
                 }
             }
@@ -352,8 +362,30 @@ fn attention_matches_reference_without_storing_scores() {
             &got,
             &want,
             1e-5,
-            &format!("attention H{heads} dh{dh} T{t}"),
+            &format!("attention H{heads} dh{dh} T{t} block {block}"),
         );
+    }
+}
+
+#[test]
+fn swiglu_gates_in_place() {
+    for n in [1usize, 255, 256, 257, 1_048_579] {
+        let a: Vec<f32> = random(n, 11).iter().map(|v| v * 6.0).collect();
+        let b = random(n, 12);
+        let got = run(|g| {
+            let (sa, sb) = (g.constant(&a, "a"), g.constant(&b, "b"));
+            swiglu(g, sa, sb, n);
+            (sa, n)
+        });
+        let want: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| {
+                let x = x as f64;
+                x / (1.0 + (-x).exp()) * y as f64
+            })
+            .collect();
+        assert_close(&got, &want, 1e-6, &format!("swiglu n={n}"));
     }
 }
 
@@ -422,7 +454,14 @@ fn sum_of_squared_differences_is_a_two_pass_tree() {
 
 #[test]
 fn copy_window_zero_pads_past_the_real_frames() {
-    let (rows, stride, t0, len, dst_t) = (3, 50, 7, 20, 32);
+    // Steps: a window (1) and a gather of every 7th frame (CLS tokens).
+    for (step, len) in [(1usize, 20usize), (7, 6)] {
+        copy_window_case(step, len);
+    }
+}
+
+fn copy_window_case(step: usize, len: usize) {
+    let (rows, stride, t0, dst_t) = (3, 50, 7, 32);
     let src = random(rows * stride, 4);
     let got = run(|g| {
         let s = g.constant(&src, "src");
@@ -433,7 +472,8 @@ fn copy_window_zero_pads_past_the_real_frames() {
             src_t0: t0 as u32,
             len: len as u32,
             dst_t: dst_t as u32,
-            _pad: [0; 3],
+            src_step: step as u32,
+            _pad: [0; 2],
         };
         copy_window(g, s, d, params);
         (d, rows * dst_t)
@@ -443,12 +483,12 @@ fn copy_window_zero_pads_past_the_real_frames() {
             let src = &src;
             (0..dst_t).map(move |t| {
                 if t < len {
-                    src[r * stride + t0 + t] as f64
+                    src[r * stride + t0 + t * step] as f64
                 } else {
                     0.0
                 }
             })
         })
         .collect();
-    assert_close(&got, &want, 0.0, "copy_window");
+    assert_close(&got, &want, 0.0, &format!("copy_window step {step}"));
 }

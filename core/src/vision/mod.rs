@@ -17,7 +17,7 @@ pub mod preprocess;
 pub mod vit;
 
 pub use preprocess::{Normalization, Preprocess};
-pub use vit::{Vit, VitConfig};
+pub use vit::{Mlp, Vit, VitBlock, VitConfig};
 
 #[cfg(test)]
 mod tests;

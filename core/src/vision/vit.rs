@@ -107,14 +107,25 @@ impl VitConfig {
     }
 }
 
-struct Block {
-    norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    ls1: Option<Tensor>,
-    norm2: LayerNorm,
-    mlp: (Linear, Linear),
-    ls2: Option<Tensor>,
+/// One transformer layer: `x += ls1 · proj(attn(norm1(x)))`,
+/// `x += ls2 · mlp_out(act(mlp_in(norm2(x))))`.
+pub struct VitBlock {
+    /// Before attention.
+    pub norm1: LayerNorm,
+    /// `[3D, D]`: queries, keys, values stacked.
+    pub qkv: Linear,
+    /// Attention output projection.
+    pub proj: Linear,
+    /// LayerScale `[D]` (absent in checkpoints without it).
+    pub ls1: Option<Tensor>,
+    /// Before the MLP.
+    pub norm2: LayerNorm,
+    /// fc1 (GELU) or w12 (SwiGLU: both halves stacked).
+    pub mlp_in: Linear,
+    /// fc2 or w3.
+    pub mlp_out: Linear,
+    /// LayerScale of the MLP branch.
+    pub ls2: Option<Tensor>,
 }
 
 /// A DINOv2 ViT ready to embed `image × image` inputs.
@@ -127,7 +138,7 @@ pub struct Vit {
     registers: Option<Tensor>,
     /// `[1, 1 + grid², D]`, resized to the input's grid.
     pos: Tensor,
-    blocks: Vec<Block>,
+    blocks: Vec<VitBlock>,
     norm: LayerNorm,
 }
 
@@ -216,6 +227,14 @@ impl Vit {
         let raw = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;
         Self::from_tensors(raw, image).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// [`Vit::load`] from the bytes of a safetensors file (a browser's
+    /// `File`); `name` is what errors call it.
+    pub fn from_safetensors_bytes(bytes: &[u8], image: usize, name: &str) -> Result<Self> {
+        let raw = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| Error::invalid(format!("{name}: not a safetensors file ({e})")))?;
+        Self::from_tensors(raw, image).map_err(|e| Error::invalid(format!("{name}: {e}")))
     }
 
     /// [`Vit::load`] from tensors already in memory (either layout).
@@ -346,7 +365,7 @@ impl Vit {
         let blocks = (0..cfg.depth)
             .map(|i| {
                 let b = |s: &str| format!("blocks.{i}.{s}");
-                let mlp = match cfg.mlp {
+                let (mlp_in, mlp_out) = match cfg.mlp {
                     Mlp::Gelu { hidden } => (
                         linear(&b("mlp.fc1"), hidden, d)?,
                         linear(&b("mlp.fc2"), d, hidden)?,
@@ -356,13 +375,14 @@ impl Vit {
                         linear(&b("mlp.w3"), d, hidden)?,
                     ),
                 };
-                Ok(Block {
+                Ok(VitBlock {
                     norm1: norm(&b("norm1"))?,
                     qkv: linear(&b("attn.qkv"), 3 * d, d)?,
                     proj: linear(&b("attn.proj"), d, d)?,
                     ls1: ls(&b("ls1.gamma"))?,
                     norm2: norm(&b("norm2"))?,
-                    mlp,
+                    mlp_in,
+                    mlp_out,
                     ls2: ls(&b("ls2.gamma"))?,
                 })
             })
@@ -380,8 +400,14 @@ impl Vit {
     }
 
     /// A model of architecture `cfg` with random weights (normal, std
-    /// 0.02; LayerNorm at identity): for benchmarks, never for features.
+    /// 0.02; LayerNorm near identity): for benchmarks, never for features.
     pub fn random(cfg: VitConfig, image: usize) -> Result<Self> {
+        Self::random_with_std(cfg, image, 0.02)
+    }
+
+    /// [`Vit::random`] with weights of standard deviation `std` (LayerNorm
+    /// scales 1 + that noise): larger values make parity tests meaningful.
+    pub fn random_with_std(cfg: VitConfig, image: usize, std: f32) -> Result<Self> {
         let d = cfg.dim;
         let (p, g) = (cfg.patch, cfg.pos_grid);
         let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -430,9 +456,9 @@ impl Vit {
                 || name.ends_with("norm2.weight")
                 || name == "norm.weight"
             {
-                Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?
+                Tensor::randn(1f32, std, shape.as_slice(), &Device::Cpu)?
             } else {
-                Tensor::randn(0f32, 0.02, shape.as_slice(), &Device::Cpu)?
+                Tensor::randn(0f32, std, shape.as_slice(), &Device::Cpu)?
             };
             tensors.insert(name, t);
         }
@@ -454,6 +480,46 @@ impl Vit {
     pub fn image_size(&self) -> usize {
         self.image
     }
+
+    /// Tokens per image: CLS, registers, then the patches in raster order.
+    pub fn tokens(&self) -> usize {
+        let grid = self.image / self.cfg.patch;
+        1 + self.cfg.registers + grid * grid
+    }
+
+    /// The patch embedding as a linear layer `[D, 3·p·p]` over patches
+    /// flattened as (channel, y, x).
+    pub fn patch_embed(&self) -> &Linear {
+        &self.patch_embed
+    }
+
+    /// `[1, 1, D]`.
+    pub fn cls_token(&self) -> &Tensor {
+        &self.cls
+    }
+
+    /// `[1, registers, D]`, when the checkpoint has registers.
+    pub fn register_tokens(&self) -> Option<&Tensor> {
+        self.registers.as_ref()
+    }
+
+    /// `[1, 1 + grid², D]` at this input size (CLS first; registers get none).
+    pub fn pos_embed(&self) -> &Tensor {
+        &self.pos
+    }
+
+    /// The transformer layers.
+    pub fn blocks(&self) -> &[VitBlock] {
+        &self.blocks
+    }
+
+    /// The final LayerNorm (its epsilon is [`Vit::LN_EPS`]).
+    pub fn norm(&self) -> &LayerNorm {
+        &self.norm
+    }
+
+    /// Every LayerNorm's epsilon.
+    pub const LN_EPS: f64 = LN_EPS;
 
     /// The CLS features `[B, dim]` of preprocessed images `[B, 3, S, S]`.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
@@ -485,7 +551,7 @@ impl Vit {
         Ok(x.narrow(1, 0, 1)?.squeeze(1)?)
     }
 
-    fn block(&self, blk: &Block, x: &Tensor) -> Result<Tensor> {
+    fn block(&self, blk: &VitBlock, x: &Tensor) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let (h, hd) = (self.cfg.heads, d / self.cfg.heads);
         let qkv = blk
@@ -505,12 +571,12 @@ impl Vit {
         let x = (x + y)?;
         let z = blk.norm2.forward(&x)?;
         let z = match self.cfg.mlp {
-            Mlp::Gelu { .. } => blk.mlp.1.forward(&blk.mlp.0.forward(&z)?.gelu_erf()?)?,
+            Mlp::Gelu { .. } => blk.mlp_out.forward(&blk.mlp_in.forward(&z)?.gelu_erf()?)?,
             Mlp::SwiGlu { hidden } => {
-                let ab = blk.mlp.0.forward(&z)?;
+                let ab = blk.mlp_in.forward(&z)?;
                 let a = ab.narrow(D::Minus1, 0, hidden)?;
                 let bb = ab.narrow(D::Minus1, hidden, hidden)?;
-                blk.mlp.1.forward(&(candle_nn::ops::silu(&a)? * bb)?)?
+                blk.mlp_out.forward(&(candle_nn::ops::silu(&a)? * bb)?)?
             }
         };
         let z = match &blk.ls2 {

@@ -169,40 +169,47 @@ pub struct VitBenchArgs {
     /// Timed batches (after one warm-up batch).
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Where the ViT runs: cpu, wgpu or auto.
+    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
+    device: super::device::DeviceChoice,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
 
-/// `syncseg bench vit`: frame-feature extraction rate of a DINOv2 ViT on
-/// the CPU (random weights of the real architecture; decoding excluded).
+/// `syncseg bench vit`: frame-feature extraction rate of a DINOv2 ViT
+/// (random weights of the real architecture; decoding and preprocessing
+/// excluded, the GPU's upload and readback included).
 pub fn vit(args: VitBenchArgs) -> anyhow::Result<()> {
     use syncseg_core::vision::{Vit, VitConfig};
     let cfg = VitConfig::preset(&args.size)?;
-    let vit = Vit::random(cfg, args.image)?;
+    let gpu = super::device::open_gpu(args.device)?;
+    let mut vit = super::device::FrameEncoder::on(gpu, Vit::random(cfg, args.image)?)?;
+    let device = vit.describe();
     let s = args.image;
-    let x = candle_core::Tensor::randn(0f32, 1.0, (args.batch.max(1), 3, s, s), &Device::Cpu)?;
-    vit.forward(&x)?;
+    let batch = args.batch.max(1);
+    let x: Vec<f32> =
+        candle_core::Tensor::randn(0f32, 1.0, batch * 3 * s * s, &Device::Cpu)?.to_vec1()?;
+    vit.embed(&x, batch)?;
     let start = Instant::now();
     for _ in 0..args.iters.max(1) {
-        vit.forward(&x)?;
+        vit.embed(&x, batch)?;
     }
     let secs = start.elapsed().as_secs_f64();
-    let frames = (args.batch.max(1) * args.iters.max(1)) as f64;
+    let frames = (batch * args.iters.max(1)) as f64;
     let fps = frames / secs;
     if args.json {
         println!(
             "{}",
             serde_json::json!({"size": args.size, "dim": cfg.dim, "depth": cfg.depth,
-                "image": s, "batch": args.batch, "frames_per_s": fps, "device": "cpu"})
+                "image": s, "batch": batch, "frames_per_s": fps, "device": device})
         );
     } else {
         println!(
-            "ViT-{} ({}-D, {} layers) at {s} px on the CPU, batch {}: {fps:.2} frames/s ({:.0} ms/frame)",
+            "ViT-{} ({}-D, {} layers) at {s} px on {device}, batch {batch}: {fps:.2} frames/s ({:.0} ms/frame)",
             args.size,
             cfg.dim,
             cfg.depth,
-            args.batch,
             1000.0 / fps
         );
     }

@@ -1,11 +1,14 @@
-//! `--device cpu|wgpu|auto`: where a model runs.
+//! `--device cpu|wgpu|auto`: where a model (and the ViT) runs.
 
 use std::sync::Arc;
 
+use candle_core::{Device, Tensor};
 use syncseg_core::features::Features;
 use syncseg_core::model::SegModel;
 use syncseg_core::predict::{predict, Prediction};
-use syncseg_shaders::{Gpu, WgpuSegmenter};
+use syncseg_core::vision::Vit;
+use syncseg_shaders::vit::DEFAULT_BATCH;
+use syncseg_shaders::{Gpu, WgpuSegmenter, WgpuVit};
 
 /// The backend asked for on the command line.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,28 +28,41 @@ pub enum Runner<'m> {
     Wgpu(Box<WgpuSegmenter>),
 }
 
+/// The device `choice` stands for: `None` is the CPU. `wgpu` without an
+/// adapter is an error; `auto` falls back to the CPU and says so.
+pub fn open_gpu(choice: DeviceChoice) -> anyhow::Result<Option<Arc<Gpu>>> {
+    let open = || -> syncseg_shaders::Result<Arc<Gpu>> {
+        let gpu = pollster::block_on(Gpu::new())?;
+        tracing::info!("GPU: {}", gpu.describe());
+        Ok(Arc::new(gpu))
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok(None),
+        DeviceChoice::Wgpu => Ok(Some(
+            open().map_err(|e| anyhow::anyhow!("--device wgpu: {e}"))?,
+        )),
+        DeviceChoice::Auto => match open() {
+            Ok(gpu) => Ok(Some(gpu)),
+            Err(e) => {
+                tracing::warn!("--device auto: no usable GPU ({e}); running on the CPU");
+                Ok(None)
+            }
+        },
+    }
+}
+
 impl<'m> Runner<'m> {
     /// Opens `choice` for `model`; logs the adapter's name.
     pub fn open(choice: DeviceChoice, model: &'m SegModel) -> anyhow::Result<Self> {
-        let gpu = || -> syncseg_shaders::Result<Runner<'m>> {
-            let gpu = pollster::block_on(Gpu::new())?;
-            tracing::info!("GPU: {}", gpu.describe());
-            Ok(Runner::Wgpu(Box::new(WgpuSegmenter::new(
-                Arc::new(gpu),
-                model,
-            )?)))
-        };
-        match choice {
-            DeviceChoice::Cpu => Ok(Runner::Cpu(model)),
-            DeviceChoice::Wgpu => Ok(gpu().map_err(|e| anyhow::anyhow!("--device wgpu: {e}"))?),
-            DeviceChoice::Auto => match gpu() {
-                Ok(r) => Ok(r),
-                Err(e) => {
-                    tracing::warn!("--device auto: no usable GPU ({e}); running on the CPU");
-                    Ok(Runner::Cpu(model))
-                }
-            },
-        }
+        Self::on(open_gpu(choice)?, model)
+    }
+
+    /// `model` on `gpu`, or on the CPU for `None`.
+    pub fn on(gpu: Option<Arc<Gpu>>, model: &'m SegModel) -> anyhow::Result<Self> {
+        Ok(match gpu {
+            None => Runner::Cpu(model),
+            Some(gpu) => Runner::Wgpu(Box::new(WgpuSegmenter::new(gpu, model)?)),
+        })
     }
 
     /// Ensemble probabilities and labels of one video.
@@ -62,6 +78,66 @@ impl<'m> Runner<'m> {
         match self {
             Runner::Cpu(_) => "cpu".into(),
             Runner::Wgpu(s) => s.gpu().describe(),
+        }
+    }
+}
+
+/// A DINOv2 ViT ready to embed frames on one backend.
+pub enum FrameEncoder {
+    Cpu(Vit),
+    Wgpu(Box<WgpuVit>),
+}
+
+impl FrameEncoder {
+    /// `vit` on `gpu`, or on the CPU for `None`.
+    pub fn on(gpu: Option<Arc<Gpu>>, vit: Vit) -> anyhow::Result<Self> {
+        Ok(match gpu {
+            None => FrameEncoder::Cpu(vit),
+            Some(gpu) => FrameEncoder::Wgpu(Box::new(WgpuVit::new(gpu, &vit)?)),
+        })
+    }
+
+    /// The ViT's input side in pixels.
+    pub fn image_size(&self) -> usize {
+        match self {
+            FrameEncoder::Cpu(v) => v.image_size(),
+            FrameEncoder::Wgpu(v) => v.image_size(),
+        }
+    }
+
+    /// The feature width.
+    pub fn dim(&self) -> usize {
+        match self {
+            FrameEncoder::Cpu(v) => v.config().dim,
+            FrameEncoder::Wgpu(v) => v.config().dim,
+        }
+    }
+
+    /// Frames per forward pass.
+    pub fn batch(&self) -> anyhow::Result<usize> {
+        match self {
+            FrameEncoder::Cpu(_) => Ok(DEFAULT_BATCH),
+            FrameEncoder::Wgpu(v) => Ok(v.batch_that_fits(DEFAULT_BATCH)?),
+        }
+    }
+
+    /// CLS features `[n, D]` (row-major) of `n` preprocessed images.
+    pub fn embed(&mut self, images: &[f32], n: usize) -> anyhow::Result<Vec<f32>> {
+        match self {
+            FrameEncoder::Cpu(vit) => {
+                let s = vit.image_size();
+                let x = Tensor::from_slice(images, (n, 3, s, s), &Device::Cpu)?;
+                Ok(vit.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+            FrameEncoder::Wgpu(vit) => Ok(pollster::block_on(vit.embed(images))?),
+        }
+    }
+
+    /// "cpu" or the adapter's description.
+    pub fn describe(&self) -> String {
+        match self {
+            FrameEncoder::Cpu(_) => "cpu".into(),
+            FrameEncoder::Wgpu(v) => v.gpu().describe(),
         }
     }
 }

@@ -2,12 +2,15 @@
 //! ViT options it shares with `syncseg segment`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use syncseg_core::features::Features;
 use syncseg_core::npy::write_features;
 use syncseg_core::vision::{Normalization, Preprocess, Vit};
+use syncseg_shaders::Gpu;
 
+use super::device::{DeviceChoice, FrameEncoder};
 use crate::progress;
 use crate::video::{self, VideoInfo};
 
@@ -32,19 +35,32 @@ pub struct VitArgs {
     /// Side of the center crop fed to the ViT (a multiple of 14).
     #[arg(long, default_value_t = 224)]
     pub crop: usize,
+    /// Where the ViT (and, for `segment`, the model) runs: cpu, wgpu or auto.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 impl VitArgs {
-    /// Loads the ViT and extracts the features of `video`, with a progress
-    /// bar (frames/s, ETA).
-    pub fn features_of(&self, video: &Path) -> anyhow::Result<(Features, VideoInfo)> {
+    /// Loads the ViT on `gpu` (the CPU for `None`).
+    pub fn encoder(&self, gpu: Option<Arc<Gpu>>) -> anyhow::Result<FrameEncoder> {
+        let vit = FrameEncoder::on(gpu, Vit::load(&self.weights, self.crop)?)?;
+        tracing::debug!("ViT on {}", vit.describe());
+        Ok(vit)
+    }
+
+    /// Extracts the features of `video` with `vit`, with a progress bar
+    /// (frames/s, ETA).
+    pub fn features_of(
+        &self,
+        video: &Path,
+        vit: &mut FrameEncoder,
+    ) -> anyhow::Result<(Features, VideoInfo)> {
         if let Some(f) = self.fps {
             if !(f.is_finite() && f > 0.0) {
                 anyhow::bail!("--fps {f}: must be a positive number of frames per second");
             }
         }
         let info = video::probe(video)?;
-        let vit = Vit::load(&self.weights, self.crop)?;
         let pre = Preprocess {
             resize: self.resize,
             crop: self.crop,
@@ -55,7 +71,7 @@ impl VitArgs {
             None => n,
         });
         let pb = progress::bar(expected.unwrap_or(0), "features", "frames");
-        let features = video::extract(video, &info, self.fps, &vit, &pre, |done| {
+        let features = video::extract(video, &info, self.fps, vit, &pre, |done| {
             pb.set_position(done as u64);
             let secs = pb.elapsed().as_secs_f64();
             if secs > 0.0 {
@@ -80,7 +96,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (features, info) = args.vit.features_of(&args.video)?;
+    let mut vit = args
+        .vit
+        .encoder(super::device::open_gpu(args.vit.device)?)?;
+    let (features, info) = args.vit.features_of(&args.video, &mut vit)?;
     write_features(&args.out, &features).with_context(|| format!("{}", args.out.display()))?;
     println!(
         "wrote {}: {} × {} frames ({}; video {}×{} at {} fps)",

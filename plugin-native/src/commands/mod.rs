@@ -3,7 +3,7 @@
 mod bench;
 mod bench_predict;
 mod demo;
-mod device;
+pub(crate) mod device;
 mod distill;
 mod eval;
 mod export;

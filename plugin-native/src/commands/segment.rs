@@ -30,9 +30,6 @@ pub struct Args {
     /// Also export the segments as `<name>.<ext>` at the video's frame rate.
     #[arg(long)]
     export: Option<syncseg_core::export::ExportFormat>,
-    /// Where the model runs: cpu, wgpu or auto.
-    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
-    device: super::device::DeviceChoice,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -43,17 +40,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|s| s.to_str())
         .context("--video: the file name is not valid UTF-8")?
         .to_string();
-    let (features, info) = args.vit.features_of(&args.video)?;
+    // One device for the ViT and the model.
+    let gpu = super::device::open_gpu(args.vit.device)?;
+    let mut vit = args.vit.encoder(gpu.clone())?;
     let want = model.meta.c2f.input_dim;
-    if features.dim != want {
+    if vit.dim() != want {
         bail!(
             "{}: the model takes {want}-dimensional features, the ViT in {} gives {}: use the ViT the model was trained on",
             args.model.display(),
             args.vit.weights.display(),
-            features.dim
+            vit.dim()
         );
     }
-    let mut runner = super::device::Runner::open(args.device, &model)?;
+    let (features, info) = args.vit.features_of(&args.video, &mut vit)?;
+    let mut runner = super::device::Runner::on(gpu, &model)?;
     let pred = runner.predict(&features)?;
 
     // Back to every video frame: each takes its nearest sampled frame.

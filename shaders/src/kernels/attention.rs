@@ -27,10 +27,12 @@ struct AttnParams {
     frames: u32,
     head_dim: u32,
     scale: f32,
-    _pad: u32,
+    block: u32,
 }
 
-/// `o = softmax(q kᵀ / √dh) v` per head, all `[heads·dh, frames]` channel-major.
+/// `o = softmax(q kᵀ / √dh) v` per head, all `[heads·dh, frames]`
+/// channel-major; the frames are independent sequences of `block` tokens
+/// each (the last may be shorter), `block = frames` for one sequence.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     g: &mut Graph,
@@ -41,18 +43,24 @@ pub fn attention(
     heads: usize,
     head_dim: usize,
     frames: usize,
+    block: usize,
 ) {
     assert!(head_dim <= MAX_HEAD_DIM, "checked when the model is loaded");
+    assert!(block > 0, "empty sequences");
     let params = AttnParams {
         frames: frames as u32,
         head_dim: head_dim as u32,
         scale: 1.0 / (head_dim as f32).sqrt(),
-        _pad: 0,
+        block: block as u32,
     };
     g.dispatch(
         &ATTENTION,
         &[q, k, v, o],
         bytemuck::bytes_of(&params),
-        [groups(frames, 64), heads as u32, 1],
+        [
+            groups(block.min(frames), 64),
+            heads as u32,
+            frames.div_ceil(block) as u32,
+        ],
     );
 }

@@ -2,12 +2,16 @@
 // style): each workgroup owns 64 queries of one head and streams the keys and
 // values through workgroup memory in tiles of 16, so the T×T score matrix is
 // never stored and any number of frames fits. q, k, v and out are
-// channel-major `[W, T]`; head h owns rows h·dh … (h+1)·dh − 1.
+// channel-major `[W, T]`; head h owns rows h·dh … (h+1)·dh − 1. The frames
+// may be several independent sequences of `block` tokens each (a ViT's
+// images side by side): workgroup z owns sequence z, whose queries attend
+// only to its own keys.
 
 struct AttnParams {
     frames: u32,
     head_dim: u32,  // ≤ MAX_HEAD_DIM
     scale: f32,     // 1/√head_dim
+    block: u32,     // tokens per independent sequence (frames for one)
 }
 
 const BQ: u32 = 64u;
@@ -25,9 +29,11 @@ var<workgroup> v_tile: array<f32, 2048>;
 
 @compute @workgroup_size(64, 1, 1)
 fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let qi = wid.x * BQ + lid.x;
+    let seq0 = wid.z * ap.block;
+    let seq_end = min(seq0 + ap.block, ap.frames);
+    let qi = seq0 + wid.x * BQ + lid.x;
     let row0 = wid.y * ap.head_dim;
-    let valid = qi < ap.frames;
+    let valid = qi < seq_end;
     let dh = ap.head_dim;
     var qv: array<f32, 128>;
     var acc: array<f32, 128>;
@@ -41,15 +47,15 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     }
     var m = -1.0e30;
     var l = 0.0;
-    let n_tiles = (ap.frames + BK - 1u) / BK;
+    let n_tiles = (seq_end - seq0 + BK - 1u) / BK;
     for (var tile = 0u; tile < n_tiles; tile++) {
-        let key0 = tile * BK;
+        let key0 = seq0 + tile * BK;
         for (var e = lid.x; e < dh * BK; e += BQ) {
             let d = e / BK;
             let key = key0 + e % BK;
             var kv = 0.0;
             var vv = 0.0;
-            if (key < ap.frames) {
+            if (key < seq_end) {
                 kv = k[(row0 + d) * ap.frames + key];
                 vv = v[(row0 + d) * ap.frames + key];
             }
@@ -57,7 +63,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             v_tile[e] = vv;
         }
         workgroupBarrier();
-        let n_keys = min(BK, ap.frames - key0);
+        let n_keys = min(BK, seq_end - key0);
         var s: array<f32, 16>;
         var tile_max = m;
         for (var j = 0u; j < n_keys; j++) {

@@ -21,11 +21,13 @@ pub struct WindowParams {
     pub src_t0: u32,
     pub len: u32,
     pub dst_t: u32,
-    pub _pad: [u32; 3],
+    /// 1 for a window; `n` to take every `n`-th frame.
+    pub src_step: u32,
+    pub _pad: [u32; 2],
 }
 
-/// `dst [rows, dst_t]` = frames `src_t0 .. src_t0 + len` of `src [rows, src_stride]`,
-/// zero beyond `len`. Returns the parameter block, which the caller rewrites
+/// `dst [rows, dst_t]` = frames `src_t0 + i·src_step` (`i < len`) of
+/// `src [rows, src_stride]`, zero beyond `len`. Returns the parameter block, which the caller rewrites
 /// per window ([`Graph::set_params`]).
 pub fn copy_window(g: &mut Graph, src: Slot, dst: Slot, params: WindowParams) -> ParamsId {
     g.dispatch(

@@ -1,6 +1,7 @@
 // Copies a window of frames out of a longer channel-major buffer, zero
 // padding it to the window's length: the windowing of long videos as index
-// arithmetic on the device.
+// arithmetic on the device. With a step above 1 it gathers every step-th
+// frame (a ViT's CLS tokens, one per image).
 
 struct WindowParams {
     rows: u32,
@@ -8,6 +9,7 @@ struct WindowParams {
     src_t0: u32,     // first source frame
     len: u32,        // real frames; frames len..dst_t are zero
     dst_t: u32,      // row length of the destination
+    src_step: u32,   // source frames between consecutive destination frames
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -23,7 +25,7 @@ fn copy_window(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var v = 0.0;
     if (t < cp.len) {
-        v = src[r * cp.src_stride + cp.src_t0 + t];
+        v = src[r * cp.src_stride + cp.src_t0 + t * cp.src_step];
     }
     dst[r * cp.dst_t + t] = v;
 }

@@ -10,6 +10,7 @@ pub mod ensemble;
 pub mod layer_norm;
 pub mod pool;
 pub mod reduce;
+pub mod swiglu;
 
 /// How a kernel binds one resource (group 0, binding = index in the list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,7 @@ pub const ALL: &[Kernel] = &[
     layer_norm::LAYER_NORM,
     attention::ATTENTION,
     reduce::REDUCE_SUM,
+    swiglu::SWIGLU,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
