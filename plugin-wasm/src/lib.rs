@@ -8,6 +8,10 @@
 //! const seg = await Segmenter.load(modelBytes, { device: "auto" });
 //! const out = await seg.segment(features, dim, frames); // [D, T] row-major
 //! console.log(seg.device, out.segments);
+//!
+//! // From video frames: DINOv2 features on WebGPU, then segments.
+//! const vit = await FrameEncoder.load(weightsBytes, { device: "auto" });
+//! const f = await vit.encode([imageBitmap, videoFrame, imageData]); // {data, dim, frames}
 //! ```
 //!
 //! Everything that touches the GPU is async: a browser cannot block on a
@@ -15,10 +19,14 @@
 //! so pages run it in a Web Worker (as the demo page does).
 
 mod data;
+mod device;
+mod encoder;
+mod frames;
 mod js;
 mod segmenter;
 
 pub use data::{parse_features, synthetic_recording};
+pub use encoder::FrameEncoder;
 pub use segmenter::{compile_kernels, Segmenter};
 
 use wasm_bindgen::prelude::*;
@@ -70,6 +78,28 @@ export interface FeatureArray {
   dim: number;
   frames: number;
 }
+
+/** Options of `FrameEncoder.load`. */
+export interface EncoderOptions {
+  device?: DeviceChoice;
+  /** The shorter side is resized to this (default 224), then center-cropped. */
+  resize?: number;
+  /** The square fed to the ViT (default 224; a multiple of the patch, 14). */
+  crop?: number;
+  /** "half" (mean/std 0.5, the paper's release; default) or "imagenet". */
+  normalization?: "half" | "imagenet";
+}
+
+/** A frame `FrameEncoder.encode` takes: pixels, or anything a canvas can draw. */
+export type FrameSource =
+  | ImageData
+  | { data: Uint8ClampedArray | Uint8Array; width: number; height: number }
+  | ImageBitmap
+  | VideoFrame
+  | HTMLVideoElement
+  | HTMLImageElement
+  | HTMLCanvasElement
+  | OffscreenCanvas;
 
 /** One synthetic synchronized recording (the CLI's `syncseg synth` generator). */
 export interface SyntheticRecording {

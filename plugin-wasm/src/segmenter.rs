@@ -4,18 +4,18 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use candle_core::Device;
 use js_sys::{Array, Int32Array, Promise};
 use syncseg_core::features::Features;
 use syncseg_core::model::SegModel;
 use syncseg_core::predict::{predict, Prediction};
-use syncseg_shaders::{Gpu, WgpuSegmenter};
+use syncseg_shaders::WgpuSegmenter;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::js::{has_webgpu, now_ms, option, string_array, ObjectBuilder};
+use crate::device::{new_gpu, on_webgpu, DeviceChoice};
+use crate::js::{now_ms, option, string_array, ObjectBuilder};
 
 /// The name model bundles are given in error messages.
 const BUNDLE_NAME: &str = "model bundle";
@@ -24,30 +24,6 @@ const BUNDLE_NAME: &str = "model bundle";
 enum Backend {
     Cpu(SegModel),
     WebGpu(WgpuSegmenter),
-}
-
-/// The device asked for in `LoadOptions.device`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DeviceChoice {
-    WebGpu,
-    Cpu,
-    Auto,
-}
-
-impl DeviceChoice {
-    fn parse(options: &JsValue) -> Result<Self, JsError> {
-        let Some(v) = option(options, "device") else {
-            return Ok(DeviceChoice::Auto);
-        };
-        match v.as_string().as_deref() {
-            Some("webgpu") => Ok(DeviceChoice::WebGpu),
-            Some("cpu") => Ok(DeviceChoice::Cpu),
-            Some("auto") => Ok(DeviceChoice::Auto),
-            _ => Err(JsError::new(&format!(
-                "options.device {v:?}: expected \"webgpu\", \"cpu\" or \"auto\""
-            ))),
-        }
-    }
 }
 
 /// A segmentation model ready to run, on WebGPU or on the CPU.
@@ -93,34 +69,23 @@ impl Segmenter {
         let classes = Rc::new(model.meta.classes.clone());
         let input_dim = model.meta.c2f.input_dim;
 
-        let mut fallback = None;
-        if choice != DeviceChoice::Cpu {
-            match open_webgpu(&model, max_chunk_frames).await {
-                // A software fallback adapter (SwiftShader) is an order of
-                // magnitude slower than the wasm CPU path (BENCHMARKS.md):
-                // "auto" prefers the CPU; "webgpu" still takes it.
-                Ok((_, gpu))
-                    if choice == DeviceChoice::Auto
-                        && gpu.info.device_type == wgpu::DeviceType::Cpu =>
-                {
-                    fallback = Some(format!(
-                        "the browser's WebGPU adapter {} is a software fallback, slower than the CPU path",
-                        gpu.describe()
-                    ));
-                }
-                Ok((seg, gpu)) => {
-                    return Ok(Segmenter {
-                        backend: Rc::new(RefCell::new(Backend::WebGpu(seg))),
-                        classes,
-                        input_dim,
-                        adapter: gpu.describe(),
-                        fallback: None,
-                        kernels: gpu.kernel_entries().iter().map(|s| s.to_string()).collect(),
-                    })
-                }
-                Err(e) if choice == DeviceChoice::WebGpu => return Err(JsError::new(&e)),
-                Err(e) => fallback = Some(e),
+        let (gpu, fallback) = on_webgpu(choice, |gpu| {
+            let mut seg = WgpuSegmenter::new(gpu, &model).map_err(|e| e.to_string())?;
+            if let Some(frames) = max_chunk_frames {
+                seg.limit_chunks(frames, usize::MAX);
             }
+            Ok(seg)
+        })
+        .await?;
+        if let Some((seg, gpu)) = gpu {
+            return Ok(Segmenter {
+                backend: Rc::new(RefCell::new(Backend::WebGpu(seg))),
+                classes,
+                input_dim,
+                adapter: gpu.describe(),
+                fallback: None,
+                kernels: gpu.kernel_entries().iter().map(|s| s.to_string()).collect(),
+            });
         }
         Ok(Segmenter {
             backend: Rc::new(RefCell::new(Backend::Cpu(model))),
@@ -214,28 +179,6 @@ pub async fn compile_kernels() -> Result<JsValue, JsError> {
     let gpu = new_gpu().await.map_err(|e| JsError::new(&e))?;
     let entries: Vec<String> = gpu.kernel_entries().iter().map(|s| s.to_string()).collect();
     Ok(string_array(&entries).into())
-}
-
-async fn new_gpu() -> Result<Gpu, String> {
-    if !has_webgpu() {
-        return Err("WebGPU is unavailable here (navigator.gpu is undefined)".to_string());
-    }
-    Gpu::new().await.map_err(|e| e.to_string())
-}
-
-async fn open_webgpu(
-    model: &SegModel,
-    max_chunk_frames: Option<usize>,
-) -> Result<(WgpuSegmenter, Arc<Gpu>), String> {
-    // The executor shares its device through an Arc; a browser's wgpu types
-    // are not Send, and nothing here crosses threads.
-    #[allow(clippy::arc_with_non_send_sync)]
-    let gpu = Arc::new(new_gpu().await?);
-    let mut seg = WgpuSegmenter::new(gpu.clone(), model).map_err(|e| e.to_string())?;
-    if let Some(frames) = max_chunk_frames {
-        seg.limit_chunks(frames, usize::MAX);
-    }
-    Ok((seg, gpu))
 }
 
 async fn run(

@@ -29,12 +29,15 @@ function setStatus(text, kind = "") {
   el.className = kind;
 }
 
-const page = { model: null, features: null, runs: [] };
+const page = { model: null, features: null, runs: [], weights: null, video: null };
 
 function refreshButtons() {
   const ready = page.model && page.features;
   $("run-webgpu").disabled = !ready;
   $("run-cpu").disabled = !ready;
+  const video = page.weights && page.video;
+  $("video-webgpu").disabled = !video;
+  $("video-cpu").disabled = !video;
 }
 
 async function loadModel(bytes, name) {
@@ -93,6 +96,101 @@ async function segment(device) {
   drawTimeline();
   addRunRow(label, out);
   return out;
+}
+
+// --- video → features ----------------------------------------------------
+
+async function loadWeights(bytes, name, options) {
+  setStatus(`reading ${name}…`);
+  const info = await call("loadWeights", { bytes, name, options }, [bytes]);
+  page.weights = info;
+  setStatus("");
+  refreshButtons();
+  return info;
+}
+
+async function openVideo(url, name) {
+  const v = $("video");
+  setStatus(`opening ${name}…`);
+  if (v.src.startsWith("blob:")) URL.revokeObjectURL(v.src);
+  await new Promise((resolve, reject) => {
+    v.onloadeddata = resolve;
+    v.onerror = () =>
+      reject(new Error(`${name}: this browser cannot decode the video (${v.error?.message || "unsupported codec or container"})`));
+    v.src = url;
+  });
+  if (!(v.duration > 0 && Number.isFinite(v.duration))) {
+    throw new Error(`${name}: the video has no known duration`);
+  }
+  page.video = { name, duration: v.duration, width: v.videoWidth, height: v.videoHeight };
+  $("video-info").textContent = `${name}: ${v.videoWidth}×${v.videoHeight}, ${v.duration.toFixed(2)} s`;
+  setStatus("");
+  refreshButtons();
+  return page.video;
+}
+
+// Seeks to `time` and resolves once the frame there is the one a capture
+// (createImageBitmap) takes. `seeked` alone is not enough: Chromium fires it
+// before the new frame reaches the compositor now and then, and a capture
+// then returns the previous frame. requestVideoFrameCallback fires when the
+// new frame is presented; it is registered before the seek so that it cannot
+// miss it, and bounded by a timeout because a seek that lands on the frame
+// already shown presents nothing new. Needs a seekable source: a file's blob
+// URL (servers without HTTP range requests give unseekable media, hence
+// loadVideoUrl fetches into a blob).
+const PRESENT_TIMEOUT_MS = 250;
+async function seek(v, time) {
+  const rvfc = "requestVideoFrameCallback" in v;
+  let id;
+  const presented = new Promise((resolve) => {
+    if (rvfc) id = v.requestVideoFrameCallback(() => resolve());
+    else resolve();
+  });
+  const seeked = new Promise((resolve, reject) => {
+    v.onseeked = resolve;
+    v.onerror = () => reject(new Error(`${page.video.name}: decoding failed at ${time.toFixed(3)} s`));
+  });
+  v.currentTime = time;
+  await seeked;
+  let timer;
+  await Promise.race([presented, new Promise((resolve) => (timer = setTimeout(resolve, PRESENT_TIMEOUT_MS)))]);
+  clearTimeout(timer);
+  if (rvfc) v.cancelVideoFrameCallback(id);
+}
+
+// Samples the video at `fps` (frame i at the middle of [i/fps, (i+1)/fps),
+// so at the video's own rate every frame is taken once), encodes the frames
+// in the worker in batches, and makes the features the current ones.
+async function videoFeatures(device, fps = Number($("video-fps").value)) {
+  if (!page.video) throw new Error("open a video file first");
+  if (!page.weights) throw new Error("choose the DINOv2 weights (.safetensors) first");
+  if (!(fps > 0 && Number.isFinite(fps))) {
+    throw new Error(`sample rate ${fps}: expected a positive number of frames per second`);
+  }
+  const v = $("video");
+  const n = Math.max(1, Math.round(page.video.duration * fps));
+  const info = await call("beginVideo", { device });
+  const where = info.device === "cpu" ? "the CPU" : "WebGPU";
+  const started = performance.now();
+  const batch = 8;
+  for (let i = 0; i < n; i += batch) {
+    const frames = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) {
+      await seek(v, Math.min((j + 0.5) / fps, page.video.duration));
+      frames.push(await createImageBitmap(v));
+    }
+    const done = await call("encodeFrames", { frames }, frames);
+    const rate = done / ((performance.now() - started) / 1000);
+    const eta = (n - done) / rate;
+    setStatus(`features on ${where}: ${done}/${n} frames, ${rate.toFixed(1)} frames/s, ETA ${eta.toFixed(0)} s`);
+  }
+  const f = await call("endVideo", { name: page.video.name });
+  $("fps").value = String(fps);
+  const millis = performance.now() - started;
+  showFeatures(f);
+  const note = info.fallbackReason ? ` (WebGPU is not available: ${info.fallbackReason})` : "";
+  setStatus(`${f.frames} frames encoded on ${where} in ${(millis / 1000).toFixed(1)} s${note}`, info.fallbackReason ? "warn" : "");
+  return { ...f, ...info, millis };
 }
 
 // --- timeline -------------------------------------------------------------
@@ -192,6 +290,16 @@ $("features-file").addEventListener("change", guard(async (e) => {
   if (file) await loadFeatures(await file.arrayBuffer(), file.name);
 }));
 $("syn-go").addEventListener("click", guard(() => synthetic()));
+$("weights-file").addEventListener("change", guard(async (e) => {
+  const file = e.target.files[0];
+  if (file) await loadWeights(await file.arrayBuffer(), file.name);
+}));
+$("video-file").addEventListener("change", guard(async (e) => {
+  const file = e.target.files[0];
+  if (file) await openVideo(URL.createObjectURL(file), file.name);
+}));
+$("video-webgpu").addEventListener("click", guard(() => videoFeatures("webgpu")));
+$("video-cpu").addEventListener("click", guard(() => videoFeatures("cpu")));
 $("run-webgpu").addEventListener("click", guard(() => segment("webgpu")));
 $("run-cpu").addEventListener("click", guard(() => segment("cpu")));
 
@@ -220,6 +328,15 @@ window.syncsegDemo = {
   loadFeaturesUrl: shown(async (url, layout) => loadFeatures(await fetchBytes(url), url, layout)),
   synthetic: shown(synthetic),
   segment: shown(segment),
+  // options: {resize, crop, normalization} as FrameEncoder.load takes them.
+  loadWeightsUrl: shown(async (url, options) => loadWeights(await fetchBytes(url), url, options)),
+  loadVideoUrl: shown(async (url) => {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+    return openVideo(URL.createObjectURL(await res.blob()), url);
+  }),
+  videoFeatures: shown(videoFeatures),
+  features: () => call("features"),
   compileKernels: () => call("compileKernels"),
   status: () => $("status").textContent,
   ready: false,

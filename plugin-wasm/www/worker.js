@@ -2,6 +2,7 @@
 // features and the segmenters, so the page stays responsive while a
 // segmentation runs (the CPU fallback computes synchronously).
 import init, {
+  FrameEncoder,
   Segmenter,
   compileKernels,
   parseFeatures,
@@ -15,7 +16,20 @@ const state = {
   segmenters: new Map(), // device choice -> Promise<Segmenter>
   features: null, // {data, dim, frames, name}
   truth: null, // {labels, names} when known
+  weightsBytes: null,
+  encoders: new Map(), // device choice -> Promise<FrameEncoder>
+  video: null, // {encoder, parts: [{data, dim, frames}]} while extracting
 };
+
+function encoder(device) {
+  if (!state.weightsBytes) throw new Error("choose the DINOv2 weights first");
+  if (!state.encoders.has(device)) {
+    const loading = FrameEncoder.load(state.weightsBytes, { device, ...state.encoderOptions });
+    loading.catch(() => state.encoders.delete(device));
+    state.encoders.set(device, loading);
+  }
+  return state.encoders.get(device);
+}
 
 function segmenter(device) {
   if (!state.modelBytes) throw new Error("load a model first");
@@ -88,6 +102,72 @@ const ops = {
   },
 
   compileKernels: async () => compileKernels(),
+
+  async loadWeights({ bytes, name, options }) {
+    state.weightsBytes = new Uint8Array(bytes);
+    state.encoderOptions = options ?? {};
+    state.encoders = new Map();
+    // Parse now, so that a bad file fails here with the loader's message;
+    // not kept, so that large ViTs are not held twice.
+    const parsed = await FrameEncoder.load(state.weightsBytes, { device: "cpu", ...state.encoderOptions });
+    const dim = parsed.dim;
+    parsed.free();
+    return { name, dim };
+  },
+
+  // Starts a video's features; "webgpu" falls back to the CPU as segment does.
+  async beginVideo({ device }) {
+    let enc;
+    let fallbackReason = null;
+    try {
+      enc = await encoder(device);
+    } catch (err) {
+      if (device !== "webgpu") throw err;
+      fallbackReason = String(err?.message ?? err);
+      enc = await encoder("cpu");
+    }
+    state.video = { encoder: enc, parts: [] };
+    return {
+      device: enc.device,
+      adapter: enc.adapter,
+      fallbackReason: fallbackReason ?? enc.fallbackReason ?? null,
+      dim: enc.dim,
+    };
+  },
+
+  // frames: ImageBitmaps transferred from the page (closed here).
+  async encodeFrames({ frames }) {
+    if (!state.video) throw new Error("no video being encoded");
+    try {
+      state.video.parts.push(await state.video.encoder.encode(frames));
+    } finally {
+      for (const f of frames) f.close?.();
+    }
+    return state.video.parts.reduce((n, p) => n + p.frames, 0);
+  },
+
+  // The video's [D, T] features become the current features.
+  async endVideo({ name }) {
+    const parts = state.video?.parts ?? [];
+    state.video = null;
+    if (parts.length === 0) throw new Error(`${name}: no frames were read`);
+    const dim = parts[0].dim;
+    const frames = parts.reduce((n, p) => n + p.frames, 0);
+    const data = new Float32Array(dim * frames);
+    let t0 = 0;
+    for (const p of parts) {
+      for (let c = 0; c < dim; c++) {
+        data.set(p.data.subarray(c * p.frames, (c + 1) * p.frames), c * frames + t0);
+      }
+      t0 += p.frames;
+    }
+    state.features = { data, dim, frames, name };
+    state.truth = null;
+    return summary();
+  },
+
+  // The current features, copied out (for saving, and the tests).
+  features: async () => state.features && { ...summary(), data: state.features.data.slice() },
 };
 
 self.onmessage = async (event) => {

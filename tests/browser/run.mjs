@@ -10,6 +10,10 @@
 //             (or "synthetic": {preset, seed, dim, index, view} instead of "features")
 //   "fallback": {"features": "/files/x.npy"},   optional: a run without WebGPU
 //   "errors": {"key": ["loadModelUrl" | "loadFeaturesUrl" | "segment", arg]}, calls expected to fail
+//   "vision": {"weights": "/files/vit.safetensors", "options": {resize, crop},
+//              "pixels": {count, width, height}, "video": "/files/clip.webm", "fps": 10},
+//             optional: FrameEncoder on frames of known pixels, and the demo's
+//             video file → features → segments
 //   "out": "<path of the JSON written>"
 // }
 import { createServer } from "node:http";
@@ -100,6 +104,75 @@ async function runCase(page, c) {
   return { name: c.name, features, runs };
 }
 
+// The value of channel c of pixel (x, y) of test frame i; browser.rs computes
+// the same frames natively.
+function testPixel(x, y, c, i) {
+  return (x * 7 + y * 13 + c * 85 + i * 29 + ((x * y) >> 3)) % 256;
+}
+
+async function runVision(page, v) {
+  // The package's FrameEncoder on frames whose pixels are known: as
+  // ImageData, as a plain {data, width, height} and as an ImageBitmap.
+  const pixels = await page.evaluate(async ({ v, pixelSrc }) => {
+    const testPixel = new Function(`return (${pixelSrc})`)();
+    const m = await import("/pkg/syncseg_wasm.js");
+    await m.default();
+    const bytes = new Uint8Array(await (await fetch(v.weights)).arrayBuffer());
+    const { count, width, height } = v.pixels;
+    const frames = [];
+    for (let i = 0; i < count; i++) {
+      const data = new Uint8ClampedArray(width * height * 4);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          for (let c = 0; c < 3; c++) data[(y * width + x) * 4 + c] = testPixel(x, y, c, i);
+          data[(y * width + x) * 4 + 3] = 255;
+        }
+      }
+      const img = new ImageData(data, width, height);
+      frames.push(i % 3 === 0 ? img : i % 3 === 1 ? { data, width, height } : await createImageBitmap(img));
+    }
+    const runs = [];
+    for (const device of ["webgpu", "cpu"]) {
+      const enc = await m.FrameEncoder.load(bytes, { device, ...v.options });
+      const f = await enc.encode(frames);
+      runs.push({ device: enc.device, adapter: enc.adapter, dim: f.dim, frames: f.frames, data: Array.from(f.data) });
+      enc.free();
+    }
+    const errors = {};
+    const enc = await m.FrameEncoder.load(bytes, { device: "cpu", ...v.options });
+    try {
+      await enc.encode([frames[0], 42]);
+    } catch (err) {
+      errors.notAnImage = err.message;
+    }
+    try {
+      await m.FrameEncoder.load(new Uint8Array([1, 2, 3]));
+    } catch (err) {
+      errors.badWeights = err.message;
+    }
+    return { runs, errors };
+  }, { v, pixelSrc: testPixel.toString() });
+
+  // The demo page: a video file → features (on each device) → segments.
+  await page.evaluate(([w, o]) => window.syncsegDemo.loadWeightsUrl(w, o), [v.weights, v.options]);
+  await page.evaluate((u) => window.syncsegDemo.loadVideoUrl(u), v.video);
+  const video = {};
+  for (const device of ["webgpu", "cpu"]) {
+    const info = await page.evaluate(([d, fps]) => window.syncsegDemo.videoFeatures(d, fps), [device, v.fps]);
+    const status = await page.evaluate(() => window.syncsegDemo.status());
+    const features = await page.evaluate(async () => {
+      const f = await window.syncsegDemo.features();
+      return { ...f, data: Array.from(f.data) };
+    });
+    const segmentation = await page.evaluate(async (d) => {
+      const r = await window.syncsegDemo.segment(d);
+      return { ...r, labels: Array.from(r.labels) };
+    }, device);
+    video[device] = { info, status, features, segmentation };
+  }
+  return { pixels, video };
+}
+
 async function main() {
   const config = JSON.parse(await readFile(process.argv[2], "utf8"));
   const server = await serve(config.root, config.files);
@@ -122,6 +195,11 @@ async function main() {
       const started = Date.now();
       result.cases.push(await runCase(page, c));
       log.push(`case ${c.name}: ${Date.now() - started} ms`);
+    }
+    if (config.vision) {
+      const started = Date.now();
+      result.vision = await runVision(page, config.vision);
+      log.push(`vision: ${Date.now() - started} ms`);
     }
     // Bad input: the page shows the library's one-line error.
     const failure = (fn, arg) =>

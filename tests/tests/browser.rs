@@ -17,6 +17,8 @@ use serde_json::Value;
 use syncseg_core::features::Features;
 use syncseg_core::labels::{read_bundle, write_bundle};
 use syncseg_core::npy::{read_features, write_features, FeatureLayout};
+use syncseg_core::vision::vit::random_checkpoint;
+use syncseg_core::vision::{Mlp, Normalization, Preprocess, Vit, VitConfig};
 
 /// Frames of the long video (the "100k-frame input").
 const LONG_FRAMES: usize = 100_000;
@@ -190,6 +192,205 @@ fn long_video(recs: &[Features], frames: usize) -> Features {
     Features::new(DIM, frames, channels.concat()).unwrap()
 }
 
+/// The ViT preprocessing of the vision checks: small, to keep them fast.
+const VIT_PRE: Preprocess = Preprocess {
+    resize: 32,
+    crop: 28,
+    normalization: Normalization::Half,
+};
+/// Frames of known pixels fed to `FrameEncoder` in the page.
+const PIXEL_FRAMES: usize = 10;
+const PIXEL_SIZE: (usize, usize) = (96, 64);
+/// The test video: 3 s of ffmpeg's testsrc at 10 fps.
+const VIDEO_FRAMES: usize = 30;
+
+/// Channel `c` of pixel (x, y) of test frame `i`: `testPixel` in run.mjs.
+fn test_pixel(x: usize, y: usize, c: usize, i: usize) -> u8 {
+    ((x * 7 + y * 13 + c * 85 + i * 29 + ((x * y) >> 3)) % 256) as u8
+}
+
+/// Random DINOv2 weights of the test model's width (one layer), saved in the
+/// public checkpoints' layout.
+fn tiny_vit(path: &Path) {
+    let cfg = VitConfig {
+        dim: DIM,
+        depth: 1,
+        heads: 1,
+        patch: 14,
+        mlp: Mlp::Gelu { hidden: 128 },
+        registers: 0,
+        pos_grid: 4,
+    };
+    let tensors = random_checkpoint(cfg, 0.2).unwrap();
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+/// A VP8 WebM of ffmpeg's testsrc (Chromium decodes it without proprietary codecs).
+fn webm_clip(path: &Path) {
+    run(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "testsrc=duration=3:size={}x{}:rate=10",
+                PIXEL_SIZE.0, PIXEL_SIZE.1
+            ))
+            .args(["-c:v", "libvpx", "-b:v", "1M", "-pix_fmt", "yuv420p"])
+            .arg(path),
+        "ffmpeg (generating the test video; bash scripts/test.sh installs it)",
+    );
+}
+
+/// The CPU model's features `[D, n]` of the test frames.
+fn pixel_features(weights: &Path) -> Vec<f32> {
+    let (w, h) = PIXEL_SIZE;
+    let s = VIT_PRE.crop;
+    let vit = Vit::load(weights, s).unwrap();
+    let mut images = vec![0f32; PIXEL_FRAMES * 3 * s * s];
+    for (i, out) in images.chunks_exact_mut(3 * s * s).enumerate() {
+        let rgb: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| (0..3).map(move |c| test_pixel(x, y, c, i))))
+            .collect();
+        VIT_PRE.frame_into(&rgb, w, h, out).unwrap();
+    }
+    let x =
+        candle_core::Tensor::from_vec(images, (PIXEL_FRAMES, 3, s, s), &candle_core::Device::Cpu)
+            .unwrap();
+    let rows = vit.forward(&x).unwrap().t().unwrap().contiguous().unwrap();
+    rows.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Largest |a − b| / (1 + |b|).
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// The page's frame features and video segmentation against the CPU model
+/// and the CLI on the same weights, video and model.
+fn check_vision(vision: &Value, weights: &Path, seg_dir: &Path) {
+    let want = pixel_features(weights);
+    for r in vision["pixels"]["runs"].as_array().unwrap() {
+        let device = r["device"].as_str().unwrap();
+        assert_eq!(
+            (r["dim"].as_u64(), r["frames"].as_u64()),
+            (Some(DIM as u64), Some(PIXEL_FRAMES as u64)),
+            "{device}: shape"
+        );
+        let err = max_rel_diff(&floats(&r["data"]), &want);
+        eprintln!(
+            "FrameEncoder on {device} ({}): max rel diff {err:.2e}",
+            r["adapter"]
+        );
+        assert!(
+            err <= 1e-4,
+            "FrameEncoder on {device}: features differ by {err}"
+        );
+    }
+    let devices: Vec<&str> = vision["pixels"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["webgpu", "cpu"]);
+    let errors = &vision["pixels"]["errors"];
+    let not_image = errors["notAnImage"].as_str().unwrap_or_default();
+    assert!(
+        not_image.starts_with("frame 1: not an image"),
+        "{not_image:?}"
+    );
+    let bad = errors["badWeights"].as_str().unwrap_or_default();
+    assert!(
+        bad.contains("ViT weights") && bad.contains("safetensors"),
+        "{bad:?}"
+    );
+
+    // The video in the page: every frame, on both devices; the same frames
+    // give the same features; the CLI (FFmpeg's decoder) gives close ones.
+    let cli = read_features(seg_dir.join("clip.npy"), FeatureLayout::DimByTime).unwrap();
+    assert_eq!(cli.frames, VIDEO_FRAMES);
+    let video = &vision["video"];
+    let gpu = &video["webgpu"];
+    let cpu = &video["cpu"];
+    for (name, run) in [("webgpu", gpu), ("cpu", cpu)] {
+        assert_eq!(run["info"]["device"], name, "{name}: {}", run["status"]);
+        assert_eq!(run["features"]["frames"], VIDEO_FRAMES, "{name}: frames");
+        assert_eq!(run["features"]["dim"], DIM, "{name}: dim");
+        let segs = run["segmentation"]["segments"].as_array().unwrap();
+        assert_eq!(segs.first().unwrap()["start"], 0, "{name}");
+        assert_eq!(segs.last().unwrap()["end"], VIDEO_FRAMES, "{name}");
+    }
+    let (fg, fc) = (
+        floats(&gpu["features"]["data"]),
+        floats(&cpu["features"]["data"]),
+    );
+    // Frame i of the page is frame i of FFmpeg's decode: its nearest CLI
+    // frame. (A capture that returns the previous frame fails here.)
+    let column = |data: &[f32], t: usize| -> Vec<f32> {
+        (0..DIM).map(|c| data[c * VIDEO_FRAMES + t]).collect()
+    };
+    let nearest_cli = |data: &[f32], t: usize| -> usize {
+        let mine = column(data, t);
+        let dist = |u: usize| -> f32 {
+            column(&cli.data, u)
+                .iter()
+                .zip(&mine)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum()
+        };
+        (0..VIDEO_FRAMES)
+            .min_by(|&a, &b| dist(a).total_cmp(&dist(b)))
+            .unwrap()
+    };
+    let expected: Vec<usize> = (0..VIDEO_FRAMES).collect();
+    for (name, data) in [("webgpu", &fg), ("cpu", &fc)] {
+        let nearest: Vec<usize> = (0..VIDEO_FRAMES).map(|t| nearest_cli(data, t)).collect();
+        assert_eq!(
+            nearest, expected,
+            "{name}: page frame i should be nearest to FFmpeg's frame i"
+        );
+    }
+    let err = max_rel_diff(&fg, &fc);
+    assert!(
+        err <= 1e-4,
+        "video features on WebGPU vs CPU differ by {err}"
+    );
+    assert_eq!(
+        gpu["segmentation"]["labels"], cpu["segmentation"]["labels"],
+        "video labels on WebGPU vs CPU"
+    );
+    let err_cli = max_rel_diff(&fc, &cli.data);
+    let labels = native_labels(seg_dir, "clip");
+    let names = cpu["segmentation"]["names"].as_array().unwrap();
+    let same = cpu["segmentation"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&labels)
+        .filter(|(l, want)| names[l.as_u64().unwrap() as usize] == want.as_str())
+        .count();
+    eprintln!(
+        "video: page vs CLI features max rel diff {err_cli:.3e}, labels agree on {same}/{VIDEO_FRAMES} frames"
+    );
+    // Chromium's and FFmpeg's YUV → RGB differ slightly; a random test
+    // model may flip a frame near a boundary, not more.
+    assert!(
+        same + 3 >= VIDEO_FRAMES,
+        "page and CLI labels of the video agree on only {same}/{VIDEO_FRAMES} frames"
+    );
+}
+
 fn native_labels(preds: &Path, name: &str) -> Vec<String> {
     std::fs::read_to_string(preds.join(format!("{name}.txt")))
         .unwrap()
@@ -301,6 +502,28 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
     cases.push(
         serde_json::json!({"name": "long", "features": "/files/long.npy", "devices": ["webgpu"]}),
     );
+    // Vision: tiny DINOv2 weights of the model's width, a WebM test video,
+    // and the CLI's segmentation of it.
+    let weights = files.join("vit.safetensors");
+    tiny_vit(&weights);
+    let clip = files.join("clip.webm");
+    webm_clip(&clip);
+    let seg_dir = dir.path().join("video");
+    run(
+        Command::new(&cli)
+            .args(["segment", "--video"])
+            .arg(&clip)
+            .arg("--model")
+            .arg(&model)
+            .arg("--weights")
+            .arg(&weights)
+            .args(["--resize", &VIT_PRE.resize.to_string()])
+            .args(["--crop", &VIT_PRE.crop.to_string()])
+            .arg("--out")
+            .arg(&seg_dir),
+        "syncseg segment --video",
+    );
+
     // Bad input for the error checks: not a model, features of another dim.
     std::fs::write(files.join("bad.syncseg"), b"not a model").unwrap();
     let other = Features::new(3, 500, vec![0.5; 1500]).unwrap();
@@ -312,6 +535,13 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
         "model": "/files/model.syncseg",
         "cases": cases,
         "fallback": {"features": format!("/files/{}.npy", names[0])},
+        "vision": {
+            "weights": "/files/vit.safetensors",
+            "options": {"resize": VIT_PRE.resize, "crop": VIT_PRE.crop},
+            "pixels": {"count": PIXEL_FRAMES, "width": PIXEL_SIZE.0, "height": PIXEL_SIZE.1},
+            "video": "/files/clip.webm",
+            "fps": 10,
+        },
         "out": out,
         "errors": {
             "bad_model": ["loadModelUrl", "/files/bad.syncseg"],
@@ -394,6 +624,8 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
             check_run(r, asked, &labels, &segments, &format!("{name} on {asked}"));
         }
     }
+
+    check_vision(&result["vision"], &weights, &seg_dir);
 
     // Bad input fails with a one-line message naming what is wrong, shown
     // in the page.

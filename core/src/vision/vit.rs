@@ -408,60 +408,7 @@ impl Vit {
     /// [`Vit::random`] with weights of standard deviation `std` (LayerNorm
     /// scales 1 + that noise): larger values make parity tests meaningful.
     pub fn random_with_std(cfg: VitConfig, image: usize, std: f32) -> Result<Self> {
-        let d = cfg.dim;
-        let (p, g) = (cfg.patch, cfg.pos_grid);
-        let mut shapes: Vec<(String, Vec<usize>)> = vec![
-            ("cls_token".into(), vec![1, 1, d]),
-            ("pos_embed".into(), vec![1, 1 + g * g, d]),
-            ("patch_embed.proj.weight".into(), vec![d, 3, p, p]),
-            ("patch_embed.proj.bias".into(), vec![d]),
-            ("norm.weight".into(), vec![d]),
-            ("norm.bias".into(), vec![d]),
-        ];
-        if cfg.registers > 0 {
-            shapes.push(("register_tokens".into(), vec![1, cfg.registers, d]));
-        }
-        let (fc_in, fc_out, hidden) = match cfg.mlp {
-            Mlp::Gelu { hidden } => ("fc1", "fc2", hidden),
-            Mlp::SwiGlu { hidden } => ("w12", "w3", hidden),
-        };
-        let fc_in_width = match cfg.mlp {
-            Mlp::Gelu { .. } => hidden,
-            Mlp::SwiGlu { .. } => 2 * hidden,
-        };
-        for i in 0..cfg.depth {
-            let b = |s: &str| format!("blocks.{i}.{s}");
-            for (name, shape) in [
-                ("norm1.weight", vec![d]),
-                ("norm1.bias", vec![d]),
-                ("attn.qkv.weight", vec![3 * d, d]),
-                ("attn.qkv.bias", vec![3 * d]),
-                ("attn.proj.weight", vec![d, d]),
-                ("attn.proj.bias", vec![d]),
-                ("ls1.gamma", vec![d]),
-                ("norm2.weight", vec![d]),
-                ("norm2.bias", vec![d]),
-                ("ls2.gamma", vec![d]),
-            ] {
-                shapes.push((b(name), shape));
-            }
-            shapes.push((b(&format!("mlp.{fc_in}.weight")), vec![fc_in_width, d]));
-            shapes.push((b(&format!("mlp.{fc_in}.bias")), vec![fc_in_width]));
-            shapes.push((b(&format!("mlp.{fc_out}.weight")), vec![d, hidden]));
-            shapes.push((b(&format!("mlp.{fc_out}.bias")), vec![d]));
-        }
-        let mut tensors = HashMap::new();
-        for (name, shape) in shapes {
-            let t = if name.ends_with("norm1.weight")
-                || name.ends_with("norm2.weight")
-                || name == "norm.weight"
-            {
-                Tensor::randn(1f32, std, shape.as_slice(), &Device::Cpu)?
-            } else {
-                Tensor::randn(0f32, std, shape.as_slice(), &Device::Cpu)?
-            };
-            tensors.insert(name, t);
-        }
+        let tensors = random_checkpoint(cfg, std)?;
         let get = |name: &str| -> Result<Tensor> {
             tensors
                 .get(name)
@@ -585,4 +532,66 @@ impl Vit {
         };
         Ok((x + z)?)
     }
+}
+
+/// Random weights of architecture `cfg` by official name (the public
+/// checkpoints' layout; save them with `candle_core::safetensors::save`):
+/// normal with standard deviation `std`, LayerNorm scales `1 + N(0, std)`.
+/// For tests and benchmarks; never for real features.
+pub fn random_checkpoint(cfg: VitConfig, std: f32) -> Result<HashMap<String, Tensor>> {
+    let d = cfg.dim;
+    let (p, g) = (cfg.patch, cfg.pos_grid);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("cls_token".into(), vec![1, 1, d]),
+        ("pos_embed".into(), vec![1, 1 + g * g, d]),
+        ("patch_embed.proj.weight".into(), vec![d, 3, p, p]),
+        ("patch_embed.proj.bias".into(), vec![d]),
+        ("norm.weight".into(), vec![d]),
+        ("norm.bias".into(), vec![d]),
+    ];
+    if cfg.registers > 0 {
+        shapes.push(("register_tokens".into(), vec![1, cfg.registers, d]));
+    }
+    let (fc_in, fc_out, hidden) = match cfg.mlp {
+        Mlp::Gelu { hidden } => ("fc1", "fc2", hidden),
+        Mlp::SwiGlu { hidden } => ("w12", "w3", hidden),
+    };
+    let fc_in_width = match cfg.mlp {
+        Mlp::Gelu { .. } => hidden,
+        Mlp::SwiGlu { .. } => 2 * hidden,
+    };
+    for i in 0..cfg.depth {
+        let b = |s: &str| format!("blocks.{i}.{s}");
+        for (name, shape) in [
+            ("norm1.weight", vec![d]),
+            ("norm1.bias", vec![d]),
+            ("attn.qkv.weight", vec![3 * d, d]),
+            ("attn.qkv.bias", vec![3 * d]),
+            ("attn.proj.weight", vec![d, d]),
+            ("attn.proj.bias", vec![d]),
+            ("ls1.gamma", vec![d]),
+            ("norm2.weight", vec![d]),
+            ("norm2.bias", vec![d]),
+            ("ls2.gamma", vec![d]),
+        ] {
+            shapes.push((b(name), shape));
+        }
+        shapes.push((b(&format!("mlp.{fc_in}.weight")), vec![fc_in_width, d]));
+        shapes.push((b(&format!("mlp.{fc_in}.bias")), vec![fc_in_width]));
+        shapes.push((b(&format!("mlp.{fc_out}.weight")), vec![d, hidden]));
+        shapes.push((b(&format!("mlp.{fc_out}.bias")), vec![d]));
+    }
+    let mut tensors = HashMap::new();
+    for (name, shape) in shapes {
+        let t = if name.ends_with("norm1.weight")
+            || name.ends_with("norm2.weight")
+            || name == "norm.weight"
+        {
+            Tensor::randn(1f32, std, shape.as_slice(), &Device::Cpu)?
+        } else {
+            Tensor::randn(0f32, std, shape.as_slice(), &Device::Cpu)?
+        };
+        tensors.insert(name, t);
+    }
+    Ok(tensors)
 }
