@@ -13,7 +13,7 @@ use super::batch_norm::MaskedBatchNorm;
 use super::c2f_tcn::TemporalConv;
 use super::interp::Resampler;
 
-fn rand(shape: &[usize], seed: u64) -> Vec<f64> {
+pub(crate) fn rand(shape: &[usize], seed: u64) -> Vec<f64> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..shape.iter().product::<usize>())
@@ -22,7 +22,7 @@ fn rand(shape: &[usize], seed: u64) -> Vec<f64> {
 }
 
 /// Checks d/dv Σ f()·r for every entry of every `vars`, where `f` reads them.
-fn check(vars: &[Var], f: &dyn Fn() -> Tensor) {
+pub(crate) fn check(vars: &[Var], f: &dyn Fn() -> Tensor) {
     let out = f();
     let r = Tensor::from_vec(rand(out.dims(), 99), out.shape(), &Device::Cpu).unwrap();
     let loss = |o: Tensor| {
@@ -67,7 +67,7 @@ fn check(vars: &[Var], f: &dyn Fn() -> Tensor) {
     assert!(worst < 1e-6, "worst relative gradient error {worst}");
 }
 
-fn var(shape: &[usize], seed: u64) -> Var {
+pub(crate) fn var(shape: &[usize], seed: u64) -> Var {
     Var::from_vec(rand(shape, seed), shape, &Device::Cpu).unwrap()
 }
 

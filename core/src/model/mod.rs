@@ -7,7 +7,7 @@ pub mod c2f_tcn;
 pub mod checkpoint;
 pub mod config;
 #[cfg(test)]
-mod gradcheck;
+pub(crate) mod gradcheck;
 pub mod interp;
 
 pub use adapter::{Adapter, AdapterConfig};

@@ -11,6 +11,7 @@
 //! DIR/groundTruth_adapt/<video>.txt  labels of the unlabeled pairs: for evaluation studies only
 //! DIR/mapping.txt                  <id> <label>, id 0 = background
 //! DIR/splits/<split>.bundle        exo_train exo_val ego_train ego_val adapt adapt_val exo_test ego_test
+//! DIR/procedures.txt               <video> <procedure> (the task each recording performs)
 //! DIR/synth.json                   the configuration that produced it
 //! ```
 //!
@@ -269,6 +270,11 @@ impl Generator {
         SplitRole::Test
     }
 
+    /// The name of the procedure recording `i` performs (`task03`).
+    pub fn procedure_name(&self, i: usize) -> String {
+        format!("task{:02}", i % self.procedures.len())
+    }
+
     /// Generates recording `i` (independent of every other recording).
     pub fn recording(&self, i: usize) -> Result<SynthRecording> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed);
@@ -330,9 +336,11 @@ impl Generator {
         mapping.write_txt(root.join("mapping.txt"))?;
 
         let mut names: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        let mut procedures = String::new();
         let total = self.len();
         for i in 0..total {
             let rec = self.recording(i)?;
+            procedures.push_str(&format!("{} {}\n", rec.name, self.procedure_name(i)));
             crate::npy::write_features(
                 root.join(format!("features/exo/{}.npy", rec.name)),
                 &rec.exo,
@@ -390,6 +398,7 @@ impl Generator {
                 .expect("json")
                 .as_bytes(),
         )?;
+        crate::fsio::write_bytes_atomic(root.join("procedures.txt"), procedures.as_bytes())?;
         let cfg_path = root.join("synth.json");
         let json = serde_json::to_string_pretty(&self.cfg).expect("config serialises");
         crate::fsio::write_bytes_atomic(&cfg_path, json.as_bytes())?;

@@ -13,13 +13,20 @@
 //! Model selection is label-free: the score is minus the same loss on
 //! held-out pairs with the student in eval mode.
 
-use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+
+use std::cell::Cell;
+
+use candle_core::{Device, Tensor, D};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::alignment::{soft_dtw_divergence, tcc};
 use super::fit::{Objective, Validation};
 use super::losses::level_mse;
+use super::supervised::Supervised;
+use super::uda::{coral, grl_lambda, mmd, DomainClassifier};
 use super::windows::{features_batch, padded_len, windows, Window};
 use crate::error::{Error, Result};
 use crate::features::Features;
@@ -33,13 +40,55 @@ pub const DEFAULT_LEVELS: [usize; 6] = [0, 1, 2, 3, 4, 5];
 
 /// How exo and ego videos are paired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Pairing {
     /// Each ego video with its own synchronized exo video (the method).
     #[default]
     Synchronized,
-    /// Each ego video with a random other exo video ("Rnd. MSE" control).
+    /// Each ego video with a random other exo video ("Rnd. MSE" control,
+    /// and the paper's protocol for the UDA and alignment baselines).
     Random,
+    /// Each ego video with a random other exo video of the same procedure
+    /// (the paper's starred alignment rows: an alignment exists).
+    SameProcedure,
+}
+
+impl std::str::FromStr for Pairing {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "synchronized" => Ok(Pairing::Synchronized),
+            "random" => Ok(Pairing::Random),
+            "same-procedure" => Ok(Pairing::SameProcedure),
+            other => Err(Error::invalid(format!(
+                "unknown pairing '{other}': expected synchronized, random or same-procedure"
+            ))),
+        }
+    }
+}
+
+/// How pairs are drawn from the recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairOptions {
+    /// Which exo video goes with each ego video.
+    pub pairing: Pairing,
+    /// Fraction of frames dropped independently in each view (Table 5).
+    pub drop_rate: f64,
+    /// Fraction of the recordings used (Table 4), drawn at random.
+    pub fraction: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for PairOptions {
+    fn default() -> Self {
+        PairOptions {
+            pairing: Pairing::Synchronized,
+            drop_rate: 0.0,
+            fraction: 1.0,
+            seed: 0,
+        }
+    }
 }
 
 /// An exo/ego pair of feature sequences, frame `t` of one matched to frame
@@ -74,33 +123,94 @@ fn drop_frames(f: &Features, rate: f64, rng: &mut impl Rng) -> Result<Features> 
     f.select_frames(&keep)
 }
 
-/// Builds pairs from per-recording `(name, teacher view, student view)`:
-/// with `Random` pairing each student view gets another recording's teacher
-/// view; `drop_rate` drops frames independently in each view. Deterministic
-/// given `seed`.
+/// A random permutation of `0..n` in which no index keeps its place
+/// (identity when n < 2).
+fn derangement(n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    if n > 1 {
+        loop {
+            p.shuffle(rng);
+            if p.iter().enumerate().all(|(i, &q)| i != q) {
+                break;
+            }
+        }
+    }
+    p
+}
+
+/// Builds pairs from per-recording `(name, teacher view, student view)`.
+/// `fraction` keeps a random subset of the recordings (at least one);
+/// `Random` pairing gives each student view another recording's teacher
+/// view, `SameProcedure` another recording's of the same procedure
+/// (`procedures` maps names to procedures); `drop_rate` drops frames
+/// independently in each view. Deterministic given the seed.
 pub fn make_pairs(
     recordings: Vec<(String, Features, Features)>,
-    pairing: Pairing,
-    drop_rate: f64,
-    seed: u64,
+    options: &PairOptions,
+    procedures: &HashMap<String, String>,
 ) -> Result<Vec<Pair>> {
+    let PairOptions {
+        pairing,
+        drop_rate,
+        fraction,
+        seed,
+    } = *options;
     if !(0.0..1.0).contains(&drop_rate) {
         return Err(Error::invalid(format!(
             "--drop-rate {drop_rate}: must be in [0, 1)"
         )));
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd157_1770);
-    let n = recordings.len();
-    let mut partner: Vec<usize> = (0..n).collect();
-    if pairing == Pairing::Random && n > 1 {
-        // A random derangement: nobody keeps their own synchronized partner.
-        loop {
-            partner.shuffle(&mut rng);
-            if partner.iter().enumerate().all(|(i, &p)| i != p) {
-                break;
-            }
-        }
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(Error::invalid(format!(
+            "--pairs-fraction {fraction}: must be in (0, 1]"
+        )));
     }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd157_1770);
+    let mut recordings = recordings;
+    if fraction < 1.0 {
+        let keep = ((recordings.len() as f64 * fraction).round() as usize).max(1);
+        let mut order: Vec<usize> = (0..recordings.len()).collect();
+        order.shuffle(&mut rng);
+        let mut chosen: Vec<usize> = order[..keep.min(order.len())].to_vec();
+        chosen.sort_unstable();
+        let mut slots: Vec<Option<(String, Features, Features)>> =
+            recordings.into_iter().map(Some).collect();
+        recordings = chosen
+            .iter()
+            .map(|&i| slots[i].take().expect("distinct"))
+            .collect();
+    }
+    let n = recordings.len();
+    let partner: Vec<usize> = match pairing {
+        Pairing::Synchronized => (0..n).collect(),
+        Pairing::Random => derangement(n, &mut rng),
+        Pairing::SameProcedure => {
+            let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for (i, r) in recordings.iter().enumerate() {
+                let proc = procedures.get(&r.0).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "--pairing same-procedure: no procedure is known for '{}'",
+                        r.0
+                    ))
+                })?;
+                groups.entry(proc.as_str()).or_default().push(i);
+            }
+            let mut partner = vec![0; n];
+            for (proc, members) in groups {
+                if members.len() < 2 {
+                    return Err(Error::invalid(format!(
+                        "--pairing same-procedure: '{}' is the only video of procedure '{proc}'",
+                        recordings[members[0]].0
+                    )));
+                }
+                let p = derangement(members.len(), &mut rng);
+                for (k, &i) in members.iter().enumerate() {
+                    partner[i] = members[p[k]];
+                }
+            }
+            partner
+        }
+    };
     let teachers: Vec<Features> = recordings.iter().map(|r| r.1.clone()).collect();
     let mut out = Vec::with_capacity(n);
     for (i, (name, _, student)) in recordings.into_iter().enumerate() {
@@ -120,6 +230,127 @@ pub fn make_pairs(
     Ok(out)
 }
 
+/// Reads a procedures file: one `video procedure` pair per line (blank
+/// lines and `#` comments skipped), as `syncseg synth` writes it.
+pub fn read_procedures(path: &std::path::Path) -> Result<HashMap<String, String>> {
+    let text = crate::fsio::read_text(path)?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(video), Some(procedure), None) => {
+                out.insert(video.to_string(), procedure.to_string());
+            }
+            _ => {
+                return Err(Error::format(
+                    path,
+                    format!("line {}: expected 'video procedure', got '{line}'", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the student's heads on the student view are pulled towards the
+/// teacher's heads on the teacher view with (the paper's Table 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptLoss {
+    /// MSE between synchronized frames (the method).
+    #[default]
+    SyncMse,
+    /// Multi-kernel MMD between the two views' frame sets.
+    Mmd,
+    /// Deep CORAL between the two views' frame sets.
+    Coral,
+    /// A domain classifier behind a gradient reversal layer (DANN).
+    Grl,
+    /// Temporal cycle-consistency (classification variant).
+    Tcc,
+    /// The soft-DTW divergence, per frame.
+    Sdtw,
+}
+
+impl AdaptLoss {
+    /// Every loss, in the paper's table order.
+    pub const ALL: [AdaptLoss; 6] = [
+        AdaptLoss::Mmd,
+        AdaptLoss::Coral,
+        AdaptLoss::Grl,
+        AdaptLoss::Tcc,
+        AdaptLoss::Sdtw,
+        AdaptLoss::SyncMse,
+    ];
+
+    /// The CLI's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdaptLoss::SyncMse => "sync-mse",
+            AdaptLoss::Mmd => "mmd",
+            AdaptLoss::Coral => "coral",
+            AdaptLoss::Grl => "grl",
+            AdaptLoss::Tcc => "tcc",
+            AdaptLoss::Sdtw => "sdtw",
+        }
+    }
+
+    /// The unsupervised domain-adaptation losses: trained with the task loss
+    /// on labelled teacher-view videos, as UDA methods are.
+    pub fn is_uda(self) -> bool {
+        matches!(self, AdaptLoss::Mmd | AdaptLoss::Coral | AdaptLoss::Grl)
+    }
+}
+
+impl std::str::FromStr for AdaptLoss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        AdaptLoss::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown loss '{s}': expected sync-mse, mmd, coral, grl, tcc or sdtw"
+                ))
+            })
+    }
+}
+
+/// The adaptation loss and its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossConfig {
+    /// Which loss.
+    pub loss: AdaptLoss,
+    /// Its weight next to the task loss (UDA losses; 1 otherwise is the
+    /// loss as it is).
+    pub weight: f64,
+    /// Smoothing γ of soft-DTW.
+    pub sdtw_gamma: f64,
+    /// Temperature of TCC's similarities.
+    pub tcc_temperature: f64,
+    /// Hidden units of GRL's domain classifier.
+    pub grl_hidden: usize,
+    /// Seed of the domain classifier's initialisation.
+    pub seed: u64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            loss: AdaptLoss::SyncMse,
+            weight: 1.0,
+            sdtw_gamma: 1.0,
+            tcc_temperature: 0.1,
+            grl_hidden: 64,
+            seed: 0,
+        }
+    }
+}
+
 /// The distillation objective.
 pub struct Distill<'a> {
     pairs: &'a [Pair],
@@ -131,6 +362,12 @@ pub struct Distill<'a> {
     teacher_heads: Vec<Vec<Tensor>>,
     val_teacher_heads: Vec<Vec<Tensor>>,
     device: Device,
+    loss: LossConfig,
+    /// The task loss on labelled teacher-view videos (UDA losses).
+    task: Option<Supervised<'a>>,
+    classifier: Option<DomainClassifier>,
+    /// (global step, total steps) of the step under way.
+    step: Cell<(u64, u64)>,
 }
 
 /// Teacher heads for each window (one at a time: they are cached, cropped to
@@ -152,7 +389,8 @@ fn teacher_outputs(
 }
 
 impl<'a> Distill<'a> {
-    /// Prepares windows and caches the teacher's outputs.
+    /// Prepares windows and caches the teacher's outputs: TAS distillation
+    /// with the MSE of synchronized frames (the method).
     pub fn new(
         teacher: &SegModel,
         pairs: &'a [Pair],
@@ -161,6 +399,53 @@ impl<'a> Distill<'a> {
         window_frames: usize,
         device: Device,
     ) -> Result<Self> {
+        Self::with_loss(
+            teacher,
+            pairs,
+            val,
+            levels,
+            window_frames,
+            device,
+            LossConfig::default(),
+            None,
+        )
+    }
+
+    /// As [`Distill::new`] with another adaptation loss; UDA losses need
+    /// `task`, the supervised objective on labelled teacher-view videos.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_loss(
+        teacher: &SegModel,
+        pairs: &'a [Pair],
+        val: &'a [Pair],
+        levels: Vec<usize>,
+        window_frames: usize,
+        device: Device,
+        loss: LossConfig,
+        task: Option<Supervised<'a>>,
+    ) -> Result<Self> {
+        if loss.loss.is_uda() && task.is_none() {
+            return Err(Error::invalid(format!(
+                "--loss {}: a UDA loss trains with the task loss on labelled teacher-view videos; give them (--task-videos)",
+                loss.loss.name()
+            )));
+        }
+        if !(loss.weight >= 0.0 && loss.weight.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--loss-weight {}: must be a non-negative number",
+                loss.weight
+            )));
+        }
+        let classifier = match loss.loss {
+            AdaptLoss::Grl => Some(DomainClassifier::seeded(
+                teacher.meta.classes.len(),
+                loss.grl_hidden.max(1),
+                loss.seed,
+                candle_core::DType::F32,
+                &device,
+            )?),
+            _ => None,
+        };
         if levels.is_empty() || levels.iter().any(|&l| l > 5) {
             return Err(Error::invalid(format!(
                 "--levels {levels:?}: choose among 0 (full resolution) … 5 (T/32)"
@@ -180,7 +465,97 @@ impl<'a> Distill<'a> {
             teacher_heads,
             val_teacher_heads,
             device,
+            loss,
+            task,
+            classifier,
+            step: Cell::new((0, 1)),
         })
+    }
+
+    /// The adaptation loss of one level between the student's rows `[n, K]`
+    /// and the teacher's (constant) rows `[n, K]` of one window.
+    fn set_loss(&self, student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
+        let n = student.dim(0)?;
+        Ok(match self.loss.loss {
+            AdaptLoss::SyncMse => (student - teacher)?.sqr()?.mean_all()?,
+            AdaptLoss::Mmd => mmd(teacher, student)?,
+            AdaptLoss::Coral => coral(teacher, student)?,
+            AdaptLoss::Grl => {
+                let (step, total) = self.step.get();
+                let lambda = grl_lambda(step as f64 / total.max(1) as f64);
+                self.classifier
+                    .as_ref()
+                    .expect("GRL objective has a classifier")
+                    .loss(teacher, student, lambda)?
+            }
+            AdaptLoss::Tcc => tcc(student, teacher, self.loss.tcc_temperature)?,
+            AdaptLoss::Sdtw => {
+                (soft_dtw_divergence(student, teacher, self.loss.sdtw_gamma)? / n as f64)?
+            }
+        })
+    }
+
+    /// Σ over levels of the mean over windows of the set/sequence loss
+    /// between real frames (UDA and alignment losses).
+    fn unpaired_loss(
+        &self,
+        student: &[Tensor],
+        teacher: &[Tensor],
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let pyramid = mask_pyramid(mask)?;
+        let mut total: Option<Tensor> = None;
+        for &l in &self.levels {
+            let lens: Vec<f32> = pyramid[l].sum(D::Minus1)?.flatten_all()?.to_vec1()?;
+            let mut terms = Vec::new();
+            for (b, &len) in lens.iter().enumerate() {
+                let n = len.round() as usize;
+                // Covariances and distributions need two frames.
+                if n < 2 {
+                    continue;
+                }
+                let s = student[l].get(b)?.narrow(1, 0, n)?.t()?.contiguous()?;
+                let t = teacher[l]
+                    .get(b)?
+                    .narrow(1, 0, n)?
+                    .t()?
+                    .contiguous()?
+                    .detach();
+                terms.push(self.set_loss(&s, &t)?);
+            }
+            if terms.is_empty() {
+                continue;
+            }
+            let k = terms.len() as f64;
+            let term = (Tensor::stack(&terms, 0)?.sum_all()? / k)?;
+            total = Some(match total {
+                None => term,
+                Some(acc) => (acc + term)?,
+            });
+        }
+        match total {
+            Some(t) => Ok(t),
+            None => Ok(Tensor::zeros((), candle_core::DType::F32, &self.device)?),
+        }
+    }
+
+    /// The task loss on the next batch of labelled teacher-view windows:
+    /// batch k of the run takes windows k·B … k·B + B − 1 (cyclically), so a
+    /// resumed run draws what the uninterrupted one would have.
+    fn task_loss(&self, student: &SegModel, batch_size: usize) -> Result<Option<Tensor>> {
+        let Some(task) = &self.task else {
+            return Ok(None);
+        };
+        let all = task.windows();
+        if all.is_empty() {
+            return Ok(None);
+        }
+        let (step, _) = self.step.get();
+        let start = step as usize * batch_size;
+        let batch: Vec<Window> = (0..batch_size.min(all.len()))
+            .map(|k| all[(start + k) % all.len()])
+            .collect();
+        Ok(Some(task.loss(student, &batch)?))
     }
 
     fn batch_loss(
@@ -222,8 +597,11 @@ impl<'a> Distill<'a> {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             teacher.push(Tensor::cat(&parts, 0)?);
         }
-        let masks: Vec<Option<Tensor>> = mask_pyramid(&mask)?.into_iter().map(Some).collect();
-        Ok(level_mse(&out.heads, &teacher, &self.levels, &masks)?)
+        if self.loss.loss == AdaptLoss::SyncMse {
+            let masks: Vec<Option<Tensor>> = mask_pyramid(&mask)?.into_iter().map(Some).collect();
+            return Ok(level_mse(&out.heads, &teacher, &self.levels, &masks)?);
+        }
+        self.unpaired_loss(&out.heads, &teacher, &mask)
     }
 }
 
@@ -244,10 +622,31 @@ impl Objective for Distill<'_> {
                 &self.teacher_heads[i]
             })
             .collect();
-        self.batch_loss(model, self.pairs, batch, &cached, true)
+        let adapt = self.batch_loss(model, self.pairs, batch, &cached, true)?;
+        match self.task_loss(model, batch.len())? {
+            None => Ok(adapt),
+            Some(task) => Ok((task + (adapt * self.loss.weight)?)?),
+        }
+    }
+
+    fn begin_step(&self, step: u64, total_steps: u64) {
+        self.step.set((step, total_steps));
+    }
+
+    fn extra_vars(&self) -> Vec<(String, candle_core::Var)> {
+        self.classifier
+            .as_ref()
+            .map(DomainClassifier::vars)
+            .unwrap_or_default()
     }
 
     fn validate(&self, model: &SegModel) -> Result<Option<Validation>> {
+        // UDA methods select on the labelled source domain's validation
+        // videos (no target labels); the others on the same loss over
+        // held-out pairs.
+        if let Some(task) = &self.task {
+            return task.validate(model);
+        }
         if self.val.is_empty() {
             return Ok(None);
         }
@@ -259,7 +658,140 @@ impl Objective for Distill<'_> {
         let loss = total / self.val_windows.len().max(1) as f64;
         Ok(Some(Validation {
             score: -loss,
-            details: serde_json::json!({ "val_distill_loss": loss }),
+            details: serde_json::json!({ "val_distill_loss": loss, "loss": self.loss.loss.name() }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recording i: teacher and student views of 10 + i frames whose single
+    /// channel holds i (teacher) and 100 + i (student).
+    fn recordings(n: usize) -> Vec<(String, Features, Features)> {
+        (0..n)
+            .map(|i| {
+                let t = 10 + i;
+                (
+                    format!("rec{i}"),
+                    Features::new(1, t, vec![i as f32; t]).unwrap(),
+                    Features::new(1, t, vec![100.0 + i as f32; t]).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn teacher_of(p: &Pair) -> usize {
+        p.teacher.data[0] as usize
+    }
+
+    #[test]
+    fn pairings() {
+        let none = HashMap::new();
+        let sync = make_pairs(recordings(6), &PairOptions::default(), &none).unwrap();
+        assert!(sync.iter().enumerate().all(|(i, p)| teacher_of(p) == i));
+        let opts = |pairing| PairOptions {
+            pairing,
+            seed: 3,
+            ..Default::default()
+        };
+        let random = make_pairs(recordings(6), &opts(Pairing::Random), &none).unwrap();
+        let mut partners: Vec<usize> = random.iter().map(teacher_of).collect();
+        assert!(
+            partners.iter().enumerate().all(|(i, &p)| i != p),
+            "{partners:?}"
+        );
+        partners.sort_unstable();
+        assert_eq!(partners, (0..6).collect::<Vec<_>>(), "a permutation");
+        // Unequal lengths: truncated to the shorter.
+        for p in &random {
+            assert_eq!(p.teacher.frames, p.student.frames);
+        }
+        // Same procedure: even and odd recordings.
+        let procs: HashMap<String, String> = (0..6)
+            .map(|i| (format!("rec{i}"), format!("task{}", i % 2)))
+            .collect();
+        let same = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &procs).unwrap();
+        for (i, p) in same.iter().enumerate() {
+            let t = teacher_of(p);
+            assert_ne!(t, i);
+            assert_eq!(t % 2, i % 2, "recording {i} paired across procedures");
+        }
+        let mut alone = procs.clone();
+        alone.insert("rec5".into(), "task9".into());
+        let err = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &alone).unwrap_err();
+        assert!(
+            err.to_string().contains("only video of procedure 'task9'"),
+            "{err}"
+        );
+        let err = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &none).unwrap_err();
+        assert!(
+            err.to_string().contains("no procedure is known for 'rec0'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pairs_fraction_keeps_a_seeded_subset() {
+        let none = HashMap::new();
+        let opts = |fraction, seed| PairOptions {
+            fraction,
+            seed,
+            ..Default::default()
+        };
+        let quarter = make_pairs(recordings(20), &opts(0.25, 1), &none).unwrap();
+        assert_eq!(quarter.len(), 5);
+        // Still synchronized, in order, distinct.
+        let ids: Vec<usize> = quarter.iter().map(teacher_of).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        for p in &quarter {
+            assert_eq!(p.student.data[0] as usize, 100 + teacher_of(p));
+        }
+        let again = make_pairs(recordings(20), &opts(0.25, 1), &none).unwrap();
+        assert_eq!(ids, again.iter().map(teacher_of).collect::<Vec<_>>());
+        let other = make_pairs(recordings(20), &opts(0.25, 2), &none).unwrap();
+        assert_ne!(ids, other.iter().map(teacher_of).collect::<Vec<_>>());
+        assert_eq!(
+            make_pairs(recordings(20), &opts(0.01, 1), &none)
+                .unwrap()
+                .len(),
+            1
+        );
+        for bad in [0.0, 1.5, f64::NAN] {
+            let err = make_pairs(recordings(3), &opts(bad, 1), &none).unwrap_err();
+            assert!(err.to_string().contains("--pairs-fraction"), "{err}");
+        }
+    }
+
+    #[test]
+    fn loss_and_pairing_names_round_trip() {
+        for l in AdaptLoss::ALL {
+            assert_eq!(l.name().parse::<AdaptLoss>().unwrap(), l);
+        }
+        assert!("l2"
+            .parse::<AdaptLoss>()
+            .unwrap_err()
+            .to_string()
+            .contains("sync-mse, mmd"));
+        for p in ["synchronized", "random", "same-procedure"] {
+            let parsed: Pairing = p.parse().unwrap();
+            assert_eq!(serde_json::to_value(parsed).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn procedures_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("procedures.txt");
+        std::fs::write(&path, "# video procedure\nrec1 task00\n\nrec2 task01\n").unwrap();
+        let p = read_procedures(&path).unwrap();
+        assert_eq!(p["rec2"], "task01");
+        std::fs::write(&path, "rec1 task00 extra\n").unwrap();
+        let err = read_procedures(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("procedures.txt") && err.contains("line 1"),
+            "{err}"
+        );
     }
 }

@@ -60,7 +60,20 @@ pub trait Objective {
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor>;
     /// Scores the current model on held-out data, if the objective has any.
     fn validate(&self, model: &SegModel) -> Result<Option<Validation>>;
+    /// Called before each step's `loss` with the run's global step (0-based,
+    /// counted across resumptions) and the run's total number of steps, for
+    /// schedules and for objectives that draw extra batches.
+    fn begin_step(&self, _step: u64, _total_steps: u64) {}
+    /// Trainable variables the objective owns besides the model's (a domain
+    /// classifier): optimised with the model, kept in `last/` for resuming,
+    /// not part of the saved model.
+    fn extra_vars(&self) -> Vec<(String, Var)> {
+        Vec::new()
+    }
 }
+
+/// Where [`fit`] keeps an objective's own variables between resumptions.
+const OBJECTIVE_FILE: &str = "objective.safetensors";
 
 /// One epoch's record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +126,9 @@ pub fn fit(
         return Err(Error::invalid("nothing to train on: no training windows"));
     }
     let last = out.join("last");
+    let extra = objective.extra_vars();
+    let mut vars = vars;
+    vars.extend(extra.iter().cloned());
     let mut adam = Adam::new(vars, cfg.adam)?;
     let mut progress = Progress::default();
     if resume {
@@ -131,6 +147,17 @@ pub fn fit(
         let state = candle_core::safetensors::load(&opt_path, &model.device())
             .map_err(|e| Error::format(&opt_path, format!("unreadable optimizer state: {e}")))?;
         adam.load_state(&state)?;
+        if !extra.is_empty() {
+            let path = last.join(OBJECTIVE_FILE);
+            let saved = candle_core::safetensors::load(&path, &model.device())
+                .map_err(|e| Error::format(&path, format!("unreadable objective state: {e}")))?;
+            for (name, var) in &extra {
+                let t = saved
+                    .get(name)
+                    .ok_or_else(|| Error::format(&path, format!("no tensor '{name}'")))?;
+                var.set(t)?;
+            }
+        }
     }
 
     let mut since_best = progress
@@ -146,8 +173,11 @@ pub fn fit(
         rng.set_stream(epoch as u64);
         order.shuffle(&mut rng);
         let batches: Vec<&[Window]> = order.chunks(cfg.batch_size.max(1)).collect();
+        let total_steps = (batches.len() * cfg.epochs) as u64;
+        let first_step = ((epoch - 1) * batches.len()) as u64;
         let mut total = 0f64;
         for (i, batch) in batches.iter().enumerate() {
+            objective.begin_step(first_step + i as u64, total_steps);
             let loss = objective.loss(model, batch)?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
@@ -183,6 +213,17 @@ pub fn fit(
         progress.epochs_done = epoch;
         progress.history.push(record.clone());
         save_last(model, &adam, &progress, &last)?;
+        if !extra.is_empty() {
+            let state: std::collections::HashMap<String, Tensor> = extra
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+                .collect();
+            let path = last.join(OBJECTIVE_FILE);
+            let tmp = last.join(".objective.safetensors.tmp");
+            candle_core::safetensors::save(&state, &tmp)
+                .map_err(|e| Error::format(&path, format!("cannot write objective state: {e}")))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
         observer.epoch(&record, cfg.epochs);
     }
     Ok(progress)

@@ -2,12 +2,14 @@
 //! supervised and distillation objectives.
 
 pub mod adam;
+pub mod alignment;
 pub mod data;
 pub mod distill;
 pub mod feature_distill;
 pub mod fit;
 pub mod losses;
 pub mod supervised;
+pub mod uda;
 pub mod windows;
 
 use candle_core::Var;

@@ -7,12 +7,18 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 use syncseg_core::dataset::MultiViewDataset;
 use syncseg_core::labels::read_bundle;
+use syncseg_core::labels::Mapping;
 use syncseg_core::model::{AdapterConfig, SegModel};
 use syncseg_core::npy::{read_features, FeatureLayout};
 use syncseg_core::train::adam::AdamConfig;
-use syncseg_core::train::distill::{make_pairs, Distill, Pair, Pairing, DEFAULT_LEVELS};
+use syncseg_core::train::data::load_labeled;
+use syncseg_core::train::distill::{
+    make_pairs, read_procedures, AdaptLoss, Distill, LossConfig, Pair, PairOptions, Pairing,
+    DEFAULT_LEVELS,
+};
 use syncseg_core::train::feature_distill::FeatureDistill;
 use syncseg_core::train::fit::{fit, FitConfig, Objective};
+use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
 use crate::progress::EpochBars;
 
@@ -57,12 +63,47 @@ pub struct Args {
     /// (y5) … 5 = T/32 (y1). Default all six, as the paper's ablation found best.
     #[arg(long, value_delimiter = ',')]
     pub levels: Option<Vec<usize>>,
-    /// synchronized (the method) or random (each ego video with another exo video).
+    /// synchronized (the method), random (each student video with another
+    /// recording's teacher view) or same-procedure (another recording of the
+    /// same procedure; needs --procedures or the dataset's procedures.txt).
     #[arg(long, default_value = "synchronized", value_parser = parse_pairing)]
     pub pairing: Pairing,
+    /// `video procedure` lines, for --pairing same-procedure (default:
+    /// --dataset's procedures.txt).
+    #[arg(long)]
+    pub procedures: Option<PathBuf>,
     /// Drop this fraction of frames independently in each view (sync-robustness study).
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
+    /// Use this fraction of the pairs, drawn at random (amount-of-pairs study).
+    #[arg(long, default_value_t = 1.0)]
+    pub pairs_fraction: f64,
+    /// The adaptation loss of TAS distillation: sync-mse (the method), or the
+    /// paper's baselines mmd, coral, grl (UDA: trained with the task loss on
+    /// --task-videos), tcc, sdtw (alignment).
+    #[arg(long, default_value = "sync-mse", value_parser = parse_loss)]
+    pub loss: AdaptLoss,
+    /// Weight of a UDA loss next to the task loss.
+    #[arg(long, default_value_t = 1.0)]
+    pub loss_weight: f64,
+    /// Smoothing γ of --loss sdtw.
+    #[arg(long, default_value_t = 1.0)]
+    pub sdtw_gamma: f64,
+    /// Temperature of --loss tcc.
+    #[arg(long, default_value_t = 0.1)]
+    pub tcc_temperature: f64,
+    /// Labelled teacher-view training videos (a split bundle) for the task
+    /// loss of the UDA losses; labels from --task-labels.
+    #[arg(long)]
+    pub task_videos: Option<PathBuf>,
+    /// Labelled teacher-view validation videos: UDA runs keep the epoch that
+    /// scores best on them (source-domain validation; no student-view labels).
+    #[arg(long)]
+    pub task_val_videos: Option<PathBuf>,
+    /// Folder of `<video>.txt` frame labels for --task-videos (default:
+    /// --dataset's groundTruth).
+    #[arg(long)]
+    pub task_labels: Option<PathBuf>,
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     #[arg(long, default_value_t = 1e-4)]
@@ -123,13 +164,36 @@ fn parse_level(s: &str) -> Result<Level, String> {
 }
 
 fn parse_pairing(s: &str) -> Result<Pairing, String> {
-    match s {
-        "synchronized" => Ok(Pairing::Synchronized),
-        "random" => Ok(Pairing::Random),
-        other => Err(format!(
-            "unknown pairing '{other}': expected synchronized or random"
-        )),
-    }
+    s.parse().map_err(|e: syncseg_core::Error| e.to_string())
+}
+
+fn parse_loss(s: &str) -> Result<AdaptLoss, String> {
+    s.parse().map_err(|e: syncseg_core::Error| e.to_string())
+}
+
+/// The labelled teacher-view videos of the UDA losses' task loss, encoded
+/// with the teacher's classes.
+fn load_task_videos(
+    args: &Args,
+    bundle: &Path,
+    teacher: &SegModel,
+    layout: FeatureLayout,
+) -> anyhow::Result<Vec<LabeledVideo>> {
+    let features = match (&args.dataset, &args.teacher_view, &args.teacher_features) {
+        (Some(root), Some(view), _) => root.join("features").join(view),
+        (_, _, Some(dir)) => dir.clone(),
+        _ => {
+            bail!("--task-videos: no teacher-view features (give --dataset or --teacher-features)")
+        }
+    };
+    let labels = match (&args.task_labels, &args.dataset) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(root)) => root.join("groundTruth"),
+        (None, None) => bail!("--task-videos needs --task-labels (a folder of <video>.txt)"),
+    };
+    let mapping = Mapping::from_names(teacher.meta.classes.clone())?;
+    let names = read_bundle(bundle)?;
+    Ok(load_labeled(&features, &labels, &mapping, &names, layout)?)
 }
 
 fn load_pairs(
@@ -171,7 +235,23 @@ fn load_pairs(
             recs.push((name, t, s));
         }
     }
-    Ok(make_pairs(recs, args.pairing, args.drop_rate, seed)?)
+    let procedures = match (&args.procedures, &args.dataset) {
+        (Some(file), _) => read_procedures(file)?,
+        (None, Some(root)) if args.pairing == Pairing::SameProcedure => {
+            read_procedures(&root.join("procedures.txt"))?
+        }
+        (None, _) if args.pairing == Pairing::SameProcedure => {
+            bail!("--pairing same-procedure needs --procedures FILE (lines 'video procedure')")
+        }
+        _ => Default::default(),
+    };
+    let options = PairOptions {
+        pairing: args.pairing,
+        drop_rate: args.drop_rate,
+        fraction: args.pairs_fraction,
+        seed,
+    };
+    Ok(make_pairs(recs, &options, &procedures)?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -188,6 +268,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pairs = load_pairs(&args, &args.videos, layout, args.seed)?;
     let val = match &args.val_videos {
         Some(b) => load_pairs(&args, b, layout, args.seed.wrapping_add(1))?,
+        None => Vec::new(),
+    };
+    if args.loss != AdaptLoss::SyncMse && args.level != Level::Tas {
+        bail!(
+            "--loss {}: the baselines replace TAS distillation's MSE; use --level tas",
+            args.loss.name()
+        );
+    }
+    if args.loss.is_uda() && args.task_videos.is_none() {
+        bail!(
+            "--loss {}: a UDA loss trains with the task loss on labelled teacher-view videos; give --task-videos",
+            args.loss.name()
+        );
+    }
+    if args.task_videos.is_some() && !args.loss.is_uda() {
+        bail!(
+            "--task-videos: only the UDA losses (mmd, coral, grl) train with the task loss, not --loss {}",
+            args.loss.name()
+        );
+    }
+    let task_train = match &args.task_videos {
+        Some(b) => load_task_videos(&args, b, &teacher, layout)?,
+        None => Vec::new(),
+    };
+    let task_val = match &args.task_val_videos {
+        Some(b) => load_task_videos(&args, b, &teacher, layout)?,
         None => Vec::new(),
     };
     let dim = teacher.meta.c2f.input_dim;
@@ -213,6 +319,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         width: args.adapter_width,
         ffn: args.adapter_ffn,
     };
+    let loss_cfg = LossConfig {
+        loss: args.loss,
+        weight: args.loss_weight,
+        sdtw_gamma: args.sdtw_gamma,
+        tcc_temperature: args.tcc_temperature,
+        seed: args.seed,
+        ..Default::default()
+    };
     let fit_cfg = |epochs: usize, lr: f64| FitConfig {
         epochs,
         batch_size: args.batch_size,
@@ -234,9 +348,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "adapter": if level == "tas" { None } else { Some(&adapter_cfg) },
             "pairing": args.pairing,
             "drop_rate": args.drop_rate,
+            "pairs_fraction": args.pairs_fraction,
+            "loss": loss_cfg,
+            "task_videos": args.task_videos.as_ref().map(|p| p.display().to_string()),
             "pairs": pairs.len(),
             "fit": cfg,
-            "selection": if val.is_empty() { "last epoch" } else { "lowest distillation loss on held-out pairs (no labels)" },
+            "selection": if args.loss.is_uda() {
+                if task_val.is_empty() { "last epoch" } else { "best F1@{10,25,50}+Edit+MoF on labelled teacher-view validation videos" }
+            } else if val.is_empty() { "last epoch" } else { "lowest adaptation loss on held-out pairs (no labels)" },
         })
     };
     let window = teacher.meta.window_frames;
@@ -290,7 +409,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "tas"
     };
     student.meta.provenance = provenance(level_name, &cfg);
-    let objective = Distill::new(&teacher, &pairs, &val, levels.clone(), window, device)?;
+    let ignore: Vec<u32> = teacher
+        .meta
+        .background
+        .iter()
+        .filter_map(|b| teacher.meta.classes.iter().position(|c| c == b))
+        .map(|i| i as u32)
+        .collect();
+    let task = args.loss.is_uda().then(|| {
+        Supervised::new(
+            &task_train,
+            &task_val,
+            window,
+            ignore,
+            SupervisedLoss::default(),
+            device.clone(),
+        )
+    });
+    let objective = Distill::with_loss(
+        &teacher,
+        &pairs,
+        &val,
+        levels.clone(),
+        window,
+        device,
+        loss_cfg,
+        task,
+    )?;
     let trainable = syncseg_core::train::trainable_vars(&student);
     run_stage(
         &mut student,
