@@ -283,7 +283,9 @@ mod tests {
             tcc(x.as_tensor(), y.as_tensor(), 0.5).unwrap()
         });
         let c = var(&[4, 6], 13);
-        check(&[c.clone()], &|| soft_dtw_cost(c.as_tensor(), 0.2).unwrap());
+        check(std::slice::from_ref(&c), &|| {
+            soft_dtw_cost(c.as_tensor(), 0.2).unwrap()
+        });
     }
 
     #[test]
