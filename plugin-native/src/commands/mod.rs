@@ -38,7 +38,7 @@ pub enum Command {
     /// Train a C2F-TCN with labels (the exo teacher, or an oracle).
     Train(train::Args),
     /// Adapt a teacher to another view from unlabeled synchronized pairs.
-    Distill(distill::Args),
+    Distill(Box<distill::Args>),
     /// Segment videos with a trained model.
     Predict(predict::Args),
     /// DINOv2 frame features of a video file (`[D, T]` .npy).
@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a),
-        Command::Distill(a) => distill::run(a),
+        Command::Distill(a) => distill::run(*a),
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Features(a) => features::run(a),
