@@ -392,3 +392,142 @@ fn demo_shows_clear_improvement_over_no_adaptation() {
         );
     }
 }
+
+/// Every baseline loss of the paper's Table 3 trains through the CLI; GRL
+/// resumes with its domain classifier; bad combinations are clear errors.
+#[test]
+fn distill_baselines_and_studies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "3");
+    let d = |s: &str| -> &'static str {
+        Box::leak(data.join(s).to_str().unwrap().to_string().into_boxed_str())
+    };
+    let teacher = dir.path().join("teacher");
+    ok(&[
+        "train",
+        "--features",
+        d("features/exo"),
+        "--labels",
+        d("groundTruth"),
+        "--mapping",
+        d("mapping.txt"),
+        "--background",
+        "background",
+        "--videos",
+        d("splits/exo_train.bundle"),
+        "--out",
+        p(&teacher),
+        "--width-scale",
+        "0.125",
+        "--epochs",
+        "1",
+    ]);
+    let distill = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "distill",
+            "--teacher",
+            p(&teacher),
+            "--dataset",
+            p(&data),
+            "--teacher-view",
+            "exo",
+            "--student-view",
+            "ego",
+            "--videos",
+            d("splits/adapt.bundle"),
+            "--val-videos",
+            d("splits/adapt_val.bundle"),
+            "--out",
+            p(out),
+            "--epochs",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let task = [
+        "--task-videos",
+        d("splits/exo_train.bundle"),
+        "--task-val-videos",
+        d("splits/exo_val.bundle"),
+    ];
+    let runs: [(&str, Vec<&str>); 6] = [
+        ("mmd", [&["--pairing", "random"][..], &task].concat()),
+        ("coral", [&["--pairing", "random"][..], &task].concat()),
+        ("grl", [&["--pairing", "random"][..], &task].concat()),
+        ("tcc", vec!["--pairing", "same-procedure"]),
+        ("sdtw", vec!["--pairing", "random", "--sdtw-gamma", "0.5"]),
+        (
+            "sync-mse",
+            vec!["--pairs-fraction", "0.5", "--drop-rate", "0.02"],
+        ),
+    ];
+    for (loss, extra) in &runs {
+        let out = dir.path().join(loss);
+        let mut e = vec!["--loss", loss];
+        e.extend(extra.iter().copied());
+        let mut args = distill(&out, &e);
+        if extra.contains(&"same-procedure") {
+            // The 4 held-out recordings perform 4 different procedures: no
+            // same-procedure pair exists among them.
+            let at = args.iter().position(|a| a == "--val-videos").unwrap();
+            args.drain(at..at + 2);
+        }
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["provenance"]["loss"]["loss"], *loss, "{loss}");
+        if *loss == "sync-mse" {
+            assert_eq!(meta["provenance"]["pairs"], 8, "half of the 16 pairs");
+        }
+    }
+    // GRL keeps its domain classifier in last/ and resumes with it.
+    let grl = dir.path().join("grl");
+    assert!(grl.join("last/objective.safetensors").exists());
+    let mut e = vec!["--loss", "grl", "--pairing", "random", "--resume"];
+    e.extend(task);
+    let mut args = distill(&grl, &e);
+    let epochs = args.iter().position(|a| a == "--epochs").unwrap();
+    args[epochs + 1] = "2".into();
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(grl.join("last/progress.json")).unwrap())
+            .unwrap();
+    assert_eq!(progress["epochs_done"], 2);
+
+    let x = dir.path().join("x");
+    let fail = |extra: &[&str]| {
+        let args = distill(&x, extra);
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let err = fail(&["--loss", "mmd"]);
+    assert!(
+        err.contains("--loss mmd") && err.contains("--task-videos"),
+        "{err}"
+    );
+    let err = fail(&["--loss", "tcc", "--level", "both"]);
+    assert!(err.contains("--level tas"), "{err}");
+    let err = fail(&["--loss", "dtw"]);
+    assert!(err.contains("unknown loss 'dtw'"), "{err}");
+    let err = fail(&["--pairs-fraction", "0"]);
+    assert!(err.contains("--pairs-fraction 0"), "{err}");
+    let err = fail(&[
+        "--loss",
+        "tcc",
+        "--task-videos",
+        d("splits/exo_train.bundle"),
+    ]);
+    assert!(err.contains("only the UDA losses"), "{err}");
+    let err = fail(&[
+        "--pairing",
+        "same-procedure",
+        "--procedures",
+        p(&dir.path().join("none.txt")),
+    ]);
+    assert!(err.contains("none.txt"), "{err}");
+    assert!(!x.exists(), "nothing half-written");
+}

@@ -142,7 +142,8 @@ fn derangement(n: usize, rng: &mut impl Rng) -> Vec<usize> {
 /// `fraction` keeps a random subset of the recordings (at least one);
 /// `Random` pairing gives each student view another recording's teacher
 /// view, `SameProcedure` another recording's of the same procedure
-/// (`procedures` maps names to procedures); `drop_rate` drops frames
+/// (`procedures` maps names to procedures; a video alone with its
+/// procedure is left out); `drop_rate` drops frames
 /// independently in each view. Deterministic given the seed.
 pub fn make_pairs(
     recordings: Vec<(String, Features, Features)>,
@@ -195,18 +196,22 @@ pub fn make_pairs(
                 })?;
                 groups.entry(proc.as_str()).or_default().push(i);
             }
-            let mut partner = vec![0; n];
-            for (proc, members) in groups {
+            // A video alone with its procedure has no partner: it is left
+            // out (the caller sees fewer pairs), unless nothing is left.
+            let mut partner = vec![usize::MAX; n];
+            for members in groups.values() {
                 if members.len() < 2 {
-                    return Err(Error::invalid(format!(
-                        "--pairing same-procedure: '{}' is the only video of procedure '{proc}'",
-                        recordings[members[0]].0
-                    )));
+                    continue;
                 }
                 let p = derangement(members.len(), &mut rng);
                 for (k, &i) in members.iter().enumerate() {
                     partner[i] = members[p[k]];
                 }
+            }
+            if partner.iter().all(|&p| p == usize::MAX) {
+                return Err(Error::invalid(
+                    "--pairing same-procedure: no two videos share a procedure",
+                ));
             }
             partner
         }
@@ -214,6 +219,9 @@ pub fn make_pairs(
     let teachers: Vec<Features> = recordings.iter().map(|r| r.1.clone()).collect();
     let mut out = Vec::with_capacity(n);
     for (i, (name, _, student)) in recordings.into_iter().enumerate() {
+        if partner[i] == usize::MAX {
+            continue;
+        }
         let mut teacher = teachers[partner[i]].clone();
         let mut student = student;
         if drop_rate > 0.0 {
@@ -720,11 +728,14 @@ mod tests {
         }
         let mut alone = procs.clone();
         alone.insert("rec5".into(), "task9".into());
-        let err = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &alone).unwrap_err();
-        assert!(
-            err.to_string().contains("only video of procedure 'task9'"),
-            "{err}"
-        );
+        let pairs = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &alone).unwrap();
+        assert_eq!(pairs.len(), 5, "rec5 has no partner");
+        assert!(pairs.iter().all(|p| p.name != "rec5"));
+        let singles: HashMap<String, String> = (0..3)
+            .map(|i| (format!("rec{i}"), format!("task{i}")))
+            .collect();
+        let err = make_pairs(recordings(3), &opts(Pairing::SameProcedure), &singles).unwrap_err();
+        assert!(err.to_string().contains("no two videos share"), "{err}");
         let err = make_pairs(recordings(6), &opts(Pairing::SameProcedure), &none).unwrap_err();
         assert!(
             err.to_string().contains("no procedure is known for 'rec0'"),

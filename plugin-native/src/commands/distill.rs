@@ -251,7 +251,16 @@ fn load_pairs(
         fraction: args.pairs_fraction,
         seed,
     };
-    Ok(make_pairs(recs, &options, &procedures)?)
+    let offered = recs.len();
+    let pairs = make_pairs(recs, &options, &procedures)?;
+    if args.pairing == Pairing::SameProcedure && pairs.len() < offered {
+        eprintln!(
+            "note: {} of {offered} videos in {} have no other video of their procedure and are left out",
+            offered - pairs.len(),
+            bundle.display()
+        );
+    }
+    Ok(pairs)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
