@@ -201,6 +201,7 @@ fn load_pairs(
     bundle: &PathBuf,
     layout: FeatureLayout,
     seed: u64,
+    fraction: f64,
 ) -> anyhow::Result<Vec<Pair>> {
     let names = read_bundle(bundle)?;
     let mut recs = Vec::with_capacity(names.len());
@@ -248,7 +249,7 @@ fn load_pairs(
     let options = PairOptions {
         pairing: args.pairing,
         drop_rate: args.drop_rate,
-        fraction: args.pairs_fraction,
+        fraction,
         seed,
     };
     let offered = recs.len();
@@ -274,9 +275,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         FeatureLayout::DimByTime
     };
-    let pairs = load_pairs(&args, &args.videos, layout, args.seed)?;
+    // --pairs-fraction thins the training pairs only; the held-out pairs
+    // that select the epoch stay whole.
+    let pairs = load_pairs(&args, &args.videos, layout, args.seed, args.pairs_fraction)?;
     let val = match &args.val_videos {
-        Some(b) => load_pairs(&args, b, layout, args.seed.wrapping_add(1))?,
+        Some(b) => load_pairs(&args, b, layout, args.seed.wrapping_add(1), 1.0)?,
         None => Vec::new(),
     };
     if args.loss != AdaptLoss::SyncMse && args.level != Level::Tas {
