@@ -333,8 +333,8 @@ impl std::str::FromStr for AdaptLoss {
 pub struct LossConfig {
     /// Which loss.
     pub loss: AdaptLoss,
-    /// Its weight next to the task loss (UDA losses; 1 otherwise is the
-    /// loss as it is).
+    /// Its weight next to the task loss (UDA losses only; the other losses
+    /// are used as they are).
     pub weight: f64,
     /// Smoothing γ of soft-DTW.
     pub sdtw_gamma: f64,
