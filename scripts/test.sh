@@ -52,6 +52,9 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "installing playwright-core (npm)"
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
+# A one-off build gains nothing from incremental caches but their disk space.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+
 echo "== scripts/build-wasm.sh"
 bash scripts/build-wasm.sh
 
