@@ -531,3 +531,90 @@ fn distill_baselines_and_studies() {
     assert!(err.contains("none.txt"), "{err}");
     assert!(!x.exists(), "nothing half-written");
 }
+
+/// `bench paper` on a reduced configuration (one seed, 16-D features, one
+/// epoch a run): every table reported, cells cached and resumed, a changed
+/// configuration refused.
+#[test]
+fn bench_paper_reports_every_table_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("paper");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "paper", "--seeds", "1", "--dim", "16"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", p(&out)]);
+        ok(&args)
+    };
+    let first = run(&["--epochs", "1"]);
+    assert!(first.contains("26 cell(s) computed, 0 cached"), "{first}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for heading in [
+        "## Findings",
+        "### Table 3",
+        "### Table 4",
+        "### Table 5",
+        "### Table 6",
+        "### Supplementary Table 1",
+        "| TCC*",
+        "| 50% of pairs",
+        "| 3.0% dropped",
+        "| EGO → EXO, distilled",
+        "| heads 0–5",
+    ] {
+        assert!(report.contains(heading), "no '{heading}' in\n{report}");
+    }
+    assert!(!report.contains("not measured"), "{report}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let tables = results["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 5);
+    for line in tables.iter().flat_map(|t| t["lines"].as_array().unwrap()) {
+        assert_eq!(line["seeds"], serde_json::json!([0]), "{line}");
+        let edit = line["metrics"]["Edit"]["mean"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&edit), "{line}");
+    }
+    // Table 4's pair counts follow the fractions of the 16 adaptation pairs.
+    let t4 = &tables[1]["lines"];
+    assert_eq!(t4[3]["pairs"].as_f64(), Some(8.0), "{t4}");
+    for svg in ["pairs_fraction.svg", "drop_rate.svg"] {
+        let text = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("<polyline"),
+            "{svg}"
+        );
+    }
+
+    // Everything cached; then one removed cell is all that is recomputed.
+    assert!(run(&["--epochs", "1"]).contains("0 cell(s) computed, 26 cached"));
+    std::fs::remove_file(out.join("cells/seed-0/mmd.json")).unwrap();
+    assert!(run(&["--epochs", "1"]).contains("1 cell(s) computed, 25 cached"));
+
+    let err = fails(&[
+        "bench",
+        "paper",
+        "--seeds",
+        "1",
+        "--dim",
+        "16",
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("--epochs 1") && err.contains("choose another --out"),
+        "{err}"
+    );
+    let err = fails(&[
+        "bench",
+        "paper",
+        "--seeds",
+        "0",
+        "--out",
+        p(&dir.path().join("x")),
+    ]);
+    assert!(err.contains("--seeds"), "{err}");
+    let occupied = dir.path().join("occupied");
+    std::fs::create_dir_all(&occupied).unwrap();
+    std::fs::write(occupied.join("notes.txt"), "mine").unwrap();
+    let err = fails(&["bench", "paper", "--out", p(&occupied)]);
+    assert!(err.contains("not a bench paper output"), "{err}");
+}

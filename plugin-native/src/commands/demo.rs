@@ -46,15 +46,15 @@ pub struct Args {
 }
 
 /// Training budgets per preset.
-struct Budget {
-    width_scale: f64,
-    epochs: usize,
-    lr: f64,
-    distill_epochs: usize,
-    distill_lr: f64,
+pub(super) struct Budget {
+    pub width_scale: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub distill_epochs: usize,
+    pub distill_lr: f64,
 }
 
-fn budget(preset: Preset) -> Budget {
+pub(super) fn budget(preset: Preset) -> Budget {
     match preset {
         // A quarter-width C2F-TCN: the small benchmark has 64-D features and
         // ~20 training videos; the full width only costs time there.
@@ -109,7 +109,13 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn train_args(data: &Path, view: &str, out: PathBuf, b: &Budget, seed: u64) -> train::Args {
+pub(super) fn train_args(
+    data: &Path,
+    view: &str,
+    out: PathBuf,
+    b: &Budget,
+    seed: u64,
+) -> train::Args {
     train::Args {
         features: data.join("features").join(view),
         labels: data.join("groundTruth"),
@@ -132,7 +138,7 @@ fn train_args(data: &Path, view: &str, out: PathBuf, b: &Budget, seed: u64) -> t
     }
 }
 
-fn distill_args(
+pub(super) fn distill_args(
     data: &Path,
     teacher: PathBuf,
     out: PathBuf,
@@ -181,7 +187,7 @@ fn distill_args(
 }
 
 /// Predictions of `model` on `view`'s test split, scored with background removed.
-fn score(
+pub(super) fn score(
     model_dir: &Path,
     data: &Path,
     view: &str,

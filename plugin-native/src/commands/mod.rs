@@ -1,6 +1,7 @@
 //! The subcommands of `syncseg`, one file each.
 
 mod bench;
+mod bench_paper;
 mod bench_predict;
 mod demo;
 pub(crate) mod device;
@@ -68,6 +69,9 @@ pub enum BenchCommand {
     Vit(bench_predict::VitBenchArgs),
     /// Per-kernel time and GFLOP/s of the WGSL kernels on the wgpu adapter.
     Kernels(bench_predict::KernelArgs),
+    /// The paper's comparisons and studies (Tables 3–6, supplementary Table 1)
+    /// on the synthetic benchmark over seeds: report.md, results.json, plots.
+    Paper(bench_paper::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -87,5 +91,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Predict(a)) => bench_predict::predict(a),
         Command::Bench(BenchCommand::Kernels(a)) => bench_predict::kernels(a),
         Command::Bench(BenchCommand::Vit(a)) => bench_predict::vit(a),
+        Command::Bench(BenchCommand::Paper(a)) => bench_paper::run(a),
     }
 }
