@@ -3,13 +3,17 @@
 //! dispatches. The descriptions here are the single source of truth for the
 //! host side; a test checks each against what naga reads from the shader.
 
+pub mod activation_grad;
+pub mod adam;
 pub mod attention;
 pub mod conv;
+pub mod conv_grad;
 pub mod copy;
 pub mod ensemble;
 pub mod layer_norm;
 pub mod pool;
 pub mod reduce;
+pub mod row_sum;
 pub mod swiglu;
 
 /// How a kernel binds one resource (group 0, binding = index in the list).
@@ -49,9 +53,28 @@ pub const ALL: &[Kernel] = &[
     attention::ATTENTION,
     reduce::REDUCE_SUM,
     swiglu::SWIGLU,
+    conv_grad::CONV1D_GRAD_INPUT,
+    conv_grad::CONV1D_GRAD_WEIGHT,
+    row_sum::ROW_SUM,
+    activation_grad::RELU_GRAD,
+    adam::ADAM_STEP,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
 pub(crate) fn groups(n: usize, size: u32) -> u32 {
     n.div_ceil(size as usize) as u32
+}
+
+/// Workgroups per row of the 2-D grid of the element-wise kernels (WebGPU
+/// allows 65535 per dimension); they index `gid.x + gid.y · nwg.x · 256`.
+const ROW: usize = 4096;
+
+/// The 2-D grid of 256-wide workgroups covering `len` elements.
+pub(crate) fn elementwise_grid(len: usize) -> [u32; 3] {
+    let wgs = len.div_ceil(256).max(1);
+    if wgs <= ROW {
+        [wgs as u32, 1, 1]
+    } else {
+        [ROW as u32, wgs.div_ceil(ROW) as u32, 1]
+    }
 }

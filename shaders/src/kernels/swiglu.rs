@@ -1,6 +1,6 @@
 //! The SwiGLU gate (`swiglu.wgsl`).
 
-use super::{Access, Kernel};
+use super::{elementwise_grid, Access, Kernel};
 use crate::graph::{Graph, Slot};
 
 /// `swiglu` in `swiglu.wgsl`.
@@ -11,9 +11,6 @@ pub const SWIGLU: Kernel = Kernel {
     workgroup: [256, 1, 1],
     bindings: &[Access::ReadWrite, Access::Read, Access::Uniform],
 };
-
-/// Workgroups per row of the 2-D grid (WebGPU allows 65535 per dimension).
-const ROW: usize = 4096;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -28,16 +25,10 @@ pub fn swiglu(g: &mut Graph, a: Slot, b: Slot, len: usize) {
         len: len as u32,
         _pad: [0; 3],
     };
-    let wgs = len.div_ceil(256).max(1);
-    let (x, y) = if wgs <= ROW {
-        (wgs, 1)
-    } else {
-        (ROW, wgs.div_ceil(ROW))
-    };
     g.dispatch(
         &SWIGLU,
         &[a, b],
         bytemuck::bytes_of(&params),
-        [x as u32, y as u32, 1],
+        elementwise_grid(len),
     );
 }

@@ -1,0 +1,248 @@
+//! The training kernels against candle's autodiff and core's optimizer
+//! (issue 9's parity criterion: relative error ≤ 1e-4 in f32), on the test
+//! adapter (lavapipe in CI): convolution input/weight/bias gradients through
+//! a fused ReLU, over concatenated inputs, at lengths across tile
+//! boundaries; accumulation; the Adam step.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use common::{gpu, random, run};
+use syncseg_core::train::adam::{Adam, AdamConfig};
+use syncseg_shaders::graph::Graph;
+use syncseg_shaders::kernels::activation_grad::relu_grad;
+use syncseg_shaders::kernels::adam::{adam_step, AdamParams, AdamSlots};
+use syncseg_shaders::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
+use syncseg_shaders::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
+use syncseg_shaders::kernels::row_sum::row_sum;
+
+/// Asserts |got − want| ≤ 1e-4 · max(|want|∞, 1e-3) elementwise: relative to
+/// the tensor's scale, since a gradient element can be a cancellation near 0.
+fn assert_rel(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / scale)
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "{what}: relative error {worst:.2e}");
+    eprintln!("{what}: relative error {worst:.2e}");
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// loss = Σ relu(conv(concat(x₁, x₂), w) + b) ⊙ r, so ∂loss/∂out = r.
+fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed: u64) {
+    let cin = parts[0] + parts[1];
+    let dev = Device::Cpu;
+    let xs: Vec<Vec<f32>> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| random(c * frames, seed + i as u64))
+        .collect();
+    let w = random(cout * cin * k, seed + 10);
+    let b = random(cout, seed + 11);
+    let r = random(cout * frames, seed + 12);
+
+    // candle
+    let vx: Vec<Var> = xs
+        .iter()
+        .zip(parts)
+        .map(|(x, c)| {
+            Var::from_tensor(&Tensor::from_slice(x, (1, c, frames), &dev).unwrap()).unwrap()
+        })
+        .collect();
+    let vw = Var::from_tensor(&Tensor::from_slice(&w, (cout, cin, k), &dev).unwrap()).unwrap();
+    let vb = Var::from_tensor(&Tensor::from_slice(&b, (1, cout, 1), &dev).unwrap()).unwrap();
+    let rt = Tensor::from_slice(&r, (1, cout, frames), &dev).unwrap();
+    let x = Tensor::cat(&[vx[0].as_tensor(), vx[1].as_tensor()], 1).unwrap();
+    let y = x
+        .conv1d(vw.as_tensor(), k / 2, 1, 1, 1)
+        .unwrap()
+        .broadcast_add(vb.as_tensor())
+        .unwrap()
+        .relu()
+        .unwrap();
+    let grads = (y * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+    let want_dx: Vec<Vec<f32>> = vx.iter().map(|v| flat(grads.get(v).unwrap())).collect();
+    let want_dw = flat(grads.get(&vw).unwrap());
+    let want_db = flat(grads.get(&vb).unwrap());
+
+    // GPU: forward (for the ReLU mask), then the backward kernels.
+    let gpu = gpu();
+    let mut g = Graph::new(gpu.clone());
+    let x_slots: Vec<_> = xs.iter().map(|x| g.constant(x, "x")).collect();
+    let weights = ConvWeights {
+        weight: g.constant(&w, "w"),
+        bias: g.constant(&b, "b"),
+        cout,
+        cin,
+        k,
+    };
+    let y = g.alloc(cout * frames, "y");
+    let input_parts = [
+        InputPart {
+            x: x_slots[0],
+            ci0: 0,
+            channels: parts[0],
+        },
+        InputPart {
+            x: x_slots[1],
+            ci0: parts[0],
+            channels: parts[1],
+        },
+    ];
+    conv(
+        &mut g,
+        &weights,
+        &input_parts,
+        OutputRows {
+            y,
+            co0: 0,
+            cout,
+            out_c0: 0,
+        },
+        frames,
+        Activation::Relu,
+        false,
+    );
+    let dy = g.constant(&r, "dy");
+    let dz = g.alloc(cout * frames, "dz");
+    relu_grad(&mut g, y, dy, dz, cout * frames, false);
+    let dw = g.alloc(cout * cin * k, "dw");
+    let db = g.alloc(cout, "db");
+    let dxs: Vec<_> = parts.iter().map(|&c| g.alloc(c * frames, "dx")).collect();
+    for (i, part) in input_parts.iter().enumerate() {
+        conv_grad_input(
+            &mut g,
+            &weights,
+            dz,
+            GradPart {
+                slot: dxs[i],
+                ci0: part.ci0,
+                channels: part.channels,
+            },
+            frames,
+            false,
+        );
+        conv_grad_weight(
+            &mut g,
+            &weights,
+            GradPart {
+                slot: part.x,
+                ci0: part.ci0,
+                channels: part.channels,
+            },
+            dz,
+            dw,
+            frames,
+            false,
+        );
+    }
+    row_sum(&mut g, dz, 0, cout, frames, db, 0, 1.0, false);
+    g.submit();
+    let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+    let what = format!("cin {parts:?} cout {cout} k {k} T {frames}");
+    for (i, &c) in parts.iter().enumerate() {
+        assert_rel(
+            &read(dxs[i], c * frames),
+            &want_dx[i],
+            &format!("{what}: dx{i}"),
+        );
+    }
+    assert_rel(&read(dw, cout * cin * k), &want_dw, &format!("{what}: dw"));
+    assert_rel(&read(db, cout), &want_db, &format!("{what}: db"));
+}
+
+#[test]
+fn conv_relu_gradients_match_candle() {
+    conv_relu_case([1, 2], 1, 1, 1, 1);
+    // candle's conv1d backward underflows below T = 2·pad + 1.
+    conv_relu_case([3, 5], 7, 5, 5, 2);
+    conv_relu_case([3, 5], 7, 5, 17, 3);
+    conv_relu_case([40, 30], 70, 3, 130, 4);
+    conv_relu_case([64, 65], 65, 5, 300, 5);
+    conv_relu_case([16, 8], 33, 1, 1000, 6);
+}
+
+#[test]
+fn gradients_accumulate_when_asked() {
+    let (cin, cout, k, frames) = (5, 6, 3, 70);
+    let x = random(cin * frames, 20);
+    let w = random(cout * cin * k, 21);
+    let dy = random(cout * frames, 22);
+    let once = |times: usize| {
+        run(|g| {
+            let weights = ConvWeights {
+                weight: g.constant(&w, "w"),
+                bias: g.alloc(cout, "b"),
+                cout,
+                cin,
+                k,
+            };
+            let xs = g.constant(&x, "x");
+            let dys = g.constant(&dy, "dy");
+            let dw = g.alloc(cout * cin * k, "dw");
+            for i in 0..times {
+                let part = GradPart {
+                    slot: xs,
+                    ci0: 0,
+                    channels: cin,
+                };
+                conv_grad_weight(g, &weights, part, dys, dw, frames, i > 0);
+            }
+            (dw, cout * cin * k)
+        })
+    };
+    let (one, three) = (once(1), once(3));
+    let tripled: Vec<f32> = one.iter().map(|v| 3.0 * v).collect();
+    assert_rel(&three, &tripled, "dw accumulated over three windows");
+}
+
+#[test]
+fn adam_kernel_follows_core_optimizer() {
+    let n = 70_001; // more than one 256-wide workgroup row, odd
+    let dev = Device::Cpu;
+    let theta0 = random(n, 30);
+    let grad = random(n, 31);
+    let cfg = AdamConfig {
+        lr: 1e-2,
+        weight_decay: 1e-2,
+        ..Default::default()
+    };
+    // core: loss = Σ θ ⊙ grad, so ∂loss/∂θ = grad at every step.
+    let var = Var::from_tensor(&Tensor::from_slice(&theta0, n, &dev).unwrap()).unwrap();
+    let gt = Tensor::from_slice(&grad, n, &dev).unwrap();
+    let mut adam = Adam::new(vec![("theta".into(), var.clone())], cfg).unwrap();
+    let steps = 3;
+    for _ in 0..steps {
+        let g = (var.as_tensor() * &gt)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        adam.step(&g).unwrap();
+    }
+    let want = flat(var.as_tensor());
+
+    let gpu = gpu();
+    let mut g = Graph::new(gpu.clone());
+    let slots = AdamSlots {
+        theta: g.constant(&theta0, "theta"),
+        grad: g.constant(&grad, "grad"),
+        m: g.alloc(n, "m"),
+        v: g.alloc(n, "v"),
+        n,
+    };
+    let id = adam_step(&mut g, &slots, &AdamParams::new(&cfg, n, 1));
+    for step in 1..=steps {
+        g.set_params(id, bytemuck::bytes_of(&AdamParams::new(&cfg, n, step)));
+        g.submit();
+    }
+    let got = pollster::block_on(gpu.read(g.buffer(slots.theta), n)).unwrap();
+    assert_rel(&got, &want, "θ after three Adam steps");
+}
