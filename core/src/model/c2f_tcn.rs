@@ -368,6 +368,44 @@ pub fn mask_pyramid(mask: &Tensor) -> Result<Vec<Tensor>> {
 }
 
 /// MaxPool1d with kernel = stride = `k` on `[B, C, T]` (floor of T/k outputs).
-fn maxpool(x: &Tensor, k: usize) -> Result<Tensor> {
-    x.unsqueeze(2)?.max_pool2d((1, k))?.squeeze(2)
+///
+/// A max over the last axis of `[B, C, T/k, k]`, not candle's `max_pool2d`:
+/// the latter's backward (candle 0.11) scales the gradient by (#maxima)/k
+/// and, when k does not divide T, upsamples it to the wrong frames, so the
+/// encoder below each pooling trained on a wrong gradient. A reduction's
+/// backward sends the whole gradient to the maximum (to every tied one).
+pub fn maxpool(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (b, c, t) = x.dims3()?;
+    let n = t / k;
+    x.narrow(2, 0, n * k)?.reshape((b, c, n, k))?.max(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// d/dx Σ maxpool(x) is 1 at each window's maximum and 0 elsewhere,
+    /// including the frames after the last whole window.
+    #[test]
+    fn max_pool_gradient_is_one_at_each_maximum() {
+        let x = [1.0f32, 3.0, 2.0, 0.0, 5.0, -1.0, 4.0];
+        let v =
+            Var::from_tensor(&Tensor::from_slice(&x, (1, 1, 7), &Device::Cpu).unwrap()).unwrap();
+        let y = maxpool(v.as_tensor(), 2).unwrap();
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [3.0, 2.0, 5.0]
+        );
+        let w = Tensor::from_slice(&[1.0f32, 10.0, 100.0], (1, 1, 3), &Device::Cpu).unwrap();
+        let g = (y * w).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx = g
+            .get(&v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(dx, [0.0, 1.0, 10.0, 0.0, 100.0, 0.0, 0.0]);
+    }
 }
