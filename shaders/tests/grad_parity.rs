@@ -2,7 +2,8 @@
 //! (issue 9's parity criterion: relative error ≤ 1e-4 in f32), on the test
 //! adapter (lavapipe in CI): convolution input/weight/bias gradients through
 //! a fused ReLU, over concatenated inputs, at lengths across tile
-//! boundaries; accumulation; the Adam step.
+//! boundaries; accumulation; max pooling (tied maxima included) and linear
+//! resampling (up, down, into padded rows); the Adam step.
 
 mod common;
 
@@ -14,6 +15,8 @@ use syncseg_shaders::kernels::activation_grad::relu_grad;
 use syncseg_shaders::kernels::adam::{adam_step, AdamParams, AdamSlots};
 use syncseg_shaders::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
 use syncseg_shaders::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
+use syncseg_shaders::kernels::pool::{max_pool, resample_table};
+use syncseg_shaders::kernels::pool_grad::{max_pool_grad, resample_grad, resample_grad_starts};
 use syncseg_shaders::kernels::row_sum::row_sum;
 
 /// Asserts |got − want| ≤ 1e-4 · max(|want|∞, 1e-3) elementwise: relative to
@@ -245,4 +248,89 @@ fn adam_kernel_follows_core_optimizer() {
     }
     let got = pollster::block_on(gpu.read(g.buffer(slots.theta), n)).unwrap();
     assert_rel(&got, &want, "θ after three Adam steps");
+}
+
+#[test]
+fn max_pool_gradient_matches_core() {
+    let dev = Device::Cpu;
+    for (channels, t_in, k, seed) in [
+        (1, 2, 2, 40),
+        (3, 7, 2, 41),
+        (5, 300, 2, 42),
+        (4, 61, 6, 43),
+    ] {
+        // Quantised values, so that windows have tied maxima too.
+        let x: Vec<f32> = random(channels * t_in, seed)
+            .iter()
+            .map(|v| (v * 4.0).round())
+            .collect();
+        let t_out = t_in / k;
+        let r = random(channels * t_out, seed + 1);
+        let vx =
+            Var::from_tensor(&Tensor::from_slice(&x, (1, channels, t_in), &dev).unwrap()).unwrap();
+        let y = syncseg_core::model::c2f_tcn::maxpool(vx.as_tensor(), k).unwrap();
+        let rt = Tensor::from_slice(&r, (1, channels, t_out), &dev).unwrap();
+        let grads = (y * rt).unwrap().sum_all().unwrap().backward().unwrap();
+        let want = flat(grads.get(&vx).unwrap());
+        let got = run(|g| {
+            let xs = g.constant(&x, "x");
+            let ys = g.alloc(channels * t_out, "y");
+            max_pool(g, xs, ys, channels, t_in, k);
+            let dy = g.constant(&r, "dy");
+            let dx = g.alloc(channels * t_in, "dx");
+            max_pool_grad(g, xs, ys, dy, dx, channels, t_in, k, false);
+            (dx, channels * t_in)
+        });
+        assert_rel(
+            &got,
+            &want,
+            &format!("max pool C {channels} T {t_in} k {k}"),
+        );
+    }
+}
+
+#[test]
+fn resample_gradient_matches_core() {
+    let dev = Device::Cpu;
+    let resampler = syncseg_core::model::interp::Resampler::default();
+    for (channels, t_in, t_up, pad, seed) in [
+        (1, 1, 4, 0, 50),
+        (2, 3, 7, 2, 51),
+        (3, 12, 384, 0, 52),
+        (2, 19, 600, 17, 53),
+        (2, 40, 13, 0, 54),
+    ] {
+        let t_out = t_up + pad;
+        let x = random(channels * t_in, seed);
+        // dy over the padded rows; the padding's values must not leak in.
+        let dy = random((channels + 1) * t_out, seed + 1);
+        let vx =
+            Var::from_tensor(&Tensor::from_slice(&x, (1, channels, t_in), &dev).unwrap()).unwrap();
+        let y = resampler.linear(vx.as_tensor(), t_up).unwrap();
+        let r = Tensor::from_slice(&dy, (channels + 1, t_out), &dev)
+            .unwrap()
+            .narrow(0, 1, channels)
+            .unwrap()
+            .narrow(1, 0, t_up)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let grads = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let want = flat(grads.get(&vx).unwrap());
+        let got = run(|g| {
+            let table = g.constant_u32(&resample_table(t_in, t_up), "table");
+            let starts = g.constant_u32(&resample_grad_starts(t_in, t_up), "starts");
+            let dys = g.constant(&dy, "dy");
+            let dx = g.alloc(channels * t_in, "dx");
+            resample_grad(
+                g, dys, table, starts, dx, channels, t_in, t_up, t_out, 1, false,
+            );
+            (dx, channels * t_in)
+        });
+        assert_rel(
+            &got,
+            &want,
+            &format!("resample C {channels} {t_in} → {t_up} (+{pad})"),
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub mod copy;
 pub mod ensemble;
 pub mod layer_norm;
 pub mod pool;
+pub mod pool_grad;
 pub mod reduce;
 pub mod row_sum;
 pub mod swiglu;
@@ -58,6 +59,8 @@ pub const ALL: &[Kernel] = &[
     row_sum::ROW_SUM,
     activation_grad::RELU_GRAD,
     adam::ADAM_STEP,
+    pool_grad::MAX_POOL_GRAD,
+    pool_grad::RESAMPLE_LINEAR_GRAD,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
