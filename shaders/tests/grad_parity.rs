@@ -334,3 +334,113 @@ fn resample_gradient_matches_core() {
         );
     }
 }
+
+/// loss = Σ relu(BN(x)) ⊙ r over a batch with padded frames, against core's
+/// `MaskedBatchNorm` in training mode: output, running statistics (through
+/// the folded scale and shift), and the gradients of x, γ and β.
+fn batch_norm_case(batch: usize, channels: usize, t_len: usize, real: &[usize], seed: u64) {
+    use candle_core::DType;
+    use candle_nn::{VarBuilder, VarMap};
+    use syncseg_core::model::batch_norm::{MaskedBatchNorm, EPS};
+    use syncseg_shaders::kernels::batch_norm::{bn_apply, bn_backward, bn_stats, BatchNormSlots};
+
+    let dev = Device::Cpu;
+    let x: Vec<f32> = random(batch * channels * t_len, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| 3.0 * v + (i / t_len % channels) as f32) // per-channel offsets
+        .collect();
+    let gamma: Vec<f32> = random(channels, seed + 1)
+        .iter()
+        .map(|v| 1.0 + 0.5 * v)
+        .collect();
+    let beta = random(channels, seed + 2);
+    let r = random(batch * channels * t_len, seed + 3);
+    let mask: Vec<f32> = (0..batch * t_len)
+        .map(|i| ((i % t_len) < real[i / t_len]) as u8 as f32)
+        .collect();
+
+    let varmap = VarMap::new();
+    let bn =
+        MaskedBatchNorm::new(channels, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+    let (vg, vb) = {
+        let vars = varmap.data().lock().unwrap();
+        let (vg, vb) = (vars["weight"].clone(), vars["bias"].clone());
+        vg.set(&Tensor::from_slice(&gamma, channels, &dev).unwrap())
+            .unwrap();
+        vb.set(&Tensor::from_slice(&beta, channels, &dev).unwrap())
+            .unwrap();
+        (vg, vb)
+    };
+    let vx =
+        Var::from_tensor(&Tensor::from_slice(&x, (batch, channels, t_len), &dev).unwrap()).unwrap();
+    let mt = Tensor::from_slice(&mask, (batch, 1, t_len), &dev).unwrap();
+    let y = bn
+        .forward_train(vx.as_tensor(), Some(&mt))
+        .unwrap()
+        .relu()
+        .unwrap();
+    let rt = Tensor::from_slice(&r, (batch, channels, t_len), &dev).unwrap();
+    let grads = (&y * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+    let want_y = flat(&y);
+    let want_dx = flat(grads.get(&vx).unwrap());
+    let want_dg = flat(grads.get(&vg).unwrap());
+    let want_db = flat(grads.get(&vb).unwrap());
+    let (scale, shift) = bn.folded().unwrap();
+    let (want_scale, want_shift) = (flat(&scale), flat(&shift));
+
+    let gpu = gpu();
+    let mut g = Graph::new(gpu.clone());
+    let gb: Vec<f32> = gamma.iter().chain(&beta).copied().collect();
+    let running: Vec<f32> = (0..2 * channels)
+        .map(|i| (i >= channels) as u8 as f32)
+        .collect();
+    let slots = BatchNormSlots {
+        gamma_beta: g.constant(&gb, "gb"),
+        running: g.constant(&running, "running"),
+        stats: g.alloc(2 * channels + 1, "stats"),
+        mask: g.constant(&mask, "mask"),
+        channels,
+        batch,
+        t_len,
+    };
+    let xs = g.constant(&x, "x");
+    let ys = g.alloc(x.len(), "y");
+    bn_stats(&mut g, &slots, xs);
+    bn_apply(&mut g, &slots, xs, ys, true);
+    let dy = g.constant(&r, "dy");
+    let dz = g.alloc(x.len(), "dz");
+    relu_grad(&mut g, ys, dy, dz, x.len(), false);
+    let dgb = g.alloc(2 * channels, "dgb");
+    let dx = g.alloc(x.len(), "dx");
+    bn_backward(&mut g, &slots, xs, dz, dgb, dx, false);
+    g.submit();
+    let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+    let what = format!("BN B {batch} C {channels} T {t_len} real {real:?}");
+    assert_rel(&read(ys, x.len()), &want_y, &format!("{what}: y"));
+    assert_rel(&read(dx, x.len()), &want_dx, &format!("{what}: dx"));
+    let dgb = read(dgb, 2 * channels);
+    assert_rel(&dgb[..channels], &want_dg, &format!("{what}: dγ"));
+    assert_rel(&dgb[channels..], &want_db, &format!("{what}: dβ"));
+    let run_stats = read(slots.running, 2 * channels);
+    let got_scale: Vec<f32> = (0..channels)
+        .map(|c| gamma[c] / (run_stats[channels + c] + EPS as f32).sqrt())
+        .collect();
+    let got_shift: Vec<f32> = (0..channels)
+        .map(|c| beta[c] - run_stats[c] * got_scale[c])
+        .collect();
+    assert_rel(
+        &got_scale,
+        &want_scale,
+        &format!("{what}: running variance"),
+    );
+    assert_rel(&got_shift, &want_shift, &format!("{what}: running mean"));
+}
+
+#[test]
+fn batch_norm_training_matches_core() {
+    batch_norm_case(1, 1, 2, &[2], 60);
+    batch_norm_case(2, 3, 37, &[37, 20], 61);
+    batch_norm_case(4, 70, 300, &[300, 1, 150, 299], 62);
+    batch_norm_case(3, 5, 1000, &[1000, 1000, 1000], 63);
+}

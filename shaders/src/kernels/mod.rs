@@ -6,6 +6,7 @@
 pub mod activation_grad;
 pub mod adam;
 pub mod attention;
+pub mod batch_norm;
 pub mod conv;
 pub mod conv_grad;
 pub mod copy;
@@ -61,6 +62,10 @@ pub const ALL: &[Kernel] = &[
     adam::ADAM_STEP,
     pool_grad::MAX_POOL_GRAD,
     pool_grad::RESAMPLE_LINEAR_GRAD,
+    batch_norm::BN_STATS,
+    batch_norm::BN_APPLY,
+    batch_norm::BN_GRAD_PARAMS,
+    batch_norm::BN_GRAD_INPUT,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
