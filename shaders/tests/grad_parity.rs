@@ -444,3 +444,207 @@ fn batch_norm_training_matches_core() {
     batch_norm_case(4, 70, 300, &[300, 1, 150, 299], 62);
     batch_norm_case(3, 5, 1000, &[1000, 1000, 1000], 63);
 }
+
+/// Softmax probabilities `[batch, K, T]` from random logits (away from 0 and 1).
+fn random_probs(batch: usize, classes: usize, t_len: usize, seed: u64) -> Vec<f32> {
+    let z = random(batch * classes * t_len, seed);
+    let mut p = vec![0f32; z.len()];
+    for b in 0..batch {
+        for t in 0..t_len {
+            let at = |k: usize| (b * classes + k) * t_len + t;
+            let sum: f32 = (0..classes).map(|k| (3.0 * z[at(k)]).exp()).sum();
+            for k in 0..classes {
+                p[at(k)] = (3.0 * z[at(k)]).exp() / sum;
+            }
+        }
+    }
+    p
+}
+
+/// Frames `[0, real)` of each window are real; every fifth real frame is
+/// ignored (weight 0).
+fn frames(
+    batch: usize,
+    t_len: usize,
+    real: &[usize],
+    classes: usize,
+    seed: u64,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let labels: Vec<u32> = random(batch * t_len, seed)
+        .iter()
+        .map(|v| ((v + 1.0) / 2.0 * classes as f32) as u32 % classes as u32)
+        .collect();
+    let mask: Vec<f32> = (0..batch * t_len)
+        .map(|i| ((i % t_len) < real[i / t_len]) as u8 as f32)
+        .collect();
+    let weight: Vec<f32> = mask
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| if i % 5 == 3 { 0.0 } else { m })
+        .collect();
+    (labels, weight, mask)
+}
+
+/// Core's loss on `p` and its gradient.
+fn core_loss(
+    p: &[f32],
+    (labels, weight, mask): &(Vec<u32>, Vec<f32>, Vec<f32>),
+    dims: (usize, usize, usize),
+    smoothing: f64,
+) -> (f32, Vec<f32>) {
+    use syncseg_core::train::losses::{ensemble_cross_entropy, truncated_mse};
+    let (batch, classes, t_len) = dims;
+    let dev = Device::Cpu;
+    let vp =
+        Var::from_tensor(&Tensor::from_slice(p, (batch, classes, t_len), &dev).unwrap()).unwrap();
+    let y = Tensor::from_slice(labels, (batch, t_len), &dev).unwrap();
+    let w = Tensor::from_slice(weight, (batch, t_len), &dev).unwrap();
+    let m = Tensor::from_slice(mask, (batch, t_len), &dev).unwrap();
+    let loss = (ensemble_cross_entropy(vp.as_tensor(), &y, &w).unwrap()
+        + (truncated_mse(vp.as_tensor(), &m, 4.0).unwrap() * smoothing).unwrap())
+    .unwrap();
+    let grads = loss.backward().unwrap();
+    (loss.to_scalar().unwrap(), flat(grads.get(&vp).unwrap()))
+}
+
+#[test]
+fn segmentation_loss_and_gradient_match_core() {
+    use syncseg_shaders::kernels::reduce::{sum, PARTIALS};
+    use syncseg_shaders::kernels::seg_loss::{seg_loss_grad, SegLossParams, SegLossSlots};
+    for (batch, classes, t_len, real, seed) in [
+        (1, 2, 2, vec![2], 70),
+        (2, 5, 37, vec![37, 20], 71),
+        (4, 33, 600, vec![600, 1, 300, 599], 72),
+    ] {
+        let p = random_probs(batch, classes, t_len, seed);
+        let f = frames(batch, t_len, &real, classes, seed + 1);
+        let (want_loss, want_dp) = core_loss(&p, &f, (batch, classes, t_len), 0.15);
+        let gpu = gpu();
+        let mut g = Graph::new(gpu.clone());
+        let s = SegLossSlots {
+            probs: g.constant(&p, "p"),
+            labels: g.constant_u32(&f.0, "labels"),
+            weight: g.constant(&f.1, "weight"),
+            mask: g.constant(&f.2, "mask"),
+            dprobs: g.alloc(p.len(), "dp"),
+            frame_loss: g.alloc(batch * t_len, "frame loss"),
+            batch,
+        };
+        seg_loss_grad(
+            &mut g,
+            &s,
+            &SegLossParams::new(classes, t_len, &f.1, &f.2, 0.15, 4.0),
+        );
+        let partials = g.alloc(PARTIALS, "partials");
+        let total = g.alloc(1, "loss");
+        sum(&mut g, s.frame_loss, partials, total, batch * t_len);
+        g.submit();
+        let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+        let what = format!("loss B {batch} K {classes} T {t_len}");
+        assert_rel(&read(s.dprobs, p.len()), &want_dp, &format!("{what}: dp"));
+        assert_rel(&read(total, 1), &[want_loss], &format!("{what}: value"));
+    }
+}
+
+#[test]
+fn ensemble_backward_matches_core() {
+    use syncseg_core::model::interp::Resampler;
+    use syncseg_shaders::kernels::ensemble::{ensemble_head, EnsembleParams};
+    use syncseg_shaders::kernels::ensemble_grad::ensemble_head_grad;
+    let dev = Device::Cpu;
+    let resampler = Resampler::default();
+    let (classes, t_len) = (6, 384);
+    // Six heads at C2F-TCN's lengths, the reference ensemble weights.
+    let lens = [384, 192, 96, 48, 24, 12];
+    let weights = [1.0f32, 1.0, 0.5, 0.5, 0.5, 0.5];
+    let total: f32 = weights.iter().sum();
+    let heads: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            random(classes * l, 80 + i as u64)
+                .iter()
+                .map(|v| 3.0 * v)
+                .collect()
+        })
+        .collect();
+    let f = frames(1, t_len, &[300], classes, 90);
+
+    // candle: p = Σ w_h softmax(resample(head_h)), then core's loss.
+    let vars: Vec<Var> = heads
+        .iter()
+        .zip(lens)
+        .map(|(h, l)| {
+            Var::from_tensor(&Tensor::from_slice(h, (1, classes, l), &dev).unwrap()).unwrap()
+        })
+        .collect();
+    let mut p: Option<Tensor> = None;
+    for (v, &w) in vars.iter().zip(&weights) {
+        let s =
+            candle_nn::ops::softmax(&resampler.linear(v.as_tensor(), t_len).unwrap(), 1).unwrap();
+        let s = (s * (w / total) as f64).unwrap();
+        p = Some(match p {
+            Some(a) => (a + s).unwrap(),
+            None => s,
+        });
+    }
+    let p = p.unwrap();
+    let (_, dp) = core_loss(&flat(&p), &f, (1, classes, t_len), 0.15);
+    let dpt = Tensor::from_slice(&dp, (1, classes, t_len), &dev).unwrap();
+    // ∂L/∂head = backward of Σ p ⊙ dp (dp held fixed), which is the chain rule.
+    let grads = (&p * &dpt).unwrap().sum_all().unwrap().backward().unwrap();
+
+    let gpu = gpu();
+    let mut g = Graph::new(gpu.clone());
+    let probs = g.alloc(classes * t_len, "p");
+    let dps = g.constant(&dp, "dp");
+    let mut outs = Vec::new();
+    for (i, (h, &l)) in heads.iter().zip(&lens).enumerate() {
+        let head = g.constant(h, "head");
+        let table = g.constant_u32(&resample_table(l, t_len), "table");
+        let starts = g.constant_u32(&resample_grad_starts(l, t_len), "starts");
+        let params = EnsembleParams {
+            classes: classes as u32,
+            t_head: l as u32,
+            len: t_len as u32,
+            out_stride: t_len as u32,
+            out_t0: 0,
+            accumulate: (i > 0) as u32,
+            weight: weights[i] / total,
+            _pad: 0,
+        };
+        ensemble_head(&mut g, head, table, probs, params, t_len);
+        let dz = g.alloc(classes * t_len, "dz");
+        ensemble_head_grad(
+            &mut g,
+            head,
+            table,
+            dps,
+            dz,
+            1,
+            classes,
+            l,
+            t_len,
+            weights[i] / total,
+        );
+        let dhead = g.alloc(classes * l, "dhead");
+        resample_grad(
+            &mut g, dz, table, starts, dhead, classes, l, t_len, t_len, 0, false,
+        );
+        outs.push((dhead, classes * l));
+    }
+    g.submit();
+    let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+    assert_rel(
+        &read(probs, classes * t_len),
+        &flat(&p),
+        "ensemble probabilities",
+    );
+    for (i, (v, (slot, n))) in vars.iter().zip(outs).enumerate() {
+        assert_rel(
+            &read(slot, n),
+            &flat(grads.get(v).unwrap()),
+            &format!("head {i} gradient"),
+        );
+    }
+}

@@ -11,11 +11,13 @@ pub mod conv;
 pub mod conv_grad;
 pub mod copy;
 pub mod ensemble;
+pub mod ensemble_grad;
 pub mod layer_norm;
 pub mod pool;
 pub mod pool_grad;
 pub mod reduce;
 pub mod row_sum;
+pub mod seg_loss;
 pub mod swiglu;
 
 /// How a kernel binds one resource (group 0, binding = index in the list).
@@ -66,6 +68,8 @@ pub const ALL: &[Kernel] = &[
     batch_norm::BN_APPLY,
     batch_norm::BN_GRAD_PARAMS,
     batch_norm::BN_GRAD_INPUT,
+    ensemble_grad::ENSEMBLE_HEAD_GRAD,
+    seg_loss::SEG_LOSS_GRAD,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.

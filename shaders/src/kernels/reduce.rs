@@ -54,3 +54,21 @@ pub fn sum_sq_diff(g: &mut Graph, a: Slot, b: Slot, partials: Slot, out: Slot, n
         [1, 1, 1],
     );
 }
+
+/// `out[0] = Σ x` over `n` elements, through `partials` (≥ [`PARTIALS`]
+/// floats): the step's loss from per-frame losses.
+pub fn sum(g: &mut Graph, x: Slot, partials: Slot, out: Slot, n: usize) {
+    for (input, output, n, wgs) in [(x, partials, n, PARTIALS), (partials, out, PARTIALS, 1)] {
+        let p = ReduceParams {
+            n: n as u32,
+            mode: 1,
+            _pad: [0; 2],
+        };
+        g.dispatch(
+            &REDUCE_SUM,
+            &[input, input, output],
+            bytemuck::bytes_of(&p),
+            [wgs as u32, 1, 1],
+        );
+    }
+}
