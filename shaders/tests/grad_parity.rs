@@ -648,3 +648,50 @@ fn ensemble_backward_matches_core() {
         );
     }
 }
+
+#[test]
+fn distillation_mse_matches_core() {
+    use syncseg_core::train::losses::level_mse;
+    use syncseg_shaders::kernels::mse_grad::{masked_mse_grad, MseParams, MseSlots};
+    use syncseg_shaders::kernels::reduce::{sum, PARTIALS};
+    let dev = Device::Cpu;
+    for (batch, classes, t_len, real, seed) in [
+        (1, 1, 1, vec![1], 100),
+        (2, 7, 45, vec![45, 10], 101),
+        (4, 33, 300, vec![300, 0, 7, 299], 102),
+    ] {
+        let s = random(batch * classes * t_len, seed);
+        let u = random(batch * classes * t_len, seed + 1);
+        let (_, _, mask) = frames(batch, t_len, &real, classes, seed + 2);
+        let vs = Var::from_tensor(&Tensor::from_slice(&s, (batch, classes, t_len), &dev).unwrap())
+            .unwrap();
+        let ut = Tensor::from_slice(&u, (batch, classes, t_len), &dev).unwrap();
+        let mt = Tensor::from_slice(&mask, (batch, 1, t_len), &dev).unwrap();
+        let loss = level_mse(&[vs.as_tensor().clone()], &[ut], &[0], &[Some(mt)]).unwrap();
+        let want_dv = flat(loss.backward().unwrap().get(&vs).unwrap());
+        let want_loss: f32 = loss.to_scalar().unwrap();
+
+        let gpu = gpu();
+        let mut g = Graph::new(gpu.clone());
+        let slots = MseSlots {
+            student: g.constant(&s, "s"),
+            teacher: g.constant(&u, "u"),
+            mask: g.constant(&mask, "mask"),
+            ds: g.alloc(s.len(), "ds"),
+            frame_loss: g.alloc(batch * t_len, "frame loss"),
+            batch,
+        };
+        masked_mse_grad(
+            &mut g,
+            &slots,
+            &MseParams::new(classes, t_len, &mask, false),
+        );
+        let (partials, total) = (g.alloc(PARTIALS, "partials"), g.alloc(1, "loss"));
+        sum(&mut g, slots.frame_loss, partials, total, batch * t_len);
+        g.submit();
+        let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+        let what = format!("MSE B {batch} K {classes} T {t_len}");
+        assert_rel(&read(slots.ds, s.len()), &want_dv, &format!("{what}: ds"));
+        assert_rel(&read(total, 1), &[want_loss], &format!("{what}: value"));
+    }
+}

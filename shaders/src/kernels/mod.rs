@@ -13,6 +13,7 @@ pub mod copy;
 pub mod ensemble;
 pub mod ensemble_grad;
 pub mod layer_norm;
+pub mod mse_grad;
 pub mod pool;
 pub mod pool_grad;
 pub mod reduce;
@@ -70,6 +71,7 @@ pub const ALL: &[Kernel] = &[
     batch_norm::BN_GRAD_INPUT,
     ensemble_grad::ENSEMBLE_HEAD_GRAD,
     seg_loss::SEG_LOSS_GRAD,
+    mse_grad::MASKED_MSE_GRAD,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
