@@ -695,3 +695,125 @@ fn distillation_mse_matches_core() {
         assert_rel(&read(total, 1), &[want_loss], &format!("{what}: value"));
     }
 }
+
+#[test]
+fn layer_norm_gradients_match_candle() {
+    use syncseg_shaders::kernels::layer_norm::layer_norm;
+    use syncseg_shaders::kernels::layer_norm_grad::layer_norm_grad;
+    let dev = Device::Cpu;
+    let eps = 1e-5;
+    for (channels, frames, seed) in [(1, 1, 110), (4, 3, 111), (64, 300, 112), (130, 17, 113)] {
+        let x: Vec<f32> = random(channels * frames, seed)
+            .iter()
+            .map(|v| 2.0 * v + 0.5)
+            .collect();
+        let gamma: Vec<f32> = random(channels, seed + 1)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect();
+        let beta = random(channels, seed + 2);
+        let r = random(channels * frames, seed + 3);
+        // candle, on `[T, C]` as core's adapter computes it.
+        let vx = Var::from_tensor(
+            &Tensor::from_slice(&x, (channels, frames), &dev)
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap(),
+        )
+        .unwrap();
+        let vg = Var::from_tensor(&Tensor::from_slice(&gamma, channels, &dev).unwrap()).unwrap();
+        let vb = Var::from_tensor(&Tensor::from_slice(&beta, channels, &dev).unwrap()).unwrap();
+        let xc = vx
+            .as_tensor()
+            .broadcast_sub(&vx.as_tensor().mean_keepdim(1).unwrap())
+            .unwrap();
+        let var = xc.sqr().unwrap().mean_keepdim(1).unwrap();
+        let y = xc
+            .broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(vg.as_tensor())
+            .unwrap()
+            .broadcast_add(vb.as_tensor())
+            .unwrap();
+        let rt = Tensor::from_slice(&r, (channels, frames), &dev)
+            .unwrap()
+            .t()
+            .unwrap();
+        let grads = (&y * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+        let want_dx = flat(&grads.get(&vx).unwrap().t().unwrap().contiguous().unwrap());
+
+        let gpu = gpu();
+        let mut g = Graph::new(gpu.clone());
+        let (xs, gs, bs) = (
+            g.constant(&x, "x"),
+            g.constant(&gamma, "g"),
+            g.constant(&beta, "b"),
+        );
+        let ys = g.alloc(x.len(), "y");
+        layer_norm(&mut g, xs, gs, bs, ys, channels, frames, eps as f32);
+        let dy = g.constant(&r, "dy");
+        let (dx, gxhat) = (g.alloc(x.len(), "dx"), g.alloc(x.len(), "gxhat"));
+        layer_norm_grad(
+            &mut g, xs, gs, dy, dx, gxhat, channels, frames, eps as f32, false,
+        );
+        let (dg, db) = (g.alloc(channels, "dg"), g.alloc(channels, "db"));
+        row_sum(&mut g, gxhat, 0, channels, frames, dg, 0, 1.0, false);
+        row_sum(&mut g, dy, 0, channels, frames, db, 0, 1.0, false);
+        g.submit();
+        let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+        let what = format!("LayerNorm C {channels} T {frames}");
+        assert_rel(
+            &read(ys, x.len()),
+            &flat(&y.t().unwrap().contiguous().unwrap()),
+            &format!("{what}: y"),
+        );
+        assert_rel(&read(dx, x.len()), &want_dx, &format!("{what}: dx"));
+        assert_rel(
+            &read(dg, channels),
+            &flat(grads.get(&vg).unwrap()),
+            &format!("{what}: dγ"),
+        );
+        assert_rel(
+            &read(db, channels),
+            &flat(grads.get(&vb).unwrap()),
+            &format!("{what}: dβ"),
+        );
+    }
+}
+
+#[test]
+fn gelu_and_its_gradient_match_candle() {
+    use syncseg_shaders::kernels::gelu::{gelu, gelu_grad};
+    let dev = Device::Cpu;
+    let n = 70_001;
+    let z: Vec<f32> = random(n, 120).iter().map(|v| 6.0 * v).collect();
+    let r = random(n, 121);
+    let vz = Var::from_tensor(&Tensor::from_slice(&z, n, &dev).unwrap()).unwrap();
+    // core's adapter: 0.5 · z · (1 + erf(z / √2)).
+    let y = ((vz.as_tensor()
+        * ((vz.as_tensor() / std::f64::consts::SQRT_2)
+            .unwrap()
+            .erf()
+            .unwrap()
+            + 1.0)
+            .unwrap())
+    .unwrap()
+        * 0.5)
+        .unwrap();
+    let rt = Tensor::from_slice(&r, n, &dev).unwrap();
+    let grads = (&y * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+    let gpu = gpu();
+    let mut g = Graph::new(gpu.clone());
+    let zs = g.constant(&z, "z");
+    let ys = g.alloc(n, "y");
+    gelu(&mut g, zs, ys, n);
+    let dy = g.constant(&r, "dy");
+    let dz = g.alloc(n, "dz");
+    gelu_grad(&mut g, zs, dy, dz, n, false);
+    g.submit();
+    let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+    assert_rel(&read(ys, n), &flat(&y), "gelu");
+    assert_rel(&read(dz, n), &flat(grads.get(&vz).unwrap()), "gelu'");
+}

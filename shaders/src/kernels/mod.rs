@@ -12,7 +12,9 @@ pub mod conv_grad;
 pub mod copy;
 pub mod ensemble;
 pub mod ensemble_grad;
+pub mod gelu;
 pub mod layer_norm;
+pub mod layer_norm_grad;
 pub mod mse_grad;
 pub mod pool;
 pub mod pool_grad;
@@ -72,6 +74,9 @@ pub const ALL: &[Kernel] = &[
     ensemble_grad::ENSEMBLE_HEAD_GRAD,
     seg_loss::SEG_LOSS_GRAD,
     mse_grad::MASKED_MSE_GRAD,
+    layer_norm_grad::LAYER_NORM_GRAD,
+    gelu::GELU,
+    gelu::GELU_GRAD,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
