@@ -817,3 +817,82 @@ fn gelu_and_its_gradient_match_candle() {
     assert_rel(&read(ys, n), &flat(&y), "gelu");
     assert_rel(&read(dz, n), &flat(grads.get(&vz).unwrap()), "gelu'");
 }
+
+#[test]
+fn attention_gradients_match_candle() {
+    use syncseg_shaders::kernels::attention_grad::{attention_grad, AttentionTensors};
+    let dev = Device::Cpu;
+    for (heads, head_dim, frames, real, seed) in [
+        (1, 1, 1, 1, 130),
+        (2, 8, 37, 30, 131),
+        (4, 16, 200, 200, 132),
+        (1, 128, 70, 41, 133),
+    ] {
+        let w = heads * head_dim;
+        let (q, k, v, r) = (
+            random(w * frames, seed),
+            random(w * frames, seed + 1),
+            random(w * frames, seed + 2),
+            random(w * frames, seed + 3),
+        );
+        // Padded keys (frames ≥ real) are masked with −1e9, as core's adapter does.
+        let bias: Vec<f32> = (0..frames)
+            .map(|t| if t < real { 0.0 } else { -1e9 })
+            .collect();
+        let var = |x: &[f32]| {
+            Var::from_tensor(&Tensor::from_slice(x, (w, frames), &dev).unwrap()).unwrap()
+        };
+        let (vq, vk, vv) = (var(&q), var(&k), var(&v));
+        let bt = Tensor::from_slice(&bias, (1, frames), &dev).unwrap();
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut outs = Vec::new();
+        for h in 0..heads {
+            let rows = |x: &Var| {
+                x.as_tensor()
+                    .narrow(0, h * head_dim, head_dim)
+                    .unwrap()
+                    .t()
+                    .unwrap()
+            };
+            let s = ((rows(&vq).matmul(&rows(&vk).t().unwrap()).unwrap() * scale).unwrap())
+                .broadcast_add(&bt)
+                .unwrap();
+            let p = candle_nn::ops::softmax(&s, 1).unwrap();
+            outs.push(p.matmul(&rows(&vv)).unwrap().t().unwrap());
+        }
+        let o = Tensor::cat(&outs, 0).unwrap();
+        let rt = Tensor::from_slice(&r, (w, frames), &dev).unwrap();
+        let grads = (&o * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+
+        let gpu = gpu();
+        let mut g = Graph::new(gpu.clone());
+        let a = AttentionTensors {
+            q: g.constant(&q, "q"),
+            k: g.constant(&k, "k"),
+            v: g.constant(&v, "v"),
+            o: g.constant(&flat(&o), "o"),
+            key_bias: g.constant(&bias, "bias"),
+            heads,
+            head_dim,
+            frames,
+        };
+        let d_o = g.constant(&r, "do");
+        let stats = g.alloc(2 * heads * frames, "stats");
+        let (dq, dk, dv) = (
+            g.alloc(w * frames, "dq"),
+            g.alloc(w * frames, "dk"),
+            g.alloc(w * frames, "dv"),
+        );
+        attention_grad(&mut g, &a, d_o, stats, dq, dk, dv, false);
+        g.submit();
+        let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
+        let what = format!("attention H {heads} dh {head_dim} T {frames} real {real}");
+        for (name, slot, var) in [("dq", dq, &vq), ("dk", dk, &vk), ("dv", dv, &vv)] {
+            assert_rel(
+                &read(slot, w * frames),
+                &flat(grads.get(var).unwrap()),
+                &format!("{what}: {name}"),
+            );
+        }
+    }
+}

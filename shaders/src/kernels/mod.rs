@@ -6,6 +6,7 @@
 pub mod activation_grad;
 pub mod adam;
 pub mod attention;
+pub mod attention_grad;
 pub mod batch_norm;
 pub mod conv;
 pub mod conv_grad;
@@ -77,6 +78,9 @@ pub const ALL: &[Kernel] = &[
     layer_norm_grad::LAYER_NORM_GRAD,
     gelu::GELU,
     gelu::GELU_GRAD,
+    attention_grad::ATTENTION_GRAD_STATS,
+    attention_grad::ATTENTION_GRAD_Q,
+    attention_grad::ATTENTION_GRAD_KV,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.
