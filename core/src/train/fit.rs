@@ -212,18 +212,21 @@ pub fn fit(
         }
         progress.epochs_done = epoch;
         progress.history.push(record.clone());
-        save_last(model, &adam, &progress, &last)?;
+        // The objective's state first: progress.json, written last by
+        // save_last, is the commit point a resume trusts.
         if !extra.is_empty() {
             let state: std::collections::HashMap<String, Tensor> = extra
                 .iter()
                 .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
                 .collect();
+            std::fs::create_dir_all(&last).map_err(|e| Error::io(&last, e))?;
             let path = last.join(OBJECTIVE_FILE);
             let tmp = last.join(".objective.safetensors.tmp");
             candle_core::safetensors::save(&state, &tmp)
                 .map_err(|e| Error::format(&path, format!("cannot write objective state: {e}")))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
+        save_last(model, &adam, &progress, &last)?;
         observer.epoch(&record, cfg.epochs);
     }
     Ok(progress)
