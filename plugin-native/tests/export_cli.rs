@@ -152,3 +152,22 @@ fn predict_export_requires_fps() {
     assert!(!out.status.success());
     assert!(err.contains("--fps"), "{err}");
 }
+
+#[test]
+fn a_negative_frame_rate_gets_the_parsers_error() {
+    let out = syncseg(&[
+        "export",
+        "--segments",
+        "x.json",
+        "--fps",
+        "-25",
+        "--format",
+        "srt",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("'-25'") && err.contains("must be positive"),
+        "{err}"
+    );
+}

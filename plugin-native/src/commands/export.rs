@@ -13,7 +13,8 @@ pub struct Args {
     #[arg(long)]
     segments: PathBuf,
     /// Frame rate of the video the features came from: 30000/1001, 29.97, 25, ...
-    #[arg(long)]
+    /// (a negative value reaches the parser and gets its error, not clap's).
+    #[arg(long, allow_hyphen_values = true)]
     fps: FrameRate,
     /// otio, edl, fcpxml, vtt, ffmetadata, srt, youtube, csv or json.
     #[arg(long)]
@@ -64,7 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `syncseg predict --export`: writes `<out>/<video>.<ext>` if a format was
-/// asked for (clap makes `--fps` required with `--export`).
+/// asked for (clap makes `--fps` required with `--export`). A video the
+/// format cannot represent gets a warning on stderr, not an error: the
+/// batch's main outputs are already written.
 pub fn beside(
     format: Option<ExportFormat>,
     fps: Option<FrameRate>,
@@ -81,11 +84,60 @@ pub fn beside(
         video_frames: Some(frames as u64),
         ..Default::default()
     };
-    let rendered = render(format, segments, fps, &opts).with_context(|| video.to_string())?;
+    let rendered = match render(format, segments, fps, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: {video}: not exported as {format}: {e}");
+            return Ok(());
+        }
+    };
     for note in &rendered.notes {
         eprintln!("note: {video}: {note}");
     }
     let path = out.join(format!("{video}.{}", format.extension()));
     syncseg_core::fsio::write_bytes_atomic(path, rendered.text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start: usize, end: usize) -> PredictedSegment {
+        PredictedSegment {
+            label: 0,
+            name: "pour".into(),
+            start,
+            end,
+            confidence: 0.9,
+        }
+    }
+
+    #[test]
+    fn a_video_the_format_cannot_hold_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let fps: FrameRate = "25".parse().unwrap();
+        // 4 s: too short for YouTube chapters (30 s at least).
+        beside(
+            Some(ExportFormat::Youtube),
+            Some(fps),
+            dir.path(),
+            "short",
+            &[segment(0, 100)],
+            100,
+        )
+        .unwrap();
+        assert!(!dir.path().join("short.youtube.txt").exists());
+        // The same call with a format that can hold it writes the file.
+        beside(
+            Some(ExportFormat::Srt),
+            Some(fps),
+            dir.path(),
+            "short",
+            &[segment(0, 100)],
+            100,
+        )
+        .unwrap();
+        assert!(dir.path().join("short.srt").exists());
+    }
 }

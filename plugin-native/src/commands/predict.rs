@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, requires = "fps")]
     export: Option<syncseg_core::export::ExportFormat>,
     /// Frame rate of the videos for --export: 30000/1001, 29.97, 25, ...
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     fps: Option<syncseg_core::export::FrameRate>,
     /// Where the model runs: cpu, wgpu (the GPU through Vulkan/Metal/DX12) or auto.
     #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
