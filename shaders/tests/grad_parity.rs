@@ -13,7 +13,7 @@ use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_shaders::graph::Graph;
 use syncseg_shaders::kernels::activation_grad::relu_grad;
 use syncseg_shaders::kernels::adam::{adam_step, AdamParams, AdamSlots};
-use syncseg_shaders::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
+use syncseg_shaders::kernels::conv::{Activation, ConvWeights, InputPart, OutputRows};
 use syncseg_shaders::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
 use syncseg_shaders::kernels::pool::{max_pool, resample_table};
 use syncseg_shaders::kernels::pool_grad::{max_pool_grad, resample_grad, resample_grad_starts};
@@ -37,38 +37,59 @@ fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-/// loss = Σ relu(conv(concat(x₁, x₂), w) + b) ⊙ r, so ∂loss/∂out = r.
-fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed: u64) {
+/// loss = Σ relu(conv(concat(x₁, x₂), w) + b) ⊙ r over a batch of windows,
+/// so ∂loss/∂out = r.
+fn conv_relu_case(
+    parts: [usize; 2],
+    cout: usize,
+    k: usize,
+    frames: usize,
+    batch: usize,
+    seed: u64,
+) {
+    use syncseg_shaders::kernels::conv::{conv_batch, Batch};
     let cin = parts[0] + parts[1];
     let dev = Device::Cpu;
     let xs: Vec<Vec<f32>> = parts
         .iter()
         .enumerate()
-        .map(|(i, &c)| random(c * frames, seed + i as u64))
+        .map(|(i, &c)| random(batch * c * frames, seed + i as u64))
         .collect();
     let w = random(cout * cin * k, seed + 10);
     let b = random(cout, seed + 11);
-    let r = random(cout * frames, seed + 12);
+    let r = random(batch * cout * frames, seed + 12);
 
     // candle
     let vx: Vec<Var> = xs
         .iter()
         .zip(parts)
         .map(|(x, c)| {
-            Var::from_tensor(&Tensor::from_slice(x, (1, c, frames), &dev).unwrap()).unwrap()
+            Var::from_tensor(&Tensor::from_slice(x, (batch, c, frames), &dev).unwrap()).unwrap()
         })
         .collect();
-    let vw = Var::from_tensor(&Tensor::from_slice(&w, (cout, cin, k), &dev).unwrap()).unwrap();
-    let vb = Var::from_tensor(&Tensor::from_slice(&b, (1, cout, 1), &dev).unwrap()).unwrap();
-    let rt = Tensor::from_slice(&r, (1, cout, frames), &dev).unwrap();
+    // core's TemporalConv, as the CPU trainer runs it (candle's own conv1d
+    // has a wrong weight gradient for batches of more than one window).
+    let varmap = candle_nn::VarMap::new();
+    let tconv = syncseg_core::model::c2f_tcn::TemporalConv::new(
+        cin,
+        cout,
+        k,
+        candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev),
+    )
+    .unwrap();
+    let (vw, vb) = {
+        let vars = varmap.data().lock().unwrap();
+        let (vw, vb) = (vars["weight"].clone(), vars["bias"].clone());
+        vw.set(&Tensor::from_slice(&w, (cout, cin, k), &dev).unwrap())
+            .unwrap();
+        vb.set(&Tensor::from_slice(&b, cout, &dev).unwrap())
+            .unwrap();
+        (vw, vb)
+    };
+    let rt = Tensor::from_slice(&r, (batch, cout, frames), &dev).unwrap();
     let x = Tensor::cat(&[vx[0].as_tensor(), vx[1].as_tensor()], 1).unwrap();
-    let y = x
-        .conv1d(vw.as_tensor(), k / 2, 1, 1, 1)
-        .unwrap()
-        .broadcast_add(vb.as_tensor())
-        .unwrap()
-        .relu()
-        .unwrap();
+    let y = tconv.forward(&x).unwrap().relu().unwrap();
+    let want_y = flat(&y);
     let grads = (y * &rt).unwrap().sum_all().unwrap().backward().unwrap();
     let want_dx: Vec<Vec<f32>> = vx.iter().map(|v| flat(grads.get(v).unwrap())).collect();
     let want_dw = flat(grads.get(&vw).unwrap());
@@ -85,7 +106,8 @@ fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed:
         cin,
         k,
     };
-    let y = g.alloc(cout * frames, "y");
+    let n = batch * cout * frames;
+    let y = g.alloc(n, "y");
     let input_parts = [
         InputPart {
             x: x_slots[0],
@@ -98,7 +120,7 @@ fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed:
             channels: parts[1],
         },
     ];
-    conv(
+    conv_batch(
         &mut g,
         &weights,
         &input_parts,
@@ -109,51 +131,80 @@ fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed:
             out_c0: 0,
         },
         frames,
+        Batch {
+            count: batch,
+            y_rows: cout,
+        },
         Activation::Relu,
         false,
     );
     let dy = g.constant(&r, "dy");
-    let dz = g.alloc(cout * frames, "dz");
-    relu_grad(&mut g, y, dy, dz, cout * frames, false);
+    let dz = g.alloc(n, "dz");
+    relu_grad(&mut g, y, dy, dz, n, false);
     let dw = g.alloc(cout * cin * k, "dw");
     let db = g.alloc(cout, "db");
-    let dxs: Vec<_> = parts.iter().map(|&c| g.alloc(c * frames, "dx")).collect();
+    let dxs: Vec<_> = parts
+        .iter()
+        .map(|&c| g.alloc(batch * c * frames, "dx"))
+        .collect();
     for (i, part) in input_parts.iter().enumerate() {
-        conv_grad_input(
-            &mut g,
-            &weights,
-            dz,
-            GradPart {
-                slot: dxs[i],
-                ci0: part.ci0,
-                channels: part.channels,
-            },
-            frames,
-            false,
-        );
-        conv_grad_weight(
-            &mut g,
-            &weights,
-            GradPart {
-                slot: part.x,
-                ci0: part.ci0,
-                channels: part.channels,
-            },
-            dz,
-            dw,
-            frames,
-            false,
-        );
+        let dx = GradPart {
+            slot: dxs[i],
+            ci0: part.ci0,
+            channels: part.channels,
+        };
+        conv_grad_input(&mut g, &weights, dz, dx, frames, batch, false);
+        let x = GradPart {
+            slot: part.x,
+            ci0: part.ci0,
+            channels: part.channels,
+        };
+        conv_grad_weight(&mut g, &weights, x, dz, dw, frames, batch, false);
     }
-    row_sum(&mut g, dz, 0, cout, frames, db, 0, 1.0, false);
+    for w in 0..batch {
+        row_sum(&mut g, dz, w * cout, cout, frames, db, 0, 1.0, w > 0);
+    }
     g.submit();
     let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
-    let what = format!("cin {parts:?} cout {cout} k {k} T {frames}");
+    let what = format!("B {batch} cin {parts:?} cout {cout} k {k} T {frames}");
     for (i, &c) in parts.iter().enumerate() {
         assert_rel(
-            &read(dxs[i], c * frames),
+            &read(dxs[i], batch * c * frames),
             &want_dx[i],
             &format!("{what}: dx{i}"),
+        );
+    }
+    assert_rel(&read(y, n), &want_y, &format!("{what}: y"));
+    {
+        // f64 reference from the GPU's own dz, to tell a kernel error from candle's.
+        let dzv = read(dz, n);
+        let mut refw = vec![0f64; cout * cin * k];
+        for b in 0..batch {
+            for co in 0..cout {
+                for ci in 0..cin {
+                    let (xp, c0, cc) = if ci < parts[0] {
+                        (&xs[0], 0, parts[0])
+                    } else {
+                        (&xs[1], parts[0], parts[1])
+                    };
+                    for kk in 0..k {
+                        for t in 0..frames {
+                            let src = t as i64 + kk as i64 - (k / 2) as i64;
+                            if src >= 0 && (src as usize) < frames {
+                                refw[(co * cin + ci) * k + kk] += dzv[(b * cout + co) * frames + t]
+                                    as f64
+                                    * xp[(b * cc + ci - c0) * frames + src as usize] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let refw: Vec<f32> = refw.iter().map(|&v| v as f32).collect();
+        assert_rel(
+            &read(dw, cout * cin * k),
+            &refw,
+            &format!("{what}: dw vs f64"),
         );
     }
     assert_rel(&read(dw, cout * cin * k), &want_dw, &format!("{what}: dw"));
@@ -162,13 +213,13 @@ fn conv_relu_case(parts: [usize; 2], cout: usize, k: usize, frames: usize, seed:
 
 #[test]
 fn conv_relu_gradients_match_candle() {
-    conv_relu_case([1, 2], 1, 1, 1, 1);
+    conv_relu_case([1, 2], 1, 1, 1, 1, 1);
     // candle's conv1d backward underflows below T = 2·pad + 1.
-    conv_relu_case([3, 5], 7, 5, 5, 2);
-    conv_relu_case([3, 5], 7, 5, 17, 3);
-    conv_relu_case([40, 30], 70, 3, 130, 4);
-    conv_relu_case([64, 65], 65, 5, 300, 5);
-    conv_relu_case([16, 8], 33, 1, 1000, 6);
+    conv_relu_case([3, 5], 7, 5, 5, 1, 2);
+    conv_relu_case([3, 5], 7, 5, 17, 3, 3);
+    conv_relu_case([40, 30], 70, 3, 130, 2, 4);
+    conv_relu_case([64, 65], 65, 5, 300, 1, 5);
+    conv_relu_case([16, 8], 33, 1, 1000, 4, 6);
 }
 
 #[test]
@@ -195,7 +246,7 @@ fn gradients_accumulate_when_asked() {
                     ci0: 0,
                     channels: cin,
                 };
-                conv_grad_weight(g, &weights, part, dys, dw, frames, i > 0);
+                conv_grad_weight(g, &weights, part, dys, dw, frames, 1, i > 0);
             }
             (dw, cout * cin * k)
         })

@@ -56,7 +56,7 @@ pub struct TemporalConv {
 impl TemporalConv {
     /// Creates or loads `weight` `[C_out, C_in, k]` and `bias` `[C_out]` with
     /// PyTorch's default initialisation (uniform ±1/√fan_in).
-    pub(crate) fn new(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / ((cin * k) as f64).sqrt();
         let init = Init::Uniform {
             lo: -bound,

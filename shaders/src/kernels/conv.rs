@@ -48,6 +48,9 @@ pub struct ConvParams {
     pub w_co0: u32,
     pub out_c0: u32,
     pub flags: u32,
+    pub x_bstride: u32,
+    pub y_bstride: u32,
+    pub _pad: [u32; 2],
 }
 
 /// A convolution weight `[C_out, C_in, k]` and bias `[C_out]` on the device.
@@ -79,6 +82,15 @@ pub struct OutputRows {
     pub out_c0: usize,
 }
 
+/// A batch of windows stored back to back: every input part's buffer is
+/// `[count, channels, frames]` and the output's `[count, y_rows, frames]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub count: usize,
+    /// Rows of one window of the output buffer.
+    pub y_rows: usize,
+}
+
 /// Encodes `y (+)= act(conv(concat(parts)) + b)`, same padding (k/2), over
 /// `frames` frames: one dispatch per part, the bias with the first and the
 /// activation with the last. With `accumulate`, the first part adds to what
@@ -89,6 +101,25 @@ pub fn conv(
     parts: &[InputPart],
     out: OutputRows,
     frames: usize,
+    act: Activation,
+    accumulate: bool,
+) {
+    let single = Batch {
+        count: 1,
+        y_rows: 0,
+    };
+    conv_batch(g, w, parts, out, frames, single, act, accumulate);
+}
+
+/// [`conv`] over a batch of windows (workgroup z), for training.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_batch(
+    g: &mut Graph,
+    w: &ConvWeights,
+    parts: &[InputPart],
+    out: OutputRows,
+    frames: usize,
+    batch: Batch,
     act: Activation,
     accumulate: bool,
 ) {
@@ -105,6 +136,13 @@ pub fn conv(
         if last {
             flags |= (act as u32) << 2;
         }
+        let stride = |rows: usize| {
+            if batch.count > 1 {
+                (rows * frames) as u32
+            } else {
+                0
+            }
+        };
         let params = ConvParams {
             cin: part.channels as u32,
             cout: out.cout as u32,
@@ -118,12 +156,19 @@ pub fn conv(
             w_co0: out.co0 as u32,
             out_c0: out.out_c0 as u32,
             flags,
+            x_bstride: stride(part.channels),
+            y_bstride: stride(batch.y_rows),
+            _pad: [0; 2],
         };
         g.dispatch(
             &CONV1D,
             &[part.x, w.weight, w.bias, out.y],
             bytemuck::bytes_of(&params),
-            [groups(frames, TILE), groups(out.cout, TILE), 1],
+            [
+                groups(frames, TILE),
+                groups(out.cout, TILE),
+                batch.count as u32,
+            ],
         );
     }
 }

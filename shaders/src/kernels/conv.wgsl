@@ -4,7 +4,8 @@
 // dispatches with `accumulate`, each reading its own part at its own `w_ci0`);
 // reads outside [0, t_in) are zero (the padding is index arithmetic).
 // BatchNorm is folded into w and b on the host. A 1×1 convolution is a
-// linear layer over channel-major `[C, T]` activations.
+// linear layer over channel-major `[C, T]` activations. Workgroup z is the
+// window of a batch: x and y advance by their batch strides (0 for one).
 
 struct Params {
     cin: u32,     // channels in this input part
@@ -19,6 +20,10 @@ struct Params {
     w_co0: u32,   // first output channel within the weight and bias
     out_c0: u32,  // first output row within y
     flags: u32,   // bit 0: accumulate into y; bit 1: add bias; bits 2-3: 0 none, 1 ReLU, 2 GELU (erf)
+    x_bstride: u32, // elements between windows of x
+    y_bstride: u32, // elements between windows of y
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -49,6 +54,8 @@ fn erf_approx(v: f32) -> f32 {
 fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let t_base = wid.x * TILE_T;
     let co_base = wid.y * TILE_CO;
+    let x0 = wid.z * p.x_bstride;
+    let y0 = wid.z * p.y_bstride;
     let tid = lid.y * 16u + lid.x;
     let r_total = p.cin * p.k;
     let n_tiles = (r_total + TILE_R - 1u) / TILE_R;
@@ -81,7 +88,7 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
                 let kk = xr - ci * p.k;
                 let src = i32(xt) + i32(kk * p.dil) - i32(p.pad);
                 if (src >= 0 && u32(src) < p.t_in) {
-                    xv = x[ci * p.t_in + u32(src)];
+                    xv = x[x0 + ci * p.t_in + u32(src)];
                 }
             }
             x_tile[e] = xv;
@@ -112,7 +119,7 @@ fn conv1d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             if (t >= p.t_out) {
                 continue;
             }
-            let idx = (p.out_c0 + co) * p.t_out + t;
+            let idx = y0 + (p.out_c0 + co) * p.t_out + t;
             var v = acc[i][j];
             if (add_bias) {
                 v += b[p.w_co0 + co];

@@ -43,6 +43,10 @@ struct GradParams {
     w_co0: u32,
     dy_c0: u32,
     flags: u32,
+    batch: u32,
+    x_bstride: u32,
+    dy_bstride: u32,
+    _pad: u32,
 }
 
 /// One input part of a (possibly concatenated) input, as in the forward:
@@ -55,7 +59,13 @@ pub struct GradPart {
     pub channels: usize,
 }
 
-fn params(w: &ConvWeights, part: &GradPart, frames: usize, accumulate: bool) -> GradParams {
+fn params(
+    w: &ConvWeights,
+    part: &GradPart,
+    frames: usize,
+    batch: usize,
+    accumulate: bool,
+) -> GradParams {
     GradParams {
         cin: part.channels as u32,
         cout: w.cout as u32,
@@ -69,30 +79,43 @@ fn params(w: &ConvWeights, part: &GradPart, frames: usize, accumulate: bool) -> 
         w_co0: 0,
         dy_c0: 0,
         flags: accumulate as u32,
+        batch: batch as u32,
+        x_bstride: (part.channels * frames) as u32,
+        dy_bstride: (w.cout * frames) as u32,
+        _pad: 0,
     }
 }
 
-/// `dx (+)= ∂L/∂x` of a same-padded convolution over `frames` frames, for
-/// the input part `dx` describes; `dy` is `[C_out, frames]`.
+/// `dx (+)= ∂L/∂x` of a same-padded convolution over `batch` windows of
+/// `frames` frames, for the input part `dx` describes (`[batch, channels,
+/// frames]`); `dy` is `[batch, C_out, frames]`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_grad_input(
     g: &mut Graph,
     w: &ConvWeights,
     dy: Slot,
     dx: GradPart,
     frames: usize,
+    batch: usize,
     accumulate: bool,
 ) {
-    let p = params(w, &dx, frames, accumulate);
+    let p = params(w, &dx, frames, batch, accumulate);
     g.dispatch(
         &CONV1D_GRAD_INPUT,
         &[w.weight, dy, dx.slot],
         bytemuck::bytes_of(&p),
-        [groups(frames, TILE), groups(dx.channels, TILE), 1],
+        [
+            groups(frames, TILE),
+            groups(dx.channels, TILE),
+            batch as u32,
+        ],
     );
 }
 
-/// `dw[:, ci0 .. ci0 + channels, :] (+)= ∂L/∂w` from the input part `x`;
-/// `dw` has the weight's `[C_out, C_in, k]` layout.
+/// `dw[:, ci0 .. ci0 + channels, :] (+)= ∂L/∂w` from the input part `x`,
+/// summed over the `batch` windows; `dw` has the weight's `[C_out, C_in,
+/// k]` layout.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_grad_weight(
     g: &mut Graph,
     w: &ConvWeights,
@@ -100,9 +123,10 @@ pub fn conv_grad_weight(
     dy: Slot,
     dw: Slot,
     frames: usize,
+    batch: usize,
     accumulate: bool,
 ) {
-    let p = params(w, &x, frames, accumulate);
+    let p = params(w, &x, frames, batch, accumulate);
     g.dispatch(
         &CONV1D_GRAD_WEIGHT,
         &[x.slot, dy, dw],

@@ -9,6 +9,9 @@
 // write is a plain store by the one invocation that owns the element (no
 // float atomics, which WGSL lacks); `accumulate` adds to what is there, for
 // a tensor read by several consumers and for gradients summed over windows.
+// Batches: windows back to back (strides in elements); the input gradient
+// takes one window per workgroup z, the weight gradient sums over all of
+// them inside its reduction.
 
 struct Params {
     cin: u32,     // input channels of this part (rows of x and dx)
@@ -23,6 +26,10 @@ struct Params {
     w_co0: u32,   // first output channel within the weight
     dy_c0: u32,   // first row of dy
     flags: u32,   // bit 0: accumulate into the output
+    batch: u32,     // windows
+    x_bstride: u32, // elements between windows of x / dx
+    dy_bstride: u32,// elements between windows of dy
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;        // dx: w · dw: x
@@ -50,6 +57,8 @@ fn store(idx: u32, v: f32) {
 fn conv1d_grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let s_base = wid.x * TILE;
     let ci_base = wid.y * TILE;
+    let x0 = wid.z * p.x_bstride;
+    let dy0 = wid.z * p.dy_bstride;
     let tid = lid.y * 16u + lid.x;
     let r_total = p.cout * p.k;
     var acc0 = vec4<f32>(0.0);
@@ -72,7 +81,7 @@ fn conv1d_grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
                 }
                 let t = i32(s_base + col) - i32(kk * p.dil) + i32(p.pad);
                 if (t >= 0 && u32(t) < p.t_out) {
-                    gv = dy[(p.dy_c0 + co) * p.t_out + u32(t)];
+                    gv = dy[dy0 + (p.dy_c0 + co) * p.t_out + u32(t)];
                 }
             }
             a_tile[e] = wv;
@@ -96,7 +105,7 @@ fn conv1d_grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         for (var j = 0u; j < 4u; j++) {
             let s = s_base + lid.x + 16u * j;
             if (ci < p.cin && s < p.t_in) {
-                store(ci * p.t_in + s, acc[i][j]);
+                store(x0 + ci * p.t_in + s, acc[i][j]);
             }
         }
     }
@@ -113,7 +122,13 @@ fn conv1d_grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var t0 = 0u; t0 < p.t_out; t0 += TILE_R) {
+    // The reduction runs over (window, frame) pairs, window-major.
+    let tiles_per_window = (p.t_out + TILE_R - 1u) / TILE_R;
+    for (var tile = 0u; tile < p.batch * tiles_per_window; tile++) {
+        let b = tile / tiles_per_window;
+        let t0 = (tile - b * tiles_per_window) * TILE_R;
+        let x0 = b * p.x_bstride;
+        let dy0 = b * p.dy_bstride;
         for (var i = 0u; i < TILE_R * TILE / THREADS; i++) {
             let e = tid + i * THREADS;
             let t = t0 + e / TILE;
@@ -123,7 +138,7 @@ fn conv1d_grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
             if (t < p.t_out) {
                 let co = co_base + col;
                 if (co < p.cout) {
-                    gv = dy[(p.dy_c0 + co) * p.t_out + t];
+                    gv = dy[dy0 + (p.dy_c0 + co) * p.t_out + t];
                 }
                 let r = r_base + col;
                 if (r < r_total) {
@@ -131,7 +146,7 @@ fn conv1d_grad_weight(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
                     let kk = r - ci * p.k;
                     let src = i32(t) + i32(kk * p.dil) - i32(p.pad);
                     if (src >= 0 && u32(src) < p.t_in) {
-                        xv = a[ci * p.t_in + u32(src)];
+                        xv = a[x0 + ci * p.t_in + u32(src)];
                     }
                 }
             }
