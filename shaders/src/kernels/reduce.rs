@@ -28,47 +28,32 @@ struct ReduceParams {
     _pad: [u32; 2],
 }
 
+/// One pass: `mode` 0 sums (a − b)², 1 sums a, over `n` elements, one
+/// partial per workgroup into `out`.
+fn pass(g: &mut Graph, a: Slot, b: Slot, out: Slot, n: usize, mode: u32, workgroups: usize) {
+    let p = ReduceParams {
+        n: n as u32,
+        mode,
+        _pad: [0; 2],
+    };
+    g.dispatch(
+        &REDUCE_SUM,
+        &[a, b, out],
+        bytemuck::bytes_of(&p),
+        [workgroups as u32, 1, 1],
+    );
+}
+
 /// `out[0] = Σ (a − b)²` over `n` elements, through `partials`
 /// (≥ [`PARTIALS`] floats): two dispatches, no atomics.
 pub fn sum_sq_diff(g: &mut Graph, a: Slot, b: Slot, partials: Slot, out: Slot, n: usize) {
-    let first = ReduceParams {
-        n: n as u32,
-        mode: 0,
-        _pad: [0; 2],
-    };
-    g.dispatch(
-        &REDUCE_SUM,
-        &[a, b, partials],
-        bytemuck::bytes_of(&first),
-        [PARTIALS as u32, 1, 1],
-    );
-    let second = ReduceParams {
-        n: PARTIALS as u32,
-        mode: 1,
-        _pad: [0; 2],
-    };
-    g.dispatch(
-        &REDUCE_SUM,
-        &[partials, partials, out],
-        bytemuck::bytes_of(&second),
-        [1, 1, 1],
-    );
+    pass(g, a, b, partials, n, 0, PARTIALS);
+    pass(g, partials, partials, out, PARTIALS, 1, 1);
 }
 
 /// `out[0] = Σ x` over `n` elements, through `partials` (≥ [`PARTIALS`]
 /// floats): the step's loss from per-frame losses.
 pub fn sum(g: &mut Graph, x: Slot, partials: Slot, out: Slot, n: usize) {
-    for (input, output, n, wgs) in [(x, partials, n, PARTIALS), (partials, out, PARTIALS, 1)] {
-        let p = ReduceParams {
-            n: n as u32,
-            mode: 1,
-            _pad: [0; 2],
-        };
-        g.dispatch(
-            &REDUCE_SUM,
-            &[input, input, output],
-            bytemuck::bytes_of(&p),
-            [wgs as u32, 1, 1],
-        );
-    }
+    pass(g, x, x, partials, n, 1, PARTIALS);
+    pass(g, partials, partials, out, PARTIALS, 1, 1);
 }
