@@ -45,6 +45,21 @@ impl MaskedBatchNorm {
         })
     }
 
+    /// γ `[C]` (trained).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// β `[C]` (trained).
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The running mean and variance `[C]` (updated in training mode).
+    pub fn running(&self) -> (&Var, &Var) {
+        (&self.running_mean, &self.running_var)
+    }
+
     /// Eval mode: normalise with the running statistics.
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         let mean = self

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::alignment::{soft_dtw_divergence, tcc};
 use super::fit::{Objective, Validation};
 use super::losses::level_mse;
+use super::step::{BatchLoss, TrainBatch};
 use super::supervised::Supervised;
 use super::uda::{coral, grl_lambda, mmd, DomainClassifier};
 use super::windows::{features_batch, padded_len, windows, Window};
@@ -566,31 +567,23 @@ impl<'a> Distill<'a> {
         Ok(Some(task.loss(student, &batch)?))
     }
 
-    fn batch_loss(
+    /// The student's inputs `[B, D, T]`, mask `[B, T]` and the teacher's
+    /// cached heads padded (or cropped) to each level's length: each window's
+    /// heads were computed at that window's own padded length.
+    fn batch_inputs(
         &self,
-        student: &SegModel,
         pairs: &[Pair],
         batch: &[Window],
         cached: &[&Vec<Tensor>],
-        mode_train: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor, Vec<Tensor>)> {
         let t = padded_len(batch);
         let feats: Vec<&Features> = pairs.iter().map(|p| &p.student).collect();
         let (x, mask) = features_batch(&feats, batch, t, &self.device)?;
-        let mode = if mode_train {
-            Mode::Train { mask: Some(&mask) }
-        } else {
-            Mode::Eval
-        };
-        // With feature distillation done first ("both"), the student reads
-        // its (frozen) adapter's output.
-        let x = student.adapt(&x, Some(&mask))?;
-        let out = student.net.forward(&x, mode)?;
-        // Teacher heads were computed per window at that window's padded
-        // length; pad them to this batch's length per head.
-        let mut teacher = Vec::with_capacity(6);
-        for (l, head) in out.heads.iter().enumerate() {
-            let tl = head.dim(2)?;
+        let levels = cached.first().map_or(0, |h| h.len());
+        let mut teacher = Vec::with_capacity(levels);
+        for l in 0..levels {
+            // C2F-TCN's head l has T >> l frames.
+            let tl = t >> l;
             let parts = cached
                 .iter()
                 .map(|h| {
@@ -605,21 +598,46 @@ impl<'a> Distill<'a> {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             teacher.push(Tensor::cat(&parts, 0)?);
         }
+        Ok((x, mask, teacher))
+    }
+
+    fn batch_loss(
+        &self,
+        student: &SegModel,
+        pairs: &[Pair],
+        batch: &[Window],
+        cached: &[&Vec<Tensor>],
+        mode_train: bool,
+    ) -> Result<Tensor> {
+        let (x, mask, teacher) = self.batch_inputs(pairs, batch, cached)?;
+        let mode = if mode_train {
+            Mode::Train { mask: Some(&mask) }
+        } else {
+            Mode::Eval
+        };
+        // With feature distillation done first ("both"), the student reads
+        // its (frozen) adapter's output.
+        let x = student.adapt(&x, Some(&mask))?;
+        let out = student.net.forward(&x, mode)?;
+        for (l, (s, t)) in out.heads.iter().zip(&teacher).enumerate() {
+            if s.dims() != t.dims() {
+                return Err(Error::invalid(format!(
+                    "head {l}: the student has {:?} where the teacher has {:?}",
+                    s.dims(),
+                    t.dims()
+                )));
+            }
+        }
         if self.loss.loss == AdaptLoss::SyncMse {
             let masks: Vec<Option<Tensor>> = mask_pyramid(&mask)?.into_iter().map(Some).collect();
             return Ok(level_mse(&out.heads, &teacher, &self.levels, &masks)?);
         }
         self.unpaired_loss(&out.heads, &teacher, &mask)
     }
-}
 
-impl Objective for Distill<'_> {
-    fn windows(&self) -> &[Window] {
-        &self.windows
-    }
-
-    fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
-        let cached: Vec<&Vec<Tensor>> = batch
+    /// The cached teacher heads of each training window in `batch`.
+    fn cached_heads(&self, batch: &[Window]) -> Vec<&Vec<Tensor>> {
+        batch
             .iter()
             .map(|w| {
                 let i = self
@@ -629,12 +647,43 @@ impl Objective for Distill<'_> {
                     .expect("window from this objective");
                 &self.teacher_heads[i]
             })
-            .collect();
+            .collect()
+    }
+}
+
+impl Objective for Distill<'_> {
+    fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
+        let cached = self.cached_heads(batch);
         let adapt = self.batch_loss(model, self.pairs, batch, &cached, true)?;
         match self.task_loss(model, batch.len())? {
             None => Ok(adapt),
             Some(task) => Ok((task + (adapt * self.loss.weight)?)?),
         }
+    }
+
+    /// The method's loss (synchronized MSE, no task loss) is described for
+    /// device engines; the baselines train on the CPU. A frozen adapter
+    /// (`--level both`) is applied here: the engine trains the network on
+    /// its output.
+    fn train_batch(&self, model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
+        if self.loss.loss != AdaptLoss::SyncMse || self.task.is_some() {
+            return Ok(None);
+        }
+        let cached = self.cached_heads(batch);
+        let (x, mask, teacher) = self.batch_inputs(self.pairs, batch, &cached)?;
+        let x = model.adapt(&x, Some(&mask))?;
+        Ok(Some(TrainBatch {
+            x,
+            mask,
+            loss: BatchLoss::OutputDistillation {
+                teacher,
+                levels: self.levels.clone(),
+            },
+        }))
     }
 
     fn begin_step(&self, step: u64, total_steps: u64) {

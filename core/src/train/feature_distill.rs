@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 
 use super::distill::Pair;
 use super::fit::{Objective, Validation};
+use super::step::{BatchLoss, TrainBatch};
 use super::windows::{features_batch, windows, Window};
 use crate::error::Result;
 use crate::features::Features;
@@ -39,13 +40,19 @@ impl<'a> FeatureDistill<'a> {
         }
     }
 
-    fn batch_loss(&self, model: &SegModel, pairs: &[Pair], batch: &[Window]) -> Result<Tensor> {
-        // The adapter needs no minimum length; pad only to the batch's longest.
+    /// Student features, mask and teacher features of `batch`: the adapter
+    /// needs no minimum length, so windows are padded to the longest only.
+    fn tensors(&self, pairs: &[Pair], batch: &[Window]) -> Result<(Tensor, Tensor, Tensor)> {
         let t = batch.iter().map(|w| w.len).max().unwrap_or(1);
         let student: Vec<&Features> = pairs.iter().map(|p| &p.student).collect();
         let teacher: Vec<&Features> = pairs.iter().map(|p| &p.teacher).collect();
         let (x, mask) = features_batch(&student, batch, t, &self.device)?;
         let (target, _) = features_batch(&teacher, batch, t, &self.device)?;
+        Ok((x, mask, target))
+    }
+
+    fn batch_loss(&self, model: &SegModel, pairs: &[Pair], batch: &[Window]) -> Result<Tensor> {
+        let (x, mask, target) = self.tensors(pairs, batch)?;
         let adapted = model.adapt(&x, Some(&mask))?;
         let m = mask.unsqueeze(1)?;
         let d = x.dim(1)? as f64;
@@ -65,6 +72,15 @@ impl Objective for FeatureDistill<'_> {
 
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
         self.batch_loss(model, self.pairs, batch)
+    }
+
+    fn train_batch(&self, _model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
+        let (x, mask, target) = self.tensors(self.pairs, batch)?;
+        Ok(Some(TrainBatch {
+            x,
+            mask,
+            loss: BatchLoss::FeatureDistillation { target },
+        }))
     }
 
     fn validate(&self, model: &SegModel) -> Result<Option<Validation>> {

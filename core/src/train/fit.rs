@@ -23,7 +23,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::adam::{Adam, AdamConfig};
+use super::adam::AdamConfig;
+use super::step::{AutodiffStepper, Stepper, TrainBatch};
 use super::windows::Window;
 use crate::error::{Error, Result};
 use crate::model::SegModel;
@@ -58,6 +59,14 @@ pub trait Objective {
     fn windows(&self) -> &[Window];
     /// The loss of one batch, with the model in train mode.
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor>;
+    /// The batch described for an engine without autodiff (inputs and a
+    /// loss it implements), or `None` when only [`Objective::loss`] can
+    /// express this objective. `model` is the one being trained (for parts
+    /// of it that stay frozen, such as an adapter in front of a distilled
+    /// network).
+    fn train_batch(&self, _model: &SegModel, _batch: &[Window]) -> Result<Option<TrainBatch>> {
+        Ok(None)
+    }
     /// Scores the current model on held-out data, if the objective has any.
     fn validate(&self, model: &SegModel) -> Result<Option<Validation>>;
     /// Called before each step's `loss` with the run's global step (0-based,
@@ -111,11 +120,27 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Trains `vars` of `model` on `objective`; see the module doc for `out`.
-/// With `resume`, continues from `out/last`.
+/// Trains `vars` of `model` on `objective` with candle's autodiff; see the
+/// module doc for `out`. With `resume`, continues from `out/last`.
 pub fn fit(
     model: &mut SegModel,
     vars: Vec<(String, Var)>,
+    objective: &dyn Objective,
+    cfg: &FitConfig,
+    out: &Path,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<Progress> {
+    let mut vars = vars;
+    vars.extend(objective.extra_vars());
+    let mut stepper = AutodiffStepper::new(vars, cfg.adam)?;
+    fit_with(model, &mut stepper, objective, cfg, out, resume, observer)
+}
+
+/// [`fit`] with the steps taken by `stepper` (which owns the optimiser).
+pub fn fit_with(
+    model: &mut SegModel,
+    stepper: &mut dyn Stepper,
     objective: &dyn Objective,
     cfg: &FitConfig,
     out: &Path,
@@ -127,9 +152,6 @@ pub fn fit(
     }
     let last = out.join("last");
     let extra = objective.extra_vars();
-    let mut vars = vars;
-    vars.extend(extra.iter().cloned());
-    let mut adam = Adam::new(vars, cfg.adam)?;
     let mut progress = Progress::default();
     if resume {
         let progress_path = last.join("progress.json");
@@ -146,7 +168,7 @@ pub fn fit(
         let opt_path = last.join("optimizer.safetensors");
         let state = candle_core::safetensors::load(&opt_path, &model.device())
             .map_err(|e| Error::format(&opt_path, format!("unreadable optimizer state: {e}")))?;
-        adam.load_state(&state)?;
+        stepper.load_state(model, &state)?;
         if !extra.is_empty() {
             let path = last.join(OBJECTIVE_FILE);
             let saved = candle_core::safetensors::load(&path, &model.device())
@@ -178,19 +200,18 @@ pub fn fit(
         let mut total = 0f64;
         for (i, batch) in batches.iter().enumerate() {
             objective.begin_step(first_step + i as u64, total_steps);
-            let loss = objective.loss(model, batch)?;
-            let value = loss.to_scalar::<f32>()?;
+            let value = stepper.step(model, objective, batch)?;
             if !value.is_finite() {
                 return Err(Error::invalid(format!(
                     "the training loss became {value} at epoch {epoch}, step {}: lower the learning rate",
                     i + 1
                 )));
             }
-            adam.step(&loss.backward()?)?;
             model.meta.steps += 1;
             total += value as f64;
             observer.step(epoch, i + 1, batches.len(), value);
         }
+        stepper.sync(model)?;
         let val = objective.validate(model)?;
         // Without validation data the last epoch is the one kept.
         let score = val.as_ref().map(|v| v.score).unwrap_or(epoch as f64);
@@ -226,17 +247,22 @@ pub fn fit(
                 .map_err(|e| Error::format(&path, format!("cannot write objective state: {e}")))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         }
-        save_last(model, &adam, &progress, &last)?;
+        save_last(model, stepper, &progress, &last)?;
         observer.epoch(&record, cfg.epochs);
     }
     Ok(progress)
 }
 
-fn save_last(model: &SegModel, adam: &Adam, progress: &Progress, last: &Path) -> Result<()> {
+fn save_last(
+    model: &SegModel,
+    stepper: &dyn Stepper,
+    progress: &Progress,
+    last: &Path,
+) -> Result<()> {
     model.save(last)?;
     let opt_path = last.join("optimizer.safetensors");
     let tmp = last.join(".optimizer.safetensors.tmp");
-    candle_core::safetensors::save(&adam.state()?, &tmp)
+    candle_core::safetensors::save(&stepper.state()?, &tmp)
         .map_err(|e| Error::format(&opt_path, format!("cannot write optimizer state: {e}")))?;
     std::fs::rename(&tmp, &opt_path).map_err(|e| Error::io(&opt_path, e))?;
     let json = serde_json::to_string_pretty(progress).expect("progress serialises");

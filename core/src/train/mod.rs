@@ -8,6 +8,7 @@ pub mod distill;
 pub mod feature_distill;
 pub mod fit;
 pub mod losses;
+pub mod step;
 pub mod supervised;
 pub mod uda;
 pub mod windows;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fit::{Objective, Validation};
 use super::losses::{ensemble_cross_entropy, truncated_mse};
+use super::step::{BatchLoss, TrainBatch};
 use super::windows::{features_batch, labels_batch, padded_len, windows, Window};
 use crate::error::Result;
 use crate::features::Features;
@@ -79,22 +80,45 @@ impl<'a> Supervised<'a> {
     }
 }
 
+impl Supervised<'_> {
+    /// Features `[B, D, T]`, real-frame mask `[B, T]`, labels `[B, T]` and
+    /// cross-entropy weights `[B, T]` of `batch`.
+    fn tensors(&self, batch: &[Window]) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let t = padded_len(batch);
+        let feats: Vec<&Features> = self.train.iter().map(|v| &v.features).collect();
+        let labels: Vec<&[u32]> = self.train.iter().map(|v| v.labels.as_slice()).collect();
+        let (x, mask) = features_batch(&feats, batch, t, &self.device)?;
+        let (y, weight) = labels_batch(&labels, batch, t, &self.ignore, &self.device)?;
+        Ok((x, mask, y, weight))
+    }
+}
+
 impl Objective for Supervised<'_> {
     fn windows(&self) -> &[Window] {
         &self.windows
     }
 
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
-        let t = padded_len(batch);
-        let feats: Vec<&Features> = self.train.iter().map(|v| &v.features).collect();
-        let labels: Vec<&[u32]> = self.train.iter().map(|v| v.labels.as_slice()).collect();
-        let (x, mask) = features_batch(&feats, batch, t, &self.device)?;
-        let (y, weight) = labels_batch(&labels, batch, t, &self.ignore, &self.device)?;
+        let (x, mask, y, weight) = self.tensors(batch)?;
         let out = model.net.forward(&x, Mode::Train { mask: Some(&mask) })?;
         let probs = model.net.ensemble(&out)?;
         let ce = ensemble_cross_entropy(&probs, &y, &weight)?;
         let sm = truncated_mse(&probs, &mask, self.loss.tau)?;
         Ok((ce + (sm * self.loss.smoothing)?)?)
+    }
+
+    fn train_batch(&self, _model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
+        let (x, mask, labels, weight) = self.tensors(batch)?;
+        Ok(Some(TrainBatch {
+            x,
+            mask,
+            loss: BatchLoss::Segmentation {
+                labels,
+                weight,
+                smoothing: self.loss.smoothing,
+                tau: self.loss.tau,
+            },
+        }))
     }
 
     fn validate(&self, model: &SegModel) -> Result<Option<Validation>> {
