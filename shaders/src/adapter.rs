@@ -207,7 +207,7 @@ pub fn record(
                 false,
             );
         }
-        attention(g, q, k, v, ctx, w.heads, width / w.heads, t, t);
+        attention(g, q, k, v, None, ctx, w.heads, width / w.heads, t, t);
         let out = layer.attn_out.bind(g);
         conv(
             g,

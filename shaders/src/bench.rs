@@ -108,7 +108,7 @@ pub fn time_kernels(
                 g.alloc(w * ta, "v"),
             );
             let o = g.alloc(w * ta, "o");
-            attention(g, q, k, v, o, heads, dh, ta, ta);
+            attention(g, q, k, v, None, o, heads, dh, ta, ta);
             o
         },
     )?;

@@ -141,6 +141,12 @@ impl Gpu {
         )
     }
 
+    /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader,
+    /// WARP): correct, and slower than candle on the same cores.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// The largest buffer one kernel may bind, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits

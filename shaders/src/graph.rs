@@ -8,7 +8,7 @@ use crate::gpu::Gpu;
 use crate::kernels::Kernel;
 
 /// A buffer of the graph (its own or imported).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Slot(usize);
 
 /// The parameter block of one recorded dispatch.
@@ -23,8 +23,13 @@ enum Step {
     },
     Copy {
         src: Slot,
+        src_offset: u64,
         dst: Slot,
+        dst_offset: u64,
         bytes: u64,
+    },
+    Clear {
+        slot: Slot,
     },
 }
 
@@ -130,11 +135,32 @@ impl Graph {
 
     /// Records a buffer-to-buffer copy of `floats` f32.
     pub fn copy(&mut self, src: Slot, dst: Slot, floats: usize) {
+        self.copy_range(src, 0, dst, 0, floats);
+    }
+
+    /// Records copying `floats` floats from float `src_offset` of `src` to
+    /// float `dst_offset` of `dst` (offsets are multiples of 4 bytes, as
+    /// wgpu requires).
+    pub fn copy_range(
+        &mut self,
+        src: Slot,
+        src_offset: usize,
+        dst: Slot,
+        dst_offset: usize,
+        floats: usize,
+    ) {
         self.steps.push(Step::Copy {
             src,
+            src_offset: (src_offset * 4) as u64,
             dst,
+            dst_offset: (dst_offset * 4) as u64,
             bytes: (floats * 4) as u64,
         });
+    }
+
+    /// Records zeroing a whole buffer (a gradient nothing writes this step).
+    pub fn clear(&mut self, slot: Slot) {
+        self.steps.push(Step::Clear { slot });
     }
 
     /// Rewrites a recorded dispatch's parameters (takes effect at the next
@@ -153,14 +179,26 @@ impl Graph {
             });
         let mut i = 0;
         while i < self.steps.len() {
-            if let Step::Copy { src, dst, bytes } = &self.steps[i] {
+            if let Step::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                bytes,
+            } = &self.steps[i]
+            {
                 encoder.copy_buffer_to_buffer(
                     &self.buffers[src.0],
-                    0,
+                    *src_offset,
                     &self.buffers[dst.0],
-                    0,
+                    *dst_offset,
                     *bytes,
                 );
+                i += 1;
+                continue;
+            }
+            if let Step::Clear { slot } = &self.steps[i] {
+                encoder.clear_buffer(&self.buffers[slot.0], 0, None);
                 i += 1;
                 continue;
             }

@@ -6,6 +6,7 @@
 //! * [`gpu`] — adapter, limits, pipelines (created once), async readback;
 //! * [`graph`] — recorded dispatch sequences replayed per window;
 //! * [`c2f`], [`adapter`] — the C2F-TCN and the feature adapter as graphs;
+//! * [`train`] — the C2F-TCN's training step (forward, backward, Adam) on the device;
 //! * [`segmenter`] — frame-wise prediction agreeing with the CPU path;
 //! * [`vit`] — DINOv2 frame features (the CLS token) agreeing with the CPU model.
 //!
@@ -22,6 +23,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod segmenter;
+pub mod train;
 pub mod vit;
 
 pub use error::{Error, Result};

@@ -330,7 +330,7 @@ impl WgpuVit {
                     false,
                 );
             }
-            attention(&mut g, q, k, v, ctx, heads, d / heads, t, n);
+            attention(&mut g, q, k, v, None, ctx, heads, d / heads, t, n);
             let proj = blk.proj.bind(&mut g);
             conv(
                 &mut g,

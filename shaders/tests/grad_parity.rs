@@ -873,11 +873,16 @@ fn gelu_and_its_gradient_match_candle() {
 fn attention_gradients_match_candle() {
     use syncseg_shaders::kernels::attention_grad::{attention_grad, AttentionTensors};
     let dev = Device::Cpu;
-    for (heads, head_dim, frames, real, seed) in [
-        (1, 1, 1, 1, 130),
-        (2, 8, 37, 30, 131),
-        (4, 16, 200, 200, 132),
-        (1, 128, 70, 41, 133),
+    // (heads, head size, frames, real keys per sequence, tokens per
+    // independent sequence, seed): a batch of windows is sequences side by
+    // side, each with its padding at the end.
+    for (heads, head_dim, frames, real, block, seed) in [
+        (1, 1, 1, 1, 1, 130),
+        (2, 8, 37, 30, 37, 131),
+        (4, 16, 200, 200, 200, 132),
+        (1, 128, 70, 41, 70, 133),
+        (2, 8, 120, 29, 40, 134),
+        (3, 4, 100, 25, 30, 135),
     ] {
         let w = heads * head_dim;
         let (q, k, v, r) = (
@@ -886,9 +891,9 @@ fn attention_gradients_match_candle() {
             random(w * frames, seed + 2),
             random(w * frames, seed + 3),
         );
-        // Padded keys (frames ≥ real) are masked with −1e9, as core's adapter does.
+        // Padded keys are masked with −1e9, as core's adapter does.
         let bias: Vec<f32> = (0..frames)
-            .map(|t| if t < real { 0.0 } else { -1e9 })
+            .map(|t| if t % block < real { 0.0 } else { -1e9 })
             .collect();
         let var = |x: &[f32]| {
             Var::from_tensor(&Tensor::from_slice(x, (w, frames), &dev).unwrap()).unwrap()
@@ -898,18 +903,25 @@ fn attention_gradients_match_candle() {
         let scale = 1.0 / (head_dim as f64).sqrt();
         let mut outs = Vec::new();
         for h in 0..heads {
-            let rows = |x: &Var| {
-                x.as_tensor()
-                    .narrow(0, h * head_dim, head_dim)
-                    .unwrap()
-                    .t()
-                    .unwrap()
-            };
-            let s = ((rows(&vq).matmul(&rows(&vk).t().unwrap()).unwrap() * scale).unwrap())
-                .broadcast_add(&bt)
-                .unwrap();
-            let p = candle_nn::ops::softmax(&s, 1).unwrap();
-            outs.push(p.matmul(&rows(&vv)).unwrap().t().unwrap());
+            let mut seqs = Vec::new();
+            for start in (0..frames).step_by(block) {
+                let len = block.min(frames - start);
+                let rows = |x: &Var| {
+                    x.as_tensor()
+                        .narrow(0, h * head_dim, head_dim)
+                        .unwrap()
+                        .narrow(1, start, len)
+                        .unwrap()
+                        .t()
+                        .unwrap()
+                };
+                let s = ((rows(&vq).matmul(&rows(&vk).t().unwrap()).unwrap() * scale).unwrap())
+                    .broadcast_add(&bt.narrow(1, start, len).unwrap())
+                    .unwrap();
+                let p = candle_nn::ops::softmax(&s, 1).unwrap();
+                seqs.push(p.matmul(&rows(&vv)).unwrap().t().unwrap());
+            }
+            outs.push(Tensor::cat(&seqs, 1).unwrap());
         }
         let o = Tensor::cat(&outs, 0).unwrap();
         let rt = Tensor::from_slice(&r, (w, frames), &dev).unwrap();
@@ -926,6 +938,7 @@ fn attention_gradients_match_candle() {
             heads,
             head_dim,
             frames,
+            block,
         };
         let d_o = g.constant(&r, "do");
         let stats = g.alloc(2 * heads * frames, "stats");
@@ -937,7 +950,8 @@ fn attention_gradients_match_candle() {
         attention_grad(&mut g, &a, d_o, stats, dq, dk, dv, false);
         g.submit();
         let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
-        let what = format!("attention H {heads} dh {head_dim} T {frames} real {real}");
+        let what =
+            format!("attention H {heads} dh {head_dim} T {frames} real {real} block {block}");
         for (name, slot, var) in [("dq", dq, &vq), ("dk", dk, &vk), ("dv", dv, &vv)] {
             assert_rel(
                 &read(slot, w * frames),

@@ -303,8 +303,10 @@ fn layer_norm_matches_reference() {
 
 #[test]
 fn attention_matches_reference_without_storing_scores() {
-    // (heads, head size, frames, tokens per independent sequence)
-    for (heads, dh, t, block) in [
+    // (heads, head size, frames, tokens per independent sequence), each
+    // without and with a key mask (the last quarter of every sequence
+    // padded, as a batch of training windows).
+    let cases = [
         (1, 1, 1, 1),
         (2, 3, 17, 17),
         (4, 16, 100, 100),
@@ -315,7 +317,13 @@ fn attention_matches_reference_without_storing_scores() {
         (2, 64, 771, 257),
         // Sequences shorter than a query tile, the last one cut short.
         (3, 5, 100, 30),
-    ] {
+    ];
+    for (masked, (heads, dh, t, block)) in [false, true]
+        .into_iter()
+        .flat_map(|m| cases.into_iter().map(move |c| (m, c)))
+    {
+        let padded = |j: usize| masked && j % block >= block - block / 4;
+        let bias: Vec<f32> = (0..t).map(|j| if padded(j) { -1e9 } else { 0.0 }).collect();
         let w = heads * dh;
         let scale = 2.0; // sharper softmax than unit-variance inputs give
         let q: Vec<f32> = random(w * t, 1).iter().map(|v| v * scale).collect();
@@ -328,16 +336,19 @@ fn attention_matches_reference_without_storing_scores() {
                 g.constant(&v, "v"),
             );
             let o = g.alloc(w * t, "o");
-            attention(g, qs, ks, vs, o, heads, dh, t, block);
+            let bias = masked.then(|| g.constant(&bias, "bias"));
+            attention(g, qs, ks, vs, bias, o, heads, dh, t, block);
             (o, w * t)
         });
         let mut want = vec![0f64; w * t];
         for h in 0..heads {
             for i in 0..t {
-                let keys = (i / block * block)..((i / block + 1) * block).min(t);
+                let keys: Vec<usize> = ((i / block * block)..((i / block + 1) * block).min(t))
+                    .filter(|&j| !padded(j))
+                    .collect();
                 let s: Vec<f64> = keys
-                    .clone()
-                    .map(|j| {
+                    .iter()
+                    .map(|&j| {
                         (0..dh)
                             .map(|d| {
                                 q[(h * dh + d) * t + i] as f64 * k[(h * dh + d) * t + j] as f64
@@ -351,9 +362,9 @@ fn attention_matches_reference_without_storing_scores() {
                 let z: f64 = e.iter().sum();
                 for d in 0..dh {
                     want[(h * dh + d) * t + i] = keys
-                        .clone()
+                        .iter()
                         .zip(&e)
-                        .map(|(j, ej)| ej / z * v[(h * dh + d) * t + j] as f64)
+                        .map(|(&j, ej)| ej / z * v[(h * dh + d) * t + j] as f64)
                         .sum();
                 }
             }
@@ -362,7 +373,7 @@ fn attention_matches_reference_without_storing_scores() {
             &got,
             &want,
             1e-5,
-            &format!("attention H{heads} dh{dh} T{t} block {block}"),
+            &format!("attention H{heads} dh{dh} T{t} block {block} masked {masked}"),
         );
     }
 }

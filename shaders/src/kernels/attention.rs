@@ -13,6 +13,7 @@ pub const ATTENTION: Kernel = Kernel {
         Access::Read,
         Access::Read,
         Access::Read,
+        Access::Read,
         Access::ReadWrite,
         Access::Uniform,
     ],
@@ -28,17 +29,22 @@ struct AttnParams {
     head_dim: u32,
     scale: f32,
     block: u32,
+    flags: u32,
+    _pad: [u32; 3],
 }
 
-/// `o = softmax(q kᵀ / √dh) v` per head, all `[heads·dh, frames]`
-/// channel-major; the frames are independent sequences of `block` tokens
-/// each (the last may be shorter), `block = frames` for one sequence.
+/// `o = softmax(q kᵀ / √dh + key_bias) v` per head, all `[heads·dh,
+/// frames]` channel-major; the frames are independent sequences of `block`
+/// tokens each (the last may be shorter), `block = frames` for one
+/// sequence. `key_bias [frames]` (0 or −1e9) masks padded keys; `None`
+/// attends to every key of the sequence.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     g: &mut Graph,
     q: Slot,
     k: Slot,
     v: Slot,
+    key_bias: Option<Slot>,
     o: Slot,
     heads: usize,
     head_dim: usize,
@@ -52,10 +58,13 @@ pub fn attention(
         head_dim: head_dim as u32,
         scale: 1.0 / (head_dim as f32).sqrt(),
         block: block as u32,
+        flags: u32::from(key_bias.is_some()),
+        _pad: [0; 3],
     };
+    // Without a mask the kernel never reads the bias binding; q stands in.
     g.dispatch(
         &ATTENTION,
-        &[q, k, v, o],
+        &[q, k, v, key_bias.unwrap_or(q), o],
         bytemuck::bytes_of(&params),
         [
             groups(block.min(frames), 64),

@@ -5,13 +5,19 @@
 // channel-major `[W, T]`; head h owns rows h·dh … (h+1)·dh − 1. The frames
 // may be several independent sequences of `block` tokens each (a ViT's
 // images side by side): workgroup z owns sequence z, whose queries attend
-// only to its own keys.
+// only to its own keys. With bit 0 of `flags`, `key_bias [frames]` is added
+// to every score of key j (0 for a real frame, −1e9 for padding, as core's
+// adapter masks keys in training).
 
 struct AttnParams {
     frames: u32,
     head_dim: u32,  // ≤ MAX_HEAD_DIM
     scale: f32,     // 1/√head_dim
     block: u32,     // tokens per independent sequence (frames for one)
+    flags: u32,     // bit 0: add key_bias
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const BQ: u32 = 64u;
@@ -21,8 +27,9 @@ const MAX_HEAD_DIM: u32 = 128u;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
-@group(0) @binding(4) var<uniform> ap: AttnParams;
+@group(0) @binding(3) var<storage, read> key_bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(5) var<uniform> ap: AttnParams;
 
 var<workgroup> k_tile: array<f32, 2048>; // [MAX_HEAD_DIM][BK]
 var<workgroup> v_tile: array<f32, 2048>;
@@ -45,6 +52,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         qv[d] = val;
         acc[d] = 0.0;
     }
+    let biased = (ap.flags & 1u) != 0u;
     var m = -1.0e30;
     var l = 0.0;
     let n_tiles = (seq_end - seq0 + BK - 1u) / BK;
@@ -68,6 +76,9 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         var tile_max = m;
         for (var j = 0u; j < n_keys; j++) {
             var dot = 0.0;
+            if (biased) {
+                dot = key_bias[key0 + j];
+            }
             for (var d = 0u; d < dh; d++) {
                 dot = fma(qv[d], k_tile[d * BK + j], dot);
             }

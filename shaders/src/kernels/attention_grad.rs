@@ -65,10 +65,13 @@ struct Params {
     head_dim: u32,
     scale: f32,
     flags: u32,
+    block: u32,
+    _pad: [u32; 3],
 }
 
 /// The attention's tensors, all `[heads·dh, frames]` channel-major, and
-/// the per-key additive mask `key_bias [frames]` (0 or −1e9).
+/// the per-key additive mask `key_bias [frames]` (0 or −1e9); the frames
+/// are independent sequences of `block` tokens (`block = frames` for one).
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionTensors {
     pub q: Slot,
@@ -80,6 +83,7 @@ pub struct AttentionTensors {
     pub heads: usize,
     pub head_dim: usize,
     pub frames: usize,
+    pub block: usize,
 }
 
 /// Gradients of q, k and v given `d_o = ∂L/∂o`; `stats` is scratch of
@@ -104,6 +108,8 @@ pub fn attention_grad(
         head_dim: a.head_dim as u32,
         scale: 1.0 / (a.head_dim as f32).sqrt(),
         flags: accumulate as u32,
+        block: a.block.max(1) as u32,
+        _pad: [0; 3],
     };
     let grid = [groups(a.frames, 64), a.heads as u32, 1];
     let bytes = bytemuck::bytes_of(&p);

@@ -9,12 +9,24 @@
 //   dK_j = scale·Σ_i ds_ij·q_i,  dV_j = Σ_i p_ij·dO_i   (one per key)
 // Every output element has one writer: no atomics. The loops read keys and
 // queries straight from storage (a first version: correct, not tiled).
+// As in the forward, the frames may be independent sequences of `block`
+// tokens (a batch of windows side by side): i and j range over one sequence.
 
 struct Params {
     frames: u32,
     head_dim: u32,  // ≤ MAX_HEAD_DIM
     scale: f32,
     flags: u32,     // bit 0: accumulate into dq / dk, dv
+    block: u32,     // tokens per independent sequence (frames for one)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// The frames [start, end) of the sequence holding frame `i`.
+fn sequence(i: u32, block: u32, frames: u32) -> vec2<u32> {
+    let start = i / block * block;
+    return vec2<u32>(start, min(start + block, frames));
 }
 
 const MAX_HEAD_DIM: u32 = 128u;
@@ -46,7 +58,8 @@ fn attention_grad_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var m = -3.4e38;
     var l = 0.0;
-    for (var j = 0u; j < st_p.frames; j++) {
+    let seq = sequence(i, st_p.block, st_p.frames);
+    for (var j = seq.x; j < seq.y; j++) {
         var s = st_bias[j];
         for (var d = 0u; d < dh; d++) {
             s = fma(qv[d], st_k[(row0 + d) * st_p.frames + j], s);
@@ -92,7 +105,8 @@ fn attention_grad_q(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at = 2u * (h * frames + i);
     let lse = gq_stats[at];
     let dd = gq_stats[at + 1u];
-    for (var j = 0u; j < frames; j++) {
+    let seq = sequence(i, gq_p.block, frames);
+    for (var j = seq.x; j < seq.y; j++) {
         var s = gq_bias[j];
         var dp = 0.0;
         for (var d = 0u; d < dh; d++) {
@@ -148,7 +162,8 @@ fn attention_grad_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
         dv[d] = 0.0;
     }
     let bias = gk_bias[j];
-    for (var i = 0u; i < frames; i++) {
+    let seq = sequence(j, gk_p.block, frames);
+    for (var i = seq.x; i < seq.y; i++) {
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < dh; d++) {

@@ -49,3 +49,21 @@ pub fn ensemble_head(
         [groups(dispatch_frames, 256), 1, 1],
     )
 }
+
+/// [`ensemble_head`] over `batch` windows (workgroup y), for training: `head`
+/// is `[batch, K, t_head]` and `out` `[batch, K, out_stride]`.
+pub fn ensemble_head_batch(
+    g: &mut Graph,
+    head: Slot,
+    table: Slot,
+    out: Slot,
+    params: EnsembleParams,
+    batch: usize,
+) -> ParamsId {
+    g.dispatch(
+        &ENSEMBLE_HEAD,
+        &[head, table, out],
+        bytemuck::bytes_of(&params),
+        [groups(params.len as usize, 256), batch as u32, 1],
+    )
+}

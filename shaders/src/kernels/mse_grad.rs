@@ -26,7 +26,7 @@ pub struct MseParams {
     classes: u32,
     t_len: u32,
     flags: u32,
-    _pad0: u32,
+    loss_offset: u32,
     scale: f32,
     _pad1: [u32; 3],
 }
@@ -39,10 +39,18 @@ impl MseParams {
             classes: classes as u32,
             t_len: t_len as u32,
             flags: accumulate as u32,
-            _pad0: 0,
+            loss_offset: 0,
             scale: (1.0 / (n * classes as f64).max(1.0)) as f32,
             _pad1: [0; 3],
         }
+    }
+}
+
+impl MseParams {
+    /// Writes the level's frame losses from float `offset` of `frame_loss`.
+    pub fn at_offset(mut self, offset: usize) -> Self {
+        self.loss_offset = offset as u32;
+        self
     }
 }
 

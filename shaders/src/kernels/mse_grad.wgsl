@@ -3,13 +3,14 @@
 //   L  = Σ_{b,k,t} m[b,t] · (s − u)² / (n · K),  n = Σ m
 //   ds = 2 · m[b,t] · (s − u) / (n · K)
 // on `[batch, K, T]` rows. One invocation per frame: ds for every class,
-// and the frame's share of L into `frame_loss` (summed by reduce.wgsl).
+// and the frame's share of L into `frame_loss` (summed by reduce.wgsl; the
+// levels of one step write disjoint ranges of one buffer).
 
 struct MseParams {
     classes: u32,
     t_len: u32,
     flags: u32,   // bit 0: accumulate into ds (levels summed into one head)
-    _pad0: u32,
+    loss_offset: u32, // where this level's frames start in `frame_loss`
     scale: f32,   // 1 / (n · K), from the host's masks
     _pad1: u32,
     _pad2: u32,
@@ -43,5 +44,5 @@ fn masked_mse_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         ds[idx] = g;
     }
-    frame_loss[f] = mp.scale * loss;
+    frame_loss[mp.loss_offset + f] = mp.scale * loss;
 }
