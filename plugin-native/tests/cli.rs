@@ -620,3 +620,223 @@ fn bench_paper_reports_every_table_and_resumes() {
     let err = fails(&["bench", "paper", "--out", p(&occupied)]);
     assert!(err.contains("not a bench paper output"), "{err}");
 }
+
+/// Mean training loss per epoch from a run's `last/progress.json`.
+fn train_losses(out: &Path) -> Vec<f64> {
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("last/progress.json")).unwrap())
+            .unwrap();
+    progress["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["train_loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// `--device wgpu` trains and distils with the WGSL training kernels
+/// (lavapipe in CI): the model directory is the CPU path's, a run resumes
+/// on the other device, the first epoch's loss follows the CPU's, and what
+/// the kernels do not cover is refused before anything is written.
+#[test]
+fn train_and_distill_on_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "5");
+    let d = |s: &str| -> &'static str {
+        Box::leak(data.join(s).to_str().unwrap().to_string().into_boxed_str())
+    };
+    let train = |out: &Path, device: &str, epochs: &str, resume: bool| -> String {
+        let mut args = vec![
+            "train",
+            "--features",
+            d("features/exo"),
+            "--videos",
+            d("splits/exo_train.bundle"),
+            "--val-videos",
+            d("splits/exo_val.bundle"),
+            "--labels",
+            d("groundTruth"),
+            "--mapping",
+            d("mapping.txt"),
+            "--background",
+            "background",
+            "--width-scale",
+            "0.125",
+            "--out",
+            p(out),
+            "--device",
+            device,
+            "--epochs",
+            epochs,
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let out = syncseg(&args);
+        assert!(
+            out.status.success(),
+            "syncseg {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let (cpu, gpu) = (dir.path().join("cpu"), dir.path().join("gpu"));
+    train(&cpu, "cpu", "1", false);
+    let log = train(&gpu, "wgpu", "2", false);
+    assert!(
+        log.contains("training on ") && !log.contains("training on cpu"),
+        "{log}"
+    );
+    for file in [
+        "model.json",
+        "model.safetensors",
+        "last/model.safetensors",
+        "last/optimizer.safetensors",
+        "last/progress.json",
+    ] {
+        assert!(gpu.join(file).exists(), "{file} missing");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gpu.join("model.json")).unwrap()).unwrap();
+    assert_ne!(meta["provenance"]["device"], "cpu");
+    // Same model, same batches: the first epoch's mean loss agrees to the
+    // rounding noise of Adam's trajectory (3e-4 measured).
+    let (c, g) = (train_losses(&cpu)[0], train_losses(&gpu)[0]);
+    assert!((c - g).abs() <= 2e-3 * c, "epoch 1 loss: cpu {c}, gpu {g}");
+    // The GPU's optimiser state resumes on the CPU, and the CPU's on the GPU.
+    train(&gpu, "cpu", "3", true);
+    assert_eq!(train_losses(&gpu).len(), 3);
+    train(&cpu, "wgpu", "2", true);
+    assert_eq!(train_losses(&cpu).len(), 2);
+    // --device auto does not train on a software adapter.
+    let auto = dir.path().join("auto");
+    let log = train(&auto, "auto", "1", false);
+    assert!(log.contains("training on cpu"), "{log}");
+
+    // The method on the device: no label is read.
+    let student = dir.path().join("student");
+    let distill = |out: &Path, extra: &[&str]| -> Output {
+        let mut args = vec![
+            "distill",
+            "--teacher",
+            p(&gpu),
+            "--teacher-features",
+            d("features/exo"),
+            "--student-features",
+            d("features/ego"),
+            "--videos",
+            d("splits/adapt.bundle"),
+            "--val-videos",
+            d("splits/adapt_val.bundle"),
+            "--out",
+            p(out),
+            "--epochs",
+            "1",
+        ];
+        args.extend(extra);
+        syncseg(&args)
+    };
+    let run = distill(&student, &["--levels", "1,2,3,4", "--device", "wgpu"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let loss = train_losses(&student)[0];
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    let preds = dir.path().join("preds");
+    ok(&[
+        "predict",
+        "--model",
+        p(&student),
+        "--features",
+        d("features/ego"),
+        "--videos",
+        d("splits/ego_test.bundle"),
+        "--out",
+        p(&preds),
+    ]);
+    assert!(preds.join("rec0046.segments.json").exists());
+    // Both levels: the adapter, then the network behind it, on the device;
+    // the adapter stage's loss follows the CPU's (1e-6 measured).
+    let both = dir.path().join("both");
+    let both_cpu = dir.path().join("both_cpu");
+    for (out, device) in [(&both, "wgpu"), (&both_cpu, "cpu")] {
+        let run = distill(
+            out,
+            &[
+                "--level",
+                "both",
+                "--adapter-epochs",
+                "1",
+                "--device",
+                device,
+            ],
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let (c, g) = (
+        train_losses(&both_cpu.join("feature_stage"))[0],
+        train_losses(&both.join("feature_stage"))[0],
+    );
+    assert!((c - g).abs() <= 1e-4 * c, "adapter loss: cpu {c}, gpu {g}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(both.join("model.json")).unwrap()).unwrap();
+    assert!(meta["adapter"].is_object(), "{meta}");
+    ok(&[
+        "predict",
+        "--model",
+        p(&both),
+        "--features",
+        d("features/ego"),
+        "--videos",
+        d("splits/ego_test.bundle"),
+        "--out",
+        p(&dir.path().join("preds_both")),
+        "--device",
+        "wgpu",
+    ]);
+    // The benchmark's step on the device reports a finite loss and memory.
+    for extra in [
+        &["--frames", "400"][..],
+        &["--adapter", "small", "--frames", "64"],
+    ] {
+        let mut args = vec![
+            "bench",
+            "step",
+            "--device",
+            "wgpu",
+            "--dim",
+            "16",
+            "--classes",
+            "5",
+        ];
+        args.extend(["--warmup", "0", "--iters", "1", "--json"]);
+        args.extend(extra);
+        let report: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        assert!(
+            report["last_loss"].as_f64().unwrap().is_finite(),
+            "{report}"
+        );
+        assert!(report["train_step_ms"].as_f64().unwrap() > 0.0, "{report}");
+        let memory = &report[if extra[0] == "--adapter" {
+            "device_memory_bytes"
+        } else {
+            "peak_bytes"
+        }];
+        assert!(memory.as_u64().unwrap() > 0, "{report}");
+    }
+    // The baselines have no device kernels: refused before anything runs.
+    let tcc = dir.path().join("tcc");
+    let run = distill(&tcc, &["--loss", "tcc", "--device", "wgpu"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && err.contains("--device wgpu") && err.contains("--loss tcc"),
+        "{err}"
+    );
+    assert!(!tcc.exists(), "nothing written");
+}

@@ -24,6 +24,7 @@ use syncseg_core::synth::{Generator, Preset, SynthConfig};
 use syncseg_core::train::data::load_labeled;
 use syncseg_core::train::distill::Pairing;
 
+use super::device::DeviceChoice;
 use super::{distill, train};
 
 /// Marks a folder as the demo's own, so a re-run may replace it.
@@ -135,6 +136,9 @@ pub(super) fn train_args(
         time_major: false,
         width_scale: b.width_scale,
         resume: false,
+        // The demo and the paper's benchmark train with candle on the CPU:
+        // their figures are the reference the GPU path is compared with.
+        device: DeviceChoice::Cpu,
     }
 }
 
@@ -183,6 +187,7 @@ pub(super) fn distill_args(
         adapter_ffn: 128,
         adapter_epochs: Some(b.distill_epochs),
         adapter_lr: 1e-3,
+        device: DeviceChoice::Cpu,
     }
 }
 

@@ -2,11 +2,15 @@
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use syncseg_core::features::Features;
 use syncseg_core::model::SegModel;
 use syncseg_core::predict::{predict, Prediction};
+use syncseg_core::train::adam::AdamConfig;
+use syncseg_core::train::fit::Objective;
+use syncseg_core::train::step::{AutodiffStepper, Stepper};
 use syncseg_core::vision::Vit;
+use syncseg_shaders::train::WgpuStepper;
 use syncseg_shaders::vit::DEFAULT_BATCH;
 use syncseg_shaders::{Gpu, WgpuSegmenter, WgpuVit};
 
@@ -20,6 +24,17 @@ pub enum DeviceChoice {
     Wgpu,
     /// The GPU when there is one, else the CPU (and says so).
     Auto,
+}
+
+impl DeviceChoice {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Wgpu => "wgpu",
+            DeviceChoice::Auto => "auto",
+        }
+    }
 }
 
 /// A model ready to segment on one backend.
@@ -49,6 +64,74 @@ pub fn open_gpu(choice: DeviceChoice) -> anyhow::Result<Option<Arc<Gpu>>> {
             }
         },
     }
+}
+
+/// Which part of the model a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trained {
+    /// The C2F-TCN (an adapter in front of it stays frozen).
+    Network,
+    /// The feature adapter (the C2F-TCN stays frozen).
+    Adapter,
+}
+
+/// What takes a training run's steps, and where.
+pub struct Trainer {
+    pub stepper: Box<dyn Stepper>,
+    /// "cpu" or the adapter's description.
+    pub device: String,
+}
+
+/// The stepper `choice` stands for when training `model`'s `vars` under
+/// `objective`. `gpu_unsupported` names why this run cannot train on the
+/// GPU (an objective without device kernels): an error for `wgpu`, the CPU
+/// for `auto`. `auto` trains on a hardware GPU only: on a software adapter
+/// (lavapipe) candle's CPU path is faster.
+pub fn trainer(
+    choice: DeviceChoice,
+    model: &SegModel,
+    trained: Trained,
+    vars: Vec<(String, Var)>,
+    objective: &dyn Objective,
+    adam: AdamConfig,
+    gpu_unsupported: Option<&str>,
+) -> anyhow::Result<Trainer> {
+    let cpu = |mut vars: Vec<(String, Var)>| -> anyhow::Result<Trainer> {
+        vars.extend(objective.extra_vars());
+        Ok(Trainer {
+            stepper: Box::new(AutodiffStepper::new(vars, adam)?),
+            device: "cpu".into(),
+        })
+    };
+    let gpu = match (choice, gpu_unsupported) {
+        (DeviceChoice::Cpu, _) => return cpu(vars),
+        (DeviceChoice::Wgpu, Some(why)) => anyhow::bail!("--device wgpu: {why}"),
+        (DeviceChoice::Auto, Some(why)) => {
+            eprintln!("--device auto: training on the CPU ({why})");
+            return cpu(vars);
+        }
+        (_, None) => match open_gpu(choice)? {
+            None => return cpu(vars),
+            Some(gpu) if choice == DeviceChoice::Auto && gpu.is_software() => {
+                eprintln!(
+                    "--device auto: {} is a software adapter; training on the CPU",
+                    gpu.describe()
+                );
+                return cpu(vars);
+            }
+            Some(gpu) => gpu,
+        },
+    };
+    let device = gpu.describe();
+    let stepper = match trained {
+        Trained::Network => WgpuStepper::new(gpu, model, adam),
+        Trained::Adapter => WgpuStepper::adapter(gpu, model, adam),
+    }
+    .map_err(|e| anyhow::anyhow!("--device {}: {e}", choice.name()))?;
+    Ok(Trainer {
+        stepper: Box::new(stepper),
+        device,
+    })
 }
 
 impl<'m> Runner<'m> {

@@ -17,9 +17,10 @@ use syncseg_core::train::distill::{
     DEFAULT_LEVELS,
 };
 use syncseg_core::train::feature_distill::FeatureDistill;
-use syncseg_core::train::fit::{fit, FitConfig, Objective};
+use syncseg_core::train::fit::{fit_with, FitConfig, Objective};
 use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
+use super::device::{trainer, DeviceChoice, Trained};
 use crate::progress::EpochBars;
 
 #[derive(clap::Args, Debug)]
@@ -135,9 +136,14 @@ pub struct Args {
     /// Learning rate of adapter training.
     #[arg(long, default_value_t = 1e-3)]
     pub adapter_lr: f64,
-    /// Continue an interrupted run from OUT/last.
+    /// Continue an interrupted run from OUT/last (on either device).
     #[arg(long)]
     pub resume: bool,
+    /// Where the steps run: candle on the CPU, the WGSL training kernels on
+    /// a wgpu adapter (the method: sync-mse at every --level), or `auto` (a
+    /// hardware GPU when there is one and the run can use it).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 /// Which part of the model is distilled.
@@ -300,6 +306,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.loss.name()
         );
     }
+    // The device kernels cover the method itself: the synchronized MSE of
+    // the heads and of the adapter's features. Refuse the GPU before
+    // anything runs.
+    let gpu_unsupported: Option<String> = if args.loss != AdaptLoss::SyncMse {
+        Some(format!(
+            "GPU training covers the method's loss (sync-mse); --loss {} trains on the CPU",
+            args.loss.name()
+        ))
+    } else {
+        None
+    };
+    if let (DeviceChoice::Wgpu, Some(why)) = (args.device, &gpu_unsupported) {
+        bail!("--device wgpu: {why}");
+    }
     let task_train = match &args.task_videos {
         Some(b) => load_task_videos(&args, b, &teacher, layout)?,
         None => Vec::new(),
@@ -391,6 +411,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Some((adapter, varmap)) => adapter.named_vars(varmap)?,
                 None => unreachable!("attached above"),
             };
+            let stage = Stage {
+                name: "adapter",
+                trained: Trained::Adapter,
+                device: args.device,
+                gpu_unsupported: gpu_unsupported.as_deref(),
+            };
             run_stage(
                 &mut student,
                 trainable,
@@ -398,7 +424,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &cfg,
                 out,
                 resume,
-                "adapter",
+                stage,
             )?;
             // Continue from the selected (best) adapter, not the last epoch.
             SegModel::load(out, &device)?
@@ -449,6 +475,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         task,
     )?;
     let trainable = syncseg_core::train::trainable_vars(&student);
+    let stage = Stage {
+        name: "distill",
+        trained: Trained::Network,
+        device: args.device,
+        gpu_unsupported: gpu_unsupported.as_deref(),
+    };
     run_stage(
         &mut student,
         trainable,
@@ -456,8 +488,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &cfg,
         &args.out,
         resume,
-        "distill",
+        stage,
     )
+}
+
+/// A training stage's name and where it may run.
+struct Stage<'a> {
+    name: &'a str,
+    trained: Trained,
+    device: DeviceChoice,
+    gpu_unsupported: Option<&'a str>,
 }
 
 fn run_stage(
@@ -467,10 +507,30 @@ fn run_stage(
     cfg: &FitConfig,
     out: &Path,
     resume: bool,
-    name: &str,
+    stage: Stage,
 ) -> anyhow::Result<()> {
+    let name = stage.name;
+    let mut trainer = trainer(
+        stage.device,
+        student,
+        stage.trained,
+        trainable,
+        objective,
+        cfg.adam,
+        stage.gpu_unsupported,
+    )?;
+    eprintln!("{name}: training on {}", trainer.device);
+    student.meta.provenance["device"] = serde_json::json!(trainer.device);
     let mut bars = EpochBars::new(name);
-    let progress = fit(student, trainable, objective, cfg, out, resume, &mut bars)?;
+    let progress = fit_with(
+        student,
+        trainer.stepper.as_mut(),
+        objective,
+        cfg,
+        out,
+        resume,
+        &mut bars,
+    )?;
     bars.finish();
     // Without held-out pairs the "score" is just the epoch number.
     let has_val = progress.history.iter().any(|r| r.val.is_some());

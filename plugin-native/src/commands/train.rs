@@ -9,9 +9,10 @@ use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
 use syncseg_core::npy::FeatureLayout;
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::data::load_labeled;
-use syncseg_core::train::fit::{fit, FitConfig};
+use syncseg_core::train::fit::{fit_with, FitConfig};
 use syncseg_core::train::supervised::{Supervised, SupervisedLoss};
 
+use super::device::{trainer, DeviceChoice, Trained};
 use crate::progress::EpochBars;
 
 #[derive(clap::Args, Debug)]
@@ -65,9 +66,13 @@ pub struct Args {
     /// Multiply every channel width of the reference C2F-TCN (256/128) by this.
     #[arg(long, default_value_t = 1.0)]
     pub width_scale: f64,
-    /// Continue an interrupted run from OUT/last.
+    /// Continue an interrupted run from OUT/last (on either device).
     #[arg(long)]
     pub resume: bool,
+    /// Where the steps run: candle on the CPU, the WGSL training kernels on
+    /// a wgpu adapter, or `auto` (a hardware GPU when there is one).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -150,10 +155,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let objective = Supervised::new(&train, &val, args.max_frames, ignore, loss, device);
     let trainable = syncseg_core::train::trainable_vars(&model);
-    let mut bars = EpochBars::new("train");
-    let progress = fit(
-        &mut model,
+    let mut trainer = trainer(
+        args.device,
+        &model,
+        Trained::Network,
         trainable,
+        &objective,
+        cfg.adam,
+        None,
+    )?;
+    eprintln!("training on {}", trainer.device);
+    model.meta.provenance["device"] = serde_json::json!(trainer.device);
+    let mut bars = EpochBars::new("train");
+    let progress = fit_with(
+        &mut model,
+        trainer.stepper.as_mut(),
         &objective,
         &cfg,
         &args.out,
