@@ -400,7 +400,8 @@ impl Vit {
     }
 
     /// A model of architecture `cfg` with random weights (normal, std
-    /// 0.02; LayerNorm near identity): for benchmarks, never for features.
+    /// 0.02; LayerNorm near identity; always the same draw): for benchmarks
+    /// and tests, never for features.
     pub fn random(cfg: VitConfig, image: usize) -> Result<Self> {
         Self::random_with_std(cfg, image, 0.02)
     }
@@ -408,7 +409,7 @@ impl Vit {
     /// [`Vit::random`] with weights of standard deviation `std` (LayerNorm
     /// scales 1 + that noise): larger values make parity tests meaningful.
     pub fn random_with_std(cfg: VitConfig, image: usize, std: f32) -> Result<Self> {
-        let tensors = random_checkpoint(cfg, std)?;
+        let tensors = random_checkpoint(cfg, std, 0)?;
         let get = |name: &str| -> Result<Tensor> {
             tensors
                 .get(name)
@@ -536,9 +537,13 @@ impl Vit {
 
 /// Random weights of architecture `cfg` by official name (the public
 /// checkpoints' layout; save them with `candle_core::safetensors::save`):
-/// normal with standard deviation `std`, LayerNorm scales `1 + N(0, std)`.
+/// normal with standard deviation `std`, LayerNorm scales `1 + N(0, std)`,
+/// drawn from `seed` (the same seed gives the same weights: a test whose
+/// margins depend on the draw is then the same test on every run).
 /// For tests and benchmarks; never for real features.
-pub fn random_checkpoint(cfg: VitConfig, std: f32) -> Result<HashMap<String, Tensor>> {
+pub fn random_checkpoint(cfg: VitConfig, std: f32, seed: u64) -> Result<HashMap<String, Tensor>> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
     let d = cfg.dim;
     let (p, g) = (cfg.patch, cfg.pos_grid);
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -581,17 +586,25 @@ pub fn random_checkpoint(cfg: VitConfig, std: f32) -> Result<HashMap<String, Ten
         shapes.push((b(&format!("mlp.{fc_out}.weight")), vec![d, hidden]));
         shapes.push((b(&format!("mlp.{fc_out}.bias")), vec![d]));
     }
+    let noise = rand_distr::Normal::new(0f32, std)
+        .map_err(|e| Error::invalid(format!("random weights of std {std}: {e}")))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = HashMap::new();
     for (name, shape) in shapes {
-        let t = if name.ends_with("norm1.weight")
+        let mean = if name.ends_with("norm1.weight")
             || name.ends_with("norm2.weight")
             || name == "norm.weight"
         {
-            Tensor::randn(1f32, std, shape.as_slice(), &Device::Cpu)?
+            1f32
         } else {
-            Tensor::randn(0f32, std, shape.as_slice(), &Device::Cpu)?
+            0f32
         };
-        tensors.insert(name, t);
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| mean + noise.sample(&mut rng)).collect();
+        tensors.insert(
+            name,
+            Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?,
+        );
     }
     Ok(tensors)
 }
