@@ -376,3 +376,50 @@ fn video_errors_are_one_line_and_name_the_problem() {
     );
     assert!(!out.exists() && !seg.exists(), "nothing half-written");
 }
+
+/// `bench vit --save-weights` writes the weights it times as a checkpoint
+/// the video commands load (what scripts/bench-browser-vit.sh relies on).
+#[test]
+fn bench_vit_saves_the_weights_it_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("vit_s.safetensors");
+    let report = ok(&[
+        "bench",
+        "vit",
+        "--size",
+        "small",
+        "--image",
+        "28",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--json",
+        "--save-weights",
+        p(&weights),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["dim"], 384, "{report}");
+    assert!(report["frames_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, [weights.file_name().unwrap()], "nothing else left");
+
+    let video = test_video(dir.path());
+    let out = dir.path().join("clip.npy");
+    let mut args = vec![
+        "features",
+        "--video",
+        p(&video),
+        "--weights",
+        p(&weights),
+        "--out",
+        p(&out),
+    ];
+    args.extend(SMALL);
+    ok(&args);
+    let f = read_features(&out, FeatureLayout::DimByTime).unwrap();
+    assert_eq!((f.dim, f.frames), (384, FRAMES));
+}

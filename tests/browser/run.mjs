@@ -5,15 +5,17 @@
 // CONFIG: {
 //   "root": "<repo>/plugin-wasm",      served at /
 //   "files": "<dir>",                   served at /files/
-//   "model": "/files/model.safetensors",
+//   "model": "/files/model.safetensors",   (not needed for "vision" alone)
 //   "cases": [{"name": "...", "features": "/files/x.npy", "devices": ["webgpu", "cpu"], "repeat": 1}],
 //             (or "synthetic": {preset, seed, dim, index, view} instead of "features")
 //   "fallback": {"features": "/files/x.npy"},   optional: a run without WebGPU
 //   "errors": {"key": ["loadModelUrl" | "loadFeaturesUrl" | "segment", arg]}, calls expected to fail
 //   "vision": {"weights": "/files/vit.safetensors", "options": {resize, crop},
-//              "pixels": {count, width, height}, "video": "/files/clip.webm", "fps": 10},
-//             optional: FrameEncoder on frames of known pixels, and the demo's
-//             video file → features → segments
+//              "pixels": {count, width, height, devices?, repeat?},
+//              "video": "/files/clip.webm", "fps": 10},
+//             optional: FrameEncoder on frames of known pixels (each encode
+//             timed), and, with "video", the demo's video file → features →
+//             segments
 //   "out": "<path of the JSON written>"
 // }
 import { createServer } from "node:http";
@@ -132,10 +134,17 @@ async function runVision(page, v) {
       frames.push(i % 3 === 0 ? img : i % 3 === 1 ? { data, width, height } : await createImageBitmap(img));
     }
     const runs = [];
-    for (const device of ["webgpu", "cpu"]) {
+    for (const device of v.pixels.devices ?? ["webgpu", "cpu"]) {
       const enc = await m.FrameEncoder.load(bytes, { device, ...v.options });
-      const f = await enc.encode(frames);
-      runs.push({ device: enc.device, adapter: enc.adapter, dim: f.dim, frames: f.frames, data: Array.from(f.data) });
+      // Each encode timed; the first includes the backend's warm-up.
+      const millis = [];
+      let f;
+      for (let r = 0; r < (v.pixels.repeat ?? 1); r++) {
+        const started = performance.now();
+        f = await enc.encode(frames);
+        millis.push(performance.now() - started);
+      }
+      runs.push({ device: enc.device, adapter: enc.adapter, dim: f.dim, frames: f.frames, millis, data: Array.from(f.data) });
       enc.free();
     }
     const errors = {};
@@ -154,6 +163,7 @@ async function runVision(page, v) {
   }, { v, pixelSrc: testPixel.toString() });
 
   // The demo page: a video file → features (on each device) → segments.
+  if (!v.video) return { pixels };
   await page.evaluate(([w, o]) => window.syncsegDemo.loadWeightsUrl(w, o), [v.weights, v.options]);
   await page.evaluate((u) => window.syncsegDemo.loadVideoUrl(u), v.video);
   const video = {};
@@ -189,7 +199,7 @@ async function main() {
     const page = await openPage(browser, origin, log);
     result.userAgent = await page.evaluate(() => navigator.userAgent);
     result.kernels = await page.evaluate(() => window.syncsegDemo.compileKernels());
-    await page.evaluate((url) => window.syncsegDemo.loadModelUrl(url), config.model);
+    if (config.model) await page.evaluate((url) => window.syncsegDemo.loadModelUrl(url), config.model);
     result.cases = [];
     for (const c of config.cases ?? []) {
       const started = Date.now();

@@ -403,8 +403,11 @@ impl Vit {
     /// 0.02; LayerNorm near identity; always the same draw): for benchmarks
     /// and tests, never for features.
     pub fn random(cfg: VitConfig, image: usize) -> Result<Self> {
-        Self::random_with_std(cfg, image, 0.02)
+        Self::random_with_std(cfg, image, Self::RANDOM_STD)
     }
+
+    /// The weights' standard deviation in [`Vit::random`].
+    pub const RANDOM_STD: f32 = 0.02;
 
     /// [`Vit::random`] with weights of standard deviation `std` (LayerNorm
     /// scales 1 + that noise): larger values make parity tests meaningful.

@@ -175,6 +175,11 @@ pub struct VitBenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the benchmarked weights as a DINOv2-layout safetensors
+    /// file (for timing the same ViT in a browser:
+    /// scripts/bench-browser-vit.sh).
+    #[arg(long)]
+    save_weights: Option<std::path::PathBuf>,
 }
 
 /// `syncseg bench vit`: frame-feature extraction rate of a DINOv2 ViT
@@ -183,6 +188,9 @@ pub struct VitBenchArgs {
 pub fn vit(args: VitBenchArgs) -> anyhow::Result<()> {
     use syncseg_core::vision::{Vit, VitConfig};
     let cfg = VitConfig::preset(&args.size)?;
+    if let Some(path) = &args.save_weights {
+        save_random_vit(cfg, path)?;
+    }
     let gpu = super::device::open_gpu(args.device)?;
     let mut vit = super::device::FrameEncoder::on(gpu, Vit::random(cfg, args.image)?)?;
     let device = vit.describe();
@@ -213,5 +221,32 @@ pub fn vit(args: VitBenchArgs) -> anyhow::Result<()> {
             1000.0 / fps
         );
     }
+    Ok(())
+}
+
+/// Writes the weights `Vit::random(cfg, _)` draws (the same std and seed) to
+/// `path`, atomically: a failed write leaves no file behind.
+fn save_random_vit(
+    cfg: syncseg_core::vision::VitConfig,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let tensors = syncseg_core::vision::vit::random_checkpoint(
+        cfg,
+        syncseg_core::vision::Vit::RANDOM_STD,
+        0,
+    )?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("weights");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    if let Err(e) = candle_core::safetensors::save(&tensors, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("{}: cannot write the weights: {e}", path.display());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("{}: {e}", path.display())
+    })?;
     Ok(())
 }
