@@ -39,6 +39,10 @@ pub struct Graph {
     buffers: Vec<wgpu::Buffer>,
     params: Vec<wgpu::Buffer>,
     steps: Vec<Step>,
+    /// Bytes of the buffers the graph created (not imported), and the
+    /// largest of them: what a step costs on the device beyond its inputs.
+    owned_bytes: u64,
+    largest_owned: u64,
 }
 
 impl Graph {
@@ -49,6 +53,8 @@ impl Graph {
             buffers: Vec::new(),
             params: Vec::new(),
             steps: Vec::new(),
+            owned_bytes: 0,
+            largest_owned: 0,
         }
     }
 
@@ -66,19 +72,36 @@ impl Graph {
     /// A new zeroed buffer of `floats` f32 owned by the graph.
     pub fn alloc(&mut self, floats: usize, label: &str) -> Slot {
         let b = self.gpu.zeros(floats, label);
-        self.import(&b)
+        self.own(b)
     }
 
     /// A new buffer holding `data` (e.g. a resampling table).
     pub fn constant_u32(&mut self, data: &[u32], label: &str) -> Slot {
         let b = self.gpu.upload_u32(data, label);
-        self.import(&b)
+        self.own(b)
     }
 
     /// A new buffer holding `data`.
     pub fn constant(&mut self, data: &[f32], label: &str) -> Slot {
         let b = self.gpu.upload(data, label);
-        self.import(&b)
+        self.own(b)
+    }
+
+    fn own(&mut self, buffer: wgpu::Buffer) -> Slot {
+        self.owned_bytes += buffer.size();
+        self.largest_owned = self.largest_owned.max(buffer.size());
+        self.import(&buffer)
+    }
+
+    /// Bytes of the buffers the graph created ([`Graph::alloc`], the
+    /// constants), not of those it imported.
+    pub fn owned_bytes(&self) -> u64 {
+        self.owned_bytes
+    }
+
+    /// The largest buffer the graph created, in bytes.
+    pub fn largest_owned_bytes(&self) -> u64 {
+        self.largest_owned
     }
 
     /// The buffer behind `slot`.

@@ -186,18 +186,9 @@ struct Recorder<'a> {
     g: Graph,
     p: &'a AdapterParams,
     n: usize,
-    bytes: u64,
-    largest: u64,
 }
 
 impl Recorder<'_> {
-    fn alloc(&mut self, floats: usize, label: &str) -> Slot {
-        let bytes = (floats.max(1) * 4) as u64;
-        self.bytes += bytes;
-        self.largest = self.largest.max(bytes);
-        self.g.alloc(floats, label)
-    }
-
     fn weights(&mut self, l: &LinearParam) -> ConvWeights {
         ConvWeights {
             weight: self.g.import(&self.p.params[l.weight].theta),
@@ -281,15 +272,13 @@ pub fn record(
         g: Graph::new(gpu),
         p,
         n,
-        bytes: 0,
-        largest: 0,
     };
 
     // Inputs, and the positional encoding of each window's frames.
-    let x = r.alloc(d * n, "x");
-    let target = r.alloc(d * n, "target");
-    let mask = r.alloc(n, "mask");
-    let key_bias = r.alloc(n, "key_bias");
+    let x = r.g.alloc(d * n, "x");
+    let target = r.g.alloc(d * n, "target");
+    let mask = r.g.alloc(n, "mask");
+    let key_bias = r.g.alloc(n, "key_bias");
     let pe: Vec<f32> = sinusoidal_encoding(
         frames,
         w,
@@ -307,26 +296,25 @@ pub fn record(
         })
         .collect();
     let pe = r.g.constant(&pe, "positions");
-    r.bytes += (w * n * 4) as u64;
 
     // Forward.
-    let h0 = r.alloc(w * n, "h0");
+    let h0 = r.g.alloc(w * n, "h0");
     r.g.copy(pe, h0, w * n);
     r.linear(&p.in_proj, x, h0, 0, w, true);
     let mut h = h0;
     let mut acts = Vec::with_capacity(p.layers.len());
     for layer in &p.layers {
-        let a1 = r.alloc(w * n, "a1");
+        let a1 = r.g.alloc(w * n, "a1");
         r.norm(&layer.norm1, h, a1);
         let (q, k, v) = (
-            r.alloc(w * n, "q"),
-            r.alloc(w * n, "k"),
-            r.alloc(w * n, "v"),
+            r.g.alloc(w * n, "q"),
+            r.g.alloc(w * n, "k"),
+            r.g.alloc(w * n, "v"),
         );
         for (i, dst) in [q, k, v].into_iter().enumerate() {
             r.linear(&layer.qkv, a1, dst, i * w, w, false);
         }
-        let ctx = r.alloc(w * n, "ctx");
+        let ctx = r.g.alloc(w * n, "ctx");
         attention(
             &mut r.g,
             q,
@@ -339,16 +327,16 @@ pub fn record(
             n,
             frames,
         );
-        let h_mid = r.alloc(w * n, "h_mid");
+        let h_mid = r.g.alloc(w * n, "h_mid");
         r.g.copy(h, h_mid, w * n);
         r.linear(&layer.out, ctx, h_mid, 0, w, true);
-        let a2 = r.alloc(w * n, "a2");
+        let a2 = r.g.alloc(w * n, "a2");
         r.norm(&layer.norm2, h_mid, a2);
-        let z = r.alloc(ffn * n, "z");
+        let z = r.g.alloc(ffn * n, "z");
         r.linear(&layer.fc1, a2, z, 0, ffn, false);
-        let f = r.alloc(ffn * n, "f");
+        let f = r.g.alloc(ffn * n, "f");
         gelu(&mut r.g, z, f, ffn * n);
-        let h_out = r.alloc(w * n, "h_out");
+        let h_out = r.g.alloc(w * n, "h_out");
         r.g.copy(h_mid, h_out, w * n);
         r.linear(&layer.fc2, f, h_out, 0, w, true);
         acts.push(LayerActs {
@@ -365,15 +353,15 @@ pub fn record(
         });
         h = h_out;
     }
-    let a = r.alloc(w * n, "a");
+    let a = r.g.alloc(w * n, "a");
     r.norm(&p.norm, h, a);
-    let y = r.alloc(d * n, "y");
+    let y = r.g.alloc(d * n, "y");
     r.g.copy(x, y, d * n);
     r.linear(&p.out_proj, a, y, 0, d, true);
 
     // Loss: Σ m (y − target)² / (n_real · D), and ∂L/∂y.
-    let dy = r.alloc(d * n, "d.y");
-    let frame_loss = r.alloc(n, "frame_loss");
+    let dy = r.g.alloc(d * n, "d.y");
+    let frame_loss = r.g.alloc(n, "frame_loss");
     let slots = MseSlots {
         student: y,
         teacher: target,
@@ -383,25 +371,25 @@ pub fn record(
         batch: 1,
     };
     let loss_params = masked_mse_grad(&mut r.g, &slots, &MseParams::new(d, n, &[], false));
-    let partials = r.alloc(PARTIALS, "partials");
-    let loss = r.alloc(1, "loss");
+    let partials = r.g.alloc(PARTIALS, "partials");
+    let loss = r.g.alloc(1, "loss");
     sum(&mut r.g, frame_loss, partials, loss, n);
 
     // Backward. One buffer carries ∂L/∂h down the residual stream; the
     // branches' gradients are scratch reused by every layer.
-    let dh = r.alloc(w * n, "d.h");
-    let da = r.alloc(w * n, "d.a");
-    let gx = r.alloc(w * n, "d.xhat");
-    let df = r.alloc(ffn * n, "d.f");
-    let dz = r.alloc(ffn * n, "d.z");
-    let dctx = r.alloc(w * n, "d.ctx");
+    let dh = r.g.alloc(w * n, "d.h");
+    let da = r.g.alloc(w * n, "d.a");
+    let gx = r.g.alloc(w * n, "d.xhat");
+    let df = r.g.alloc(ffn * n, "d.f");
+    let dz = r.g.alloc(ffn * n, "d.z");
+    let dctx = r.g.alloc(w * n, "d.ctx");
     let (dq, dk, dv) = (
-        r.alloc(w * n, "d.q"),
-        r.alloc(w * n, "d.k"),
-        r.alloc(w * n, "d.v"),
+        r.g.alloc(w * n, "d.q"),
+        r.g.alloc(w * n, "d.k"),
+        r.g.alloc(w * n, "d.v"),
     );
-    let dqkv = r.alloc(3 * w * n, "d.qkv");
-    let stats = r.alloc(2 * heads * n, "attention.stats");
+    let dqkv = r.g.alloc(3 * w * n, "d.qkv");
+    let stats = r.g.alloc(2 * heads * n, "attention.stats");
     r.linear_backward(&p.out_proj, a, dy, Some(da));
     r.norm_backward(&p.norm, h, da, dh, gx, false);
     for (layer, act) in p.layers.iter().zip(&acts).rev() {
@@ -437,8 +425,8 @@ pub fn record(
     let adam = record_adam(&mut r.g, &p.params, &[]);
 
     Ok(AdapterGraph {
-        activation_bytes: r.bytes,
-        largest_buffer_bytes: r.largest,
+        activation_bytes: r.g.owned_bytes(),
+        largest_buffer_bytes: r.g.largest_owned_bytes(),
         graph: r.g,
         batch,
         frames,

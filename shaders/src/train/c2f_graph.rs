@@ -91,8 +91,6 @@ struct Recorder<'a> {
     p: &'a C2fParams,
     written: HashSet<Slot>,
     batch: usize,
-    bytes: u64,
-    largest: u64,
 }
 
 /// A block's saved activations: conv outputs `a*` before BatchNorm and the
@@ -109,13 +107,6 @@ struct BlockActs {
 }
 
 impl Recorder<'_> {
-    fn alloc(&mut self, floats: usize, label: &str) -> Slot {
-        let bytes = (floats.max(1) * 4) as u64;
-        self.bytes += bytes;
-        self.largest = self.largest.max(bytes);
-        self.g.alloc(floats, label)
-    }
-
     /// Whether a write into `slot` must add to what it holds; marks it written.
     fn accumulate(&mut self, slot: Slot) -> bool {
         !self.written.insert(slot)
@@ -142,7 +133,7 @@ impl Recorder<'_> {
     /// `y = conv(parts)` over the batch, no activation.
     fn conv(&mut self, c: &ConvParam, parts: &[InputPart], len: usize, label: &str) -> Slot {
         let w = self.weights(c);
-        let y = self.alloc(self.batch * c.cout * len, label);
+        let y = self.g.alloc(self.batch * c.cout * len, label);
         let out = OutputRows {
             y,
             co0: 0,
@@ -221,7 +212,7 @@ impl Recorder<'_> {
             bn.running.clone(),
             bn.channels,
         );
-        let stats = self.alloc(2 * channels + 1, "bn.stats");
+        let stats = self.g.alloc(2 * channels + 1, "bn.stats");
         BatchNormSlots {
             gamma_beta: self.g.import(&gb),
             running: self.g.import(&running),
@@ -240,7 +231,7 @@ impl Recorder<'_> {
         let a1 = self.conv(&c1, &parts, len, "a1");
         let bn1 = self.bn_slots(block, 0, mask, len);
         bn_stats(&mut self.g, &bn1, a1);
-        let h1 = self.alloc(self.batch * c1.cout * len, "h1");
+        let h1 = self.g.alloc(self.batch * c1.cout * len, "h1");
         bn_apply(&mut self.g, &bn1, a1, h1, true);
         let mid = [InputPart {
             x: h1,
@@ -250,7 +241,7 @@ impl Recorder<'_> {
         let a2 = self.conv(&c2, &mid, len, "a2");
         let bn2 = self.bn_slots(block, 1, mask, len);
         bn_stats(&mut self.g, &bn2, a2);
-        let out = self.alloc(self.batch * c2.cout * len, "out");
+        let out = self.g.alloc(self.batch * c2.cout * len, "out");
         bn_apply(&mut self.g, &bn2, a2, out, true);
         BlockActs {
             block,
@@ -322,8 +313,6 @@ pub fn record(
         p,
         written: HashSet::new(),
         batch,
-        bytes: 0,
-        largest: 0,
     };
     let whole = |x: Slot, channels: usize| InputPart {
         x,
@@ -332,15 +321,15 @@ pub fn record(
     };
 
     // Inputs.
-    let x = r.alloc(b * cfg.input_dim * frames, "x");
-    let masks: Vec<Slot> = lens.iter().map(|&l| r.alloc(b * l, "mask")).collect();
+    let x = r.g.alloc(b * cfg.input_dim * frames, "x");
+    let masks: Vec<Slot> = lens.iter().map(|&l| r.g.alloc(b * l, "mask")).collect();
 
     // Encoder.
     let mut enc = vec![r.block(0, vec![whole(x, cfg.input_dim)], masks[0], lens[0])];
     let mut pooled = vec![x]; // pooled[i] feeds block i (pooled[0] unused)
     for i in 1..7 {
         let c = e[i - 1];
-        let pl = r.alloc(b * c * lens[i], "pool");
+        let pl = r.g.alloc(b * c * lens[i], "pool");
         max_pool(&mut r.g, enc[i - 1].out, pl, b * c, lens[i - 1], 2);
         pooled.push(pl);
         let acts = r.block(i, vec![whole(pl, c)], masks[i], lens[i]);
@@ -353,10 +342,10 @@ pub fn record(
     let mut tpp = Vec::new(); // (pool, pooled, conv out, upsampled, table)
     for pool in [2usize, 3, 5, 6] {
         let lp = l6 / pool;
-        let q = r.alloc(b * e[6] * lp, "tpp.pool");
+        let q = r.g.alloc(b * e[6] * lp, "tpp.pool");
         max_pool(&mut r.g, s6, q, b * e[6], l6, pool);
         let y = r.conv(&p.tpp, &[whole(q, e[6])], lp, "tpp.conv");
-        let u = r.alloc(b * l6, "tpp.up");
+        let u = r.g.alloc(b * l6, "tpp.up");
         let table = r.g.constant_u32(&resample_table(lp, l6), "table");
         resample(&mut r.g, y, table, u, b, lp, l6, l6, 0);
         tpp.push((pool, q, y, u, table));
@@ -364,9 +353,9 @@ pub fn record(
 
     // Gradient buffers of the encoder outputs and the TPP parts.
     let ds: Vec<Slot> = (0..7)
-        .map(|i| r.alloc(b * e[i] * lens[i], "d.skip"))
+        .map(|i| r.g.alloc(b * e[i] * lens[i], "d.skip"))
         .collect();
-    let du: Vec<Slot> = tpp.iter().map(|_| r.alloc(b * l6, "d.tpp")).collect();
+    let du: Vec<Slot> = tpp.iter().map(|_| r.g.alloc(b * l6, "d.tpp")).collect();
 
     // Decoder.
     let mut dec: Vec<(BlockActs, Vec<UpPart>, Slot, Slot)> = Vec::new(); // acts, ups, table, starts
@@ -390,7 +379,7 @@ pub fn record(
         let mut ups = Vec::new();
         let mut ci0 = e[level];
         for (source, dsource, channels) in sources {
-            let u = r.alloc(b * channels * l_out, "up");
+            let u = r.g.alloc(b * channels * l_out, "up");
             resample(
                 &mut r.g,
                 source,
@@ -415,7 +404,7 @@ pub fn record(
         let head = p.heads[level];
         let z = r.conv(&head, &[whole(acts.out, d)], l_out, "logits");
         logits[level] = Some((z, l_out));
-        dd.push(r.alloc(b * d * l_out, "d.dec"));
+        dd.push(r.g.alloc(b * d * l_out, "d.dec"));
         dec.push((acts, ups, table, starts));
     }
 
@@ -437,9 +426,9 @@ pub fn record(
         .unwrap_or(1)
         * b;
     let scratch = [
-        r.alloc(largest, "scratch"),
-        r.alloc(largest, "scratch"),
-        r.alloc(largest, "scratch"),
+        r.g.alloc(largest, "scratch"),
+        r.g.alloc(largest, "scratch"),
+        r.g.alloc(largest, "scratch"),
     ];
 
     // Decoder backward, finest level first.
@@ -464,7 +453,7 @@ pub fn record(
         let mut dparts = vec![Some(ds[level])];
         let dups: Vec<Slot> = ups
             .iter()
-            .map(|u| r.alloc(b * u.channels * acts.len, "d.up"))
+            .map(|u| r.g.alloc(b * u.channels * acts.len, "d.up"))
             .collect();
         dparts.extend(dups.iter().map(|&s| Some(s)));
         r.block_backward(acts, dd[j], &dparts, scratch);
@@ -491,9 +480,9 @@ pub fn record(
     for (idx, ((pool, q, _y, _u, table), &du)) in tpp.iter().zip(&du).enumerate() {
         let lp = l6 / pool;
         let starts = r.g.constant_u32(&resample_grad_starts(lp, l6), "starts");
-        let dy = r.alloc(b * lp, "d.tpp.conv");
+        let dy = r.g.alloc(b * lp, "d.tpp.conv");
         resample_grad(&mut r.g, du, *table, starts, dy, b, lp, l6, l6, 0, false);
-        let dq = r.alloc(b * e[6] * lp, "d.tpp.pool");
+        let dq = r.g.alloc(b * e[6] * lp, "d.tpp.pool");
         r.conv_backward(&p.tpp, &[whole(*q, e[6])], &[Some(dq)], dy, lp, idx > 0);
         let acc = r.accumulate(ds[6]);
         max_pool_grad(&mut r.g, s6, *q, dq, ds[6], b * e[6], l6, *pool, acc);
@@ -502,7 +491,7 @@ pub fn record(
     // Encoder backward.
     for i in (1..7).rev() {
         let c = e[i - 1];
-        let dpool = r.alloc(b * c * lens[i], "d.pool");
+        let dpool = r.g.alloc(b * c * lens[i], "d.pool");
         r.block_backward(&enc[i], ds[i], &[Some(dpool)], scratch);
         let acc = r.accumulate(ds[i - 1]);
         max_pool_grad(
@@ -537,8 +526,8 @@ pub fn record(
     let adam = record_adam(&mut r.g, &p.params, &frozen);
 
     TrainGraph {
-        activation_bytes: r.bytes,
-        largest_buffer_bytes: r.largest,
+        activation_bytes: r.g.owned_bytes(),
+        largest_buffer_bytes: r.g.largest_owned_bytes(),
         graph: r.g,
         batch,
         frames,
@@ -567,9 +556,9 @@ fn segmentation_loss(
     let p = r.p;
     let cfg = &p.cfg;
     let (b, k) = (r.batch, cfg.num_classes);
-    let labels = r.alloc(b * frames, "labels");
-    let weight = r.alloc(b * frames, "weight");
-    let probs = r.alloc(b * k * frames, "probs");
+    let labels = r.g.alloc(b * frames, "labels");
+    let weight = r.g.alloc(b * frames, "weight");
+    let probs = r.g.alloc(b * k * frames, "probs");
     let total: f32 = cfg.ensemble_weights.iter().sum();
     let mut ensemble_tables = [None; 6];
     let mut first = true;
@@ -596,8 +585,8 @@ fn segmentation_loss(
     }
 
     // Loss and ∂L/∂probs.
-    let dprobs = r.alloc(b * k * frames, "d.probs");
-    let frame_loss = r.alloc(b * frames, "frame_loss");
+    let dprobs = r.g.alloc(b * k * frames, "d.probs");
+    let frame_loss = r.g.alloc(b * frames, "frame_loss");
     let loss_slots = SegLossSlots {
         probs,
         labels,
@@ -609,12 +598,12 @@ fn segmentation_loss(
     };
     let placeholder = SegLossParams::new(k, frames, &[], &[], 0.0, 1.0);
     let loss_params = seg_loss_grad(&mut r.g, &loss_slots, &placeholder);
-    let partials = r.alloc(PARTIALS, "partials");
-    let loss = r.alloc(1, "loss");
+    let partials = r.g.alloc(PARTIALS, "partials");
+    let loss = r.g.alloc(1, "loss");
     sum(&mut r.g, frame_loss, partials, loss, b * frames);
 
     // Heads: ∂L/∂logits through the ensemble and the resampling.
-    let dz = r.alloc(b * k * frames, "d.resampled");
+    let dz = r.g.alloc(b * k * frames, "d.resampled");
     let mut dlogits = [None; 6];
     for (hi, head) in logits.iter().enumerate() {
         let Some(table) = ensemble_tables[hi] else {
@@ -624,7 +613,7 @@ fn segmentation_loss(
         let w = cfg.ensemble_weights[hi] / total;
         ensemble_head_grad(&mut r.g, z, table, dprobs, dz, b, k, l, frames, w);
         let starts = r.g.constant_u32(&resample_grad_starts(l, frames), "starts");
-        let dl = r.alloc(b * k * l, "d.logits");
+        let dl = r.g.alloc(b * k * l, "d.logits");
         resample_grad(
             &mut r.g,
             dz,
@@ -665,14 +654,14 @@ fn distillation_loss(
         .iter()
         .map(|&l| logits[l].expect("every head recorded").1)
         .sum();
-    let frame_loss = r.alloc(b * frames, "frame_loss");
+    let frame_loss = r.g.alloc(b * frames, "frame_loss");
     let mut offset = 0;
     let mut inputs = Vec::new();
     let mut dlogits = [None; 6];
     for &level in &levels {
         let (z, l) = logits[level].expect("every head recorded");
-        let teacher = r.alloc(b * k * l, "teacher");
-        let dl = r.alloc(b * k * l, "d.logits");
+        let teacher = r.g.alloc(b * k * l, "teacher");
+        let dl = r.g.alloc(b * k * l, "d.logits");
         let slots = MseSlots {
             student: z,
             teacher,
@@ -687,8 +676,8 @@ fn distillation_loss(
         dlogits[level] = Some(dl);
         offset += b * l;
     }
-    let partials = r.alloc(PARTIALS, "partials");
-    let loss = r.alloc(1, "loss");
+    let partials = r.g.alloc(PARTIALS, "partials");
+    let loss = r.g.alloc(1, "loss");
     sum(&mut r.g, frame_loss, partials, loss, b * frames);
     (LossSlots::Distillation { levels: inputs }, loss, dlogits)
 }
