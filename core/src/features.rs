@@ -6,6 +6,7 @@
 //! channel as one contiguous row.
 
 use crate::error::{Error, Result};
+pub use crate::feature_data::FeatureData;
 
 /// A `[D, T]` matrix of per-frame features: `dim` channels over `frames`
 /// time steps, stored row-major as `data[d * frames + t]`.
@@ -18,8 +19,9 @@ pub struct Features {
     pub dim: usize,
     /// Number of frames `T`.
     pub frames: usize,
-    /// `D * T` values, channel-major: `data[d * frames + t]`.
-    pub data: Vec<f32>,
+    /// `D * T` values, channel-major: `data[d * frames + t]`; in memory or
+    /// read in place from a mapped file (a `&[f32]` either way).
+    pub data: FeatureData,
 }
 
 /// `a * b`, or an error naming the shape when it overflows `usize`.
@@ -39,7 +41,11 @@ impl Features {
                 data.len()
             )));
         }
-        Ok(Features { dim, frames, data })
+        Ok(Features {
+            dim,
+            frames,
+            data: data.into(),
+        })
     }
 
     /// Builds features from time-major data `[frames, dim]`
@@ -56,7 +62,7 @@ impl Features {
         Ok(Features {
             dim,
             frames,
-            data: transpose(&data, frames, dim),
+            data: transpose(&data, frames, dim).into(),
         })
     }
 
@@ -111,6 +117,11 @@ impl Features {
             )));
         }
         let n = indices.len();
+        if n == self.frames && indices.iter().enumerate().all(|(i, &t)| i == t) {
+            // Every frame in order (aligned views, lengths that agree): the
+            // same matrix, and a mapped file stays mapped.
+            return Ok(self.clone());
+        }
         let mut data = Vec::with_capacity(checked_len(self.dim, n)?);
         for d in 0..self.dim {
             let row = &self.data[d * self.frames..(d + 1) * self.frames];
@@ -119,7 +130,7 @@ impl Features {
         Ok(Features {
             dim: self.dim,
             frames: n,
-            data,
+            data: data.into(),
         })
     }
 

@@ -11,9 +11,11 @@
 pub mod dataset;
 pub mod error;
 pub mod export;
+pub mod feature_data;
 pub mod features;
 pub mod fsio;
 pub mod labels;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod npy;

@@ -70,37 +70,92 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
 /// `T = N`) whatever the layout. Empty arrays and NaN/Inf values are refused;
 /// the error names the (row, column) of the first bad value as stored in the
 /// file, so it can be found with numpy.
+///
+/// Files of at least [`MAP_MIN_BYTES`] that already hold `[D, T]`
+/// little-endian `float32` in C order (what syncseg and MS-TCN-style
+/// extractors write) are memory-mapped and read in place, not copied: a
+/// dataset larger than memory then trains with only the windows in use
+/// resident (see [`crate::feature_data`]). Other files are decoded into
+/// memory.
 pub fn read_features(path: impl AsRef<Path>, layout: FeatureLayout) -> Result<Features> {
     let path = path.as_ref();
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(features) = map_features(path, layout)? {
+        return Ok(features);
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_features(&bytes, layout, path)
 }
 
-/// [`read_features`] on the bytes of a `.npy` file already in memory (an
-/// upload in a browser); `source` names it in errors.
-pub fn parse_features(bytes: &[u8], layout: FeatureLayout, source: &Path) -> Result<Features> {
-    let arr = parse_npy(bytes).map_err(|msg| Error::format(source, msg))?;
-    let (rows, cols) = match arr.shape[..] {
+/// Feature files from this size up are mapped rather than read.
+pub const MAP_MIN_BYTES: u64 = 1 << 20;
+
+/// The file mapped in place, or `None` when its dtype, byte order or
+/// layout needs a conversion (or it is small).
+#[cfg(not(target_arch = "wasm32"))]
+fn map_features(path: &Path, layout: FeatureLayout) -> Result<Option<Features>> {
+    use crate::feature_data::FeatureData;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if size < MAP_MIN_BYTES {
+        return Ok(None);
+    }
+    // SAFETY: the mapping is read-only; syncseg never writes feature files
+    // in place (they are replaced by renaming), and the documented contract
+    // is that inputs are not truncated while a run reads them.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let loc = locate(&map).map_err(|msg| Error::format(path, msg))?;
+    let rank2 = loc.shape.len() == 2;
+    if loc.float != Float::F32
+        || loc.big_endian
+        || (rank2 && (loc.fortran_order || layout == FeatureLayout::TimeByDim))
+    {
+        return Ok(None);
+    }
+    let Some(data) = FeatureData::mapped(std::sync::Arc::new(map), loc.data_start, loc.count)
+    else {
+        return Ok(None);
+    };
+    let (rows, cols) = check_values(&loc.shape, &data, path)?;
+    Ok(Some(Features {
+        dim: rows,
+        frames: cols,
+        data,
+    }))
+}
+
+/// `(rows, cols)` of a rank-1 or rank-2 array whose values are usable
+/// features: not empty, all finite.
+fn check_values(shape: &[usize], data: &[f32], source: &Path) -> Result<(usize, usize)> {
+    let (rows, cols) = match shape[..] {
         [n] => (1, n),
         [r, c] => (r, c),
-        // parse_npy only returns rank 1 or 2.
-        _ => return Err(Error::format(source, rank_message(&arr.shape))),
+        // The parser only returns rank 1 or 2.
+        _ => return Err(Error::format(source, rank_message(shape))),
     };
     if rows == 0 || cols == 0 {
         return Err(Error::format(
             source,
-            format!("empty array (shape {:?}): no feature values", arr.shape),
+            format!("empty array (shape {shape:?}): no feature values"),
         ));
     }
-    if let Some(i) = arr.data.iter().position(|v| !v.is_finite()) {
-        let v = arr.data[i];
-        let at = if arr.shape.len() == 1 {
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        let v = data[i];
+        let at = if shape.len() == 1 {
             format!("index {i}")
         } else {
             format!("row {}, column {}", i / cols, i % cols)
         };
         return Err(Error::format(source, format!("contains {v} at ({at})")));
     }
+    Ok((rows, cols))
+}
+
+/// [`read_features`] on the bytes of a `.npy` file already in memory (an
+/// upload in a browser); `source` names it in errors.
+pub fn parse_features(bytes: &[u8], layout: FeatureLayout, source: &Path) -> Result<Features> {
+    let arr = parse_npy(bytes).map_err(|msg| Error::format(source, msg))?;
+    let (rows, cols) = check_values(&arr.shape, &arr.data, source)?;
     let features = match (arr.shape.len(), layout) {
         (1, _) | (_, FeatureLayout::DimByTime) => Features::new(rows, cols, arr.data),
         (_, FeatureLayout::TimeByDim) => Features::from_time_major(rows, cols, arr.data),
@@ -150,7 +205,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 const MAX_HEADER_LEN: usize = 1 << 20;
 
 /// Element type of the data section.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Float {
     F16,
     F32,
@@ -169,7 +224,21 @@ impl Float {
 
 /// Parses a whole `.npy` file. Errors are the message only; the caller adds
 /// the path. Never panics, whatever the bytes.
-fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+/// Where a `.npy` file's values are and how they are stored, checked
+/// against the file's size.
+struct Located {
+    shape: Vec<usize>,
+    float: Float,
+    big_endian: bool,
+    fortran_order: bool,
+    /// Byte offset of the first value.
+    data_start: usize,
+    /// Number of values.
+    count: usize,
+}
+
+/// Parses the preamble and header of a `.npy` file.
+fn locate(bytes: &[u8]) -> std::result::Result<Located, String> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         let hint = if bytes.starts_with(b"PK\x03\x04") {
             "; this looks like a .npz archive, extract the array first"
@@ -238,10 +307,23 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
             data_bytes.len() / float.size()
         ));
     }
+    Ok(Located {
+        shape,
+        float,
+        big_endian: header.big_endian,
+        fortran_order: header.fortran_order,
+        data_start: start + header_len,
+        count,
+    })
+}
+
+fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    let loc = locate(bytes)?;
     // Bytes past the data are ignored, as numpy.load does.
-    let raw = &data_bytes[..need];
-    let mut data = decode(raw, float, header.big_endian);
-    if header.fortran_order && shape.len() == 2 {
+    let raw = &bytes[loc.data_start..loc.data_start + loc.count * loc.float.size()];
+    let mut data = decode(raw, loc.float, loc.big_endian);
+    let shape = loc.shape;
+    if loc.fortran_order && shape.len() == 2 {
         // Fortran order stores column-major: the buffer is C-order [cols, rows].
         data = transpose(&data, shape[1], shape[0]);
     }
@@ -762,6 +844,64 @@ mod tests {
             msg.ends_with("empty array (shape [4, 0]): no feature values"),
             "{msg}"
         );
+    }
+
+    /// Files of MAP_MIN_BYTES and more in syncseg's own layout are read in
+    /// place; the values, and every check, are those of the in-memory path.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn large_feature_files_are_mapped_in_place() {
+        let (d, t) = (64, 4200); // 1.03 MiB of values
+        let values: Vec<f32> = (0..d * t)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+            .collect();
+        let bytes = npy_bytes("<f4", false, &format!("({d}, {t})"), &le32(&values));
+        let (_d, p) = write_tmp(&bytes);
+        let mapped = read_features(&p, FeatureLayout::DimByTime).unwrap();
+        assert!(mapped.data.is_mapped());
+        let decoded = parse_features(&bytes, FeatureLayout::DimByTime, &p).unwrap();
+        assert!(!decoded.data.is_mapped());
+        assert_eq!(mapped, decoded);
+        // A whole-range selection keeps the mapping; a real one copies.
+        let all: Vec<usize> = (0..t).collect();
+        assert!(mapped.select_frames(&all).unwrap().data.is_mapped());
+        let head = mapped.select_frames(&all[..10]).unwrap();
+        assert!(!head.data.is_mapped());
+        assert_eq!(head.get(3, 9), decoded.get(3, 9));
+        // Layouts and dtypes that need a conversion are decoded as before.
+        let tm = read_features(&p, FeatureLayout::TimeByDim).unwrap();
+        assert!(!tm.data.is_mapped());
+        assert_eq!((tm.dim, tm.frames), (t, d));
+        let f64_bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f64).to_le_bytes())
+            .collect();
+        let (_d2, p64) = write_tmp(&npy_bytes("<f8", false, &format!("({d}, {t})"), &f64_bytes));
+        let wide = read_features(&p64, FeatureLayout::DimByTime).unwrap();
+        assert!(!wide.data.is_mapped());
+        assert_eq!(wide, decoded);
+        // A NaN in a mapped file is refused with the same message.
+        let mut bad = values.clone();
+        bad[5 * t + 17] = f32::NAN;
+        let (_d3, pbad) = write_tmp(&npy_bytes(
+            "<f4",
+            false,
+            &format!("({d}, {t})"),
+            &le32(&bad),
+        ));
+        let msg = read_features(&pbad, FeatureLayout::DimByTime)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.ends_with(": contains NaN at (row 5, column 17)"),
+            "{msg}"
+        );
+        // A truncated large file is an error, not a fault.
+        let (_d4, pcut) = write_tmp(&bytes[..bytes.len() - 4]);
+        let msg = read_features(&pcut, FeatureLayout::DimByTime)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("truncated"), "{msg}");
     }
 
     #[test]

@@ -22,8 +22,8 @@ const BUNDLE_NAME: &str = "model bundle";
 
 /// What runs the model.
 enum Backend {
-    Cpu(SegModel),
-    WebGpu(WgpuSegmenter),
+    Cpu(Box<SegModel>),
+    WebGpu(Box<WgpuSegmenter>),
 }
 
 /// A segmentation model ready to run, on WebGPU or on the CPU.
@@ -79,7 +79,7 @@ impl Segmenter {
         .await?;
         if let Some((seg, gpu)) = gpu {
             return Ok(Segmenter {
-                backend: Rc::new(RefCell::new(Backend::WebGpu(seg))),
+                backend: Rc::new(RefCell::new(Backend::WebGpu(Box::new(seg)))),
                 classes,
                 input_dim,
                 adapter: gpu.describe(),
@@ -88,7 +88,7 @@ impl Segmenter {
             });
         }
         Ok(Segmenter {
-            backend: Rc::new(RefCell::new(Backend::Cpu(model))),
+            backend: Rc::new(RefCell::new(Backend::Cpu(Box::new(model)))),
             classes,
             input_dim,
             adapter: "candle CPU (wasm32)".to_string(),

@@ -127,6 +127,14 @@ impl Gpu {
         entries
     }
 
+    /// Bytes of device memory in live allocations (buffers), from wgpu's
+    /// allocator; `None` on backends that do not report it (WebGPU).
+    pub fn allocated_bytes(&self) -> Option<u64> {
+        self.device
+            .generate_allocator_report()
+            .map(|r| r.total_allocated_bytes)
+    }
+
     /// "name (backend, device type)", for logs and reports.
     pub fn describe(&self) -> String {
         // Browsers may hide the adapter's name.

@@ -11,7 +11,6 @@
 //! graphs (buffers, bind groups, pipelines) are built once per padded length
 //! and reused across windows and calls.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use syncseg_core::features::Features;
@@ -47,6 +46,11 @@ struct Plan {
     c2f: C2fGraph,
 }
 
+/// Graphs kept for reuse: the full window length and the last lengths
+/// seen. Device memory is bounded by this many windows' activations,
+/// whatever the number of videos (issue 19).
+const PLAN_CACHE: usize = 2;
+
 /// A model loaded on a wgpu device.
 pub struct WgpuSegmenter {
     gpu: Arc<Gpu>,
@@ -54,7 +58,10 @@ pub struct WgpuSegmenter {
     c2f: C2fWeights,
     adapter: Option<AdapterWeights>,
     chunk: Option<ChunkBuffers>,
-    plans: HashMap<usize, Plan>,
+    /// Recorded graphs by padded window length, most recently used last,
+    /// at most [`PLAN_CACHE`]: every video's last window has a length of
+    /// its own, and a graph holds a window's activations on the device.
+    plans: Vec<(usize, Plan)>,
     /// Caps on frames per chunk and feature rows per buffer (see
     /// [`WgpuSegmenter::limit_chunks`]).
     max_chunk_frames: usize,
@@ -76,7 +83,7 @@ impl WgpuSegmenter {
             c2f,
             adapter,
             chunk: None,
-            plans: HashMap::new(),
+            plans: Vec::new(),
             max_chunk_frames: usize::MAX,
             max_part_rows: usize::MAX,
         })
@@ -224,16 +231,27 @@ impl WgpuSegmenter {
     /// Runs the window of `len` real frames at `t0` of the current chunk
     /// (`chunk_len` frames), padded to `t`.
     fn run_window(&mut self, t: usize, t0: usize, len: usize, chunk_len: usize) -> Result<()> {
-        if !self.plans.contains_key(&t) {
-            let plan = self.record(t)?;
-            tracing::debug!(
-                frames = t,
-                dispatches = plan.graph.dispatches(),
-                "recorded a graph"
-            );
-            self.plans.insert(t, plan);
+        match self.plans.iter().position(|(len, _)| *len == t) {
+            Some(i) => {
+                let hit = self.plans.remove(i);
+                self.plans.push(hit);
+            }
+            None => {
+                if self.plans.len() == PLAN_CACHE {
+                    // The least recently used (a video's full-length
+                    // windows keep theirs in use).
+                    self.plans.remove(0);
+                }
+                let plan = self.record(t)?;
+                tracing::debug!(
+                    frames = t,
+                    dispatches = plan.graph.dispatches(),
+                    "recorded a graph"
+                );
+                self.plans.push((t, plan));
+            }
         }
-        let plan = &self.plans[&t];
+        let plan = &self.plans.last().expect("just pushed").1;
         for (id, template) in &plan.copies {
             let p = WindowParams {
                 src_stride: chunk_len as u32,

@@ -343,7 +343,7 @@ fn max_pool_gradient_matches_core() {
 #[test]
 fn resample_gradient_matches_core() {
     let dev = Device::Cpu;
-    let resampler = syncseg_core::model::interp::Resampler::default();
+    let resampler = syncseg_core::model::interp::Resampler;
     for (channels, t_in, t_up, pad, seed) in [
         (1, 1, 4, 0, 50),
         (2, 3, 7, 2, 51),
@@ -603,7 +603,7 @@ fn ensemble_backward_matches_core() {
     use syncseg_shaders::kernels::ensemble::{ensemble_head, EnsembleParams};
     use syncseg_shaders::kernels::ensemble_grad::ensemble_head_grad;
     let dev = Device::Cpu;
-    let resampler = Resampler::default();
+    let resampler = Resampler;
     let (classes, t_len) = (6, 384);
     // Six heads at C2F-TCN's lengths, the reference ensemble weights.
     let lens = [384, 192, 96, 48, 24, 12];

@@ -247,7 +247,7 @@ fn loss_curve_follows_the_cpu_within_its_own_rounding_noise() {
     let train = videos();
     let mut perturbed = videos();
     for v in &mut perturbed {
-        for x in &mut v.features.data {
+        for x in v.features.data.iter_mut() {
             *x *= 1.0 + 1e-7;
         }
     }

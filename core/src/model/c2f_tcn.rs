@@ -23,7 +23,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 
 use super::batch_norm::MaskedBatchNorm;
 use super::config::C2fConfig;
-use super::interp::Resampler;
+use super::interp::linear;
 
 /// The shortest input the architecture accepts (six halvings, then a pool of 6).
 pub const MIN_FRAMES: usize = 384;
@@ -182,7 +182,6 @@ pub struct C2fTcn {
     ups: Vec<DoubleConv>,
     /// `outcc`, then `outcc4` … `outcc0`: the same order as [`C2fOutput::heads`].
     heads: Vec<TemporalConv>,
-    resampler: Resampler,
 }
 
 /// Names of the up blocks from the bottleneck upwards, and of their heads.
@@ -224,7 +223,6 @@ impl C2fTcn {
             tpp_conv,
             ups,
             heads,
-            resampler: Resampler::default(),
         })
     }
 
@@ -239,11 +237,6 @@ impl C2fTcn {
     /// The configuration.
     pub fn config(&self) -> &C2fConfig {
         &self.cfg
-    }
-
-    /// The interpolation cache, shared with losses that resample heads.
-    pub fn resampler(&self) -> &Resampler {
-        &self.resampler
     }
 
     /// Forward pass over `x` `[B, D, T]`, T ≥ [`MIN_FRAMES`].
@@ -283,7 +276,7 @@ impl C2fTcn {
             let skip = &skips[level];
             let t_skip = skip.dim(2)?;
             let t_up = 2 * h.dim(2)?;
-            let mut upsampled = self.resampler.linear(&h, t_up)?;
+            let mut upsampled = linear(&h, t_up)?;
             if t_skip > t_up {
                 let diff = t_skip - t_up;
                 upsampled = upsampled.pad_with_zeros(2, diff / 2, diff - diff / 2)?;
@@ -308,7 +301,7 @@ impl C2fTcn {
         for k in [2, 3, 5, 6] {
             let pooled = maxpool(x, k)?;
             let y = self.tpp_conv.forward(&pooled)?;
-            parts.push(self.resampler.linear(&y, t)?);
+            parts.push(linear(&y, t)?);
         }
         parts.push(x.clone());
         Tensor::cat(&parts, 1)
@@ -323,7 +316,7 @@ impl C2fTcn {
             if w == 0.0 {
                 continue;
             }
-            let p = candle_nn::ops::softmax(&self.resampler.linear(head, t)?, 1)?;
+            let p = candle_nn::ops::softmax(&linear(head, t)?, 1)?;
             let p = (p * (w / total) as f64)?;
             acc = Some(match acc {
                 Some(a) => (a + p)?,

@@ -165,7 +165,7 @@ fn masked_batch_norm_gradients_ignore_padding() {
 #[test]
 fn linear_resampling_gradients() {
     let x = var(&[2, 3, 5], 9);
-    let r = Resampler::default();
+    let r = Resampler;
     check(std::slice::from_ref(&x), &|| {
         r.linear(x.as_tensor(), 11).unwrap()
     });

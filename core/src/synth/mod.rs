@@ -132,7 +132,8 @@ impl SynthConfig {
                 },
                 12,
                 (8, 14),
-                256,
+                // DINOv2 ViT-L/14's width, the paper's features.
+                1024,
             ),
         };
         let dim = dim.unwrap_or(default_dim);

@@ -95,6 +95,18 @@ pub struct EpochRecord {
     pub val: Option<Validation>,
     /// Whether this epoch became the best.
     pub best: bool,
+    /// Optimisation steps in the epoch.
+    #[serde(default)]
+    pub steps: usize,
+    /// Wall time of the epoch: steps, validation and checkpoints.
+    #[serde(default)]
+    pub seconds: f64,
+    /// The process's memory after the epoch (where the system reports it).
+    #[serde(default)]
+    pub memory: Option<crate::memory::MemoryUsage>,
+    /// Device memory held by a GPU engine after the epoch.
+    #[serde(default)]
+    pub device_bytes: Option<u64>,
 }
 
 /// Progress saved in `last/progress.json`.
@@ -197,6 +209,7 @@ pub fn fit_with(
         let batches: Vec<&[Window]> = order.chunks(cfg.batch_size.max(1)).collect();
         let total_steps = (batches.len() * cfg.epochs) as u64;
         let first_step = ((epoch - 1) * batches.len()) as u64;
+        let started = std::time::Instant::now();
         let mut total = 0f64;
         for (i, batch) in batches.iter().enumerate() {
             objective.begin_step(first_step + i as u64, total_steps);
@@ -216,11 +229,15 @@ pub fn fit_with(
         // Without validation data the last epoch is the one kept.
         let score = val.as_ref().map(|v| v.score).unwrap_or(epoch as f64);
         let best = progress.best.is_none_or(|(s, _)| score > s);
-        let record = EpochRecord {
+        let mut record = EpochRecord {
             epoch,
             train_loss: total / batches.len() as f64,
             val,
             best,
+            steps: batches.len(),
+            seconds: 0.0,
+            memory: None,
+            device_bytes: None,
         };
         if best {
             progress.best = Some((score, epoch));
@@ -231,6 +248,11 @@ pub fn fit_with(
         } else {
             since_best += 1;
         }
+        // Steps, validation and the best checkpoint (not `last/`, written
+        // below with this record in it).
+        record.seconds = started.elapsed().as_secs_f64();
+        record.memory = crate::memory::usage();
+        record.device_bytes = stepper.device_memory_bytes();
         progress.epochs_done = epoch;
         progress.history.push(record.clone());
         // The objective's state first: progress.json, written last by

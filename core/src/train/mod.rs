@@ -3,10 +3,12 @@
 
 pub mod adam;
 pub mod alignment;
+pub mod budget;
 pub mod data;
 pub mod distill;
 pub mod feature_distill;
 pub mod fit;
+pub mod log;
 pub mod losses;
 pub mod step;
 pub mod supervised;

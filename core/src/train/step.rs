@@ -80,6 +80,11 @@ pub trait Stepper {
     fn state(&self) -> Result<HashMap<String, Tensor>>;
     /// Restores [`Stepper::state`] after `model`'s weights were reloaded.
     fn load_state(&mut self, model: &SegModel, state: &HashMap<String, Tensor>) -> Result<()>;
+    /// Bytes of device memory the engine holds now, for engines that keep
+    /// the model on a device (logged per epoch; `None` on the CPU).
+    fn device_memory_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// candle's autodiff and core's Adam, on the model's own device.

@@ -44,6 +44,14 @@ pub struct Args {
     /// Feature dimension of the benchmark (default: the preset's).
     #[arg(long)]
     dim: Option<usize>,
+    /// Epochs of the supervised runs (exo teacher, ego oracle); default:
+    /// the preset's budget (small 20, paper 50).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Epochs of each distillation run (and of its adapter stage); default:
+    /// the preset's budget (small 15, paper 30).
+    #[arg(long)]
+    distill_epochs: Option<usize>,
 }
 
 /// Training budgets per preset.
@@ -139,6 +147,7 @@ pub(super) fn train_args(
         // The demo and the paper's benchmark train with candle on the CPU:
         // their figures are the reference the GPU path is compared with.
         device: DeviceChoice::Cpu,
+        log_json: None,
     }
 }
 
@@ -188,6 +197,7 @@ pub(super) fn distill_args(
         adapter_epochs: Some(b.distill_epochs),
         adapter_lr: 1e-3,
         device: DeviceChoice::Cpu,
+        log_json: None,
     }
 }
 
@@ -200,17 +210,19 @@ pub(super) fn score(
 ) -> anyhow::Result<(Scores, Vec<Vec<u32>>)> {
     let model = SegModel::load(model_dir, &Device::Cpu)?;
     let names = read_bundle(data.join(format!("splits/{view}_test.bundle")))?;
-    let videos = load_labeled(
-        &data.join("features").join(view),
-        &data.join("groundTruth"),
-        mapping,
-        &names,
-        FeatureLayout::DimByTime,
-    )?;
     let bg = mapping.id_of("background").into_iter().collect::<Vec<_>>();
     let mut eval = Evaluator::new(EvalOptions::with_background(bg));
     let mut preds = Vec::new();
-    for v in &videos {
+    // One video in memory at a time: the paper preset's test split is GBs.
+    for name in &names {
+        let v = load_labeled(
+            &data.join("features").join(view),
+            &data.join("groundTruth"),
+            mapping,
+            std::slice::from_ref(name),
+            FeatureLayout::DimByTime,
+        )?
+        .remove(0);
         let p = predict(&model, &v.features)?;
         eval.add_video(&v.labels, &p.labels)
             .with_context(|| format!("video '{}'", v.name))?;
@@ -224,7 +236,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     prepare_out(&args.out)?;
     let data = args.out.join("data");
     let models = args.out.join("models");
-    let b = budget(args.preset);
+    let mut b = budget(args.preset);
+    if let Some(e) = args.epochs {
+        if e == 0 {
+            bail!("--epochs must be positive");
+        }
+        b.epochs = e;
+    }
+    if let Some(e) = args.distill_epochs {
+        if e == 0 {
+            bail!("--distill-epochs must be positive");
+        }
+        b.distill_epochs = e;
+    }
+    // One JSON line per epoch of every run, and the wall time of each stage.
+    let logs = args.out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("{}", logs.display()))?;
+    let mut stages: Vec<(String, f64)> = Vec::new();
+    let mut stage_started = std::time::Instant::now();
+    let mut stage_done = |name: &str| {
+        let secs = stage_started.elapsed().as_secs_f64();
+        eprintln!("{name}: {secs:.0} s");
+        stages.push((name.to_string(), secs));
+        stage_started = std::time::Instant::now();
+    };
 
     eprintln!(
         "[1/5] generating the {:?} synthetic exo/ego benchmark",
@@ -234,22 +269,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pb = crate::progress::bar(gen.len() as u64, "synth", "recordings");
     gen.write(&data, |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
+    stage_done("synth");
 
     eprintln!("[2/5] training the exo teacher (exo oracle) and the ego oracle, with labels");
-    train::run(train_args(
-        &data,
-        "exo",
-        models.join("exo_teacher"),
-        &b,
-        args.seed,
-    ))?;
-    train::run(train_args(
-        &data,
-        "ego",
-        models.join("ego_oracle"),
-        &b,
-        args.seed,
-    ))?;
+    for (view, dir) in [("exo", "exo_teacher"), ("ego", "ego_oracle")] {
+        let mut a = train_args(&data, view, models.join(dir), &b, args.seed);
+        a.log_json = Some(logs.join(format!("{dir}.jsonl")));
+        train::run(a)?;
+        stage_done(dir);
+    }
 
     eprintln!(
         "[3/5] adapting the teacher to ego from unlabeled synchronized pairs (no labels read)"
@@ -267,15 +295,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ];
     for (dir, level, pairing) in runs {
         let out = models.join(dir);
-        distill::run(distill_args(
-            &data,
-            teacher.clone(),
-            out,
-            level,
-            pairing,
-            &b,
-            args.seed,
-        ))?;
+        let mut a = distill_args(&data, teacher.clone(), out, level, pairing, &b, args.seed);
+        a.log_json = Some(logs.join(format!("{dir}.jsonl")));
+        distill::run(a)?;
+        stage_done(dir);
     }
 
     eprintln!("[4/5] segmenting and scoring the test videos");
@@ -329,6 +352,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             scores,
         });
     }
+    stage_done("predict+score");
 
     eprintln!("[5/5] writing the report");
     let table_rows: Vec<(&str, &Scores)> = rows
@@ -342,6 +366,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "rows": rows,
         "note": "Scores on the ego test split (exo-oracle: exo test split); background removed from segments, kept in MoF.",
         "seconds": started.elapsed().as_secs_f64(),
+        "budget": {"epochs": b.epochs, "distill_epochs": b.distill_epochs, "width_scale": b.width_scale},
+        "stages": stages.iter().map(|(n, s)| serde_json::json!({"stage": n, "seconds": s})).collect::<Vec<_>>(),
+        "peak_rss_bytes": syncseg_core::memory::usage().map(|m| m.peak_rss_bytes),
     });
     syncseg_core::fsio::write_bytes_atomic(
         args.out.join("results.json"),

@@ -224,3 +224,31 @@ impl FrameEncoder {
         }
     }
 }
+
+/// Refuses, before training, a C2F-TCN step on the CPU that cannot fit in
+/// the memory the system has available (core's estimate).
+pub fn check_cpu_step_fits(
+    model: &SegModel,
+    objective: &dyn Objective,
+    batch_size: usize,
+) -> anyhow::Result<()> {
+    let windows = objective.windows();
+    let frames = windows
+        .iter()
+        .map(|w| w.len)
+        .max()
+        .unwrap_or(0)
+        .max(syncseg_core::model::MIN_FRAMES);
+    let parameters: usize = syncseg_core::train::trainable_vars(model)
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    syncseg_core::train::budget::check_step_fits(
+        &model.meta.c2f,
+        parameters,
+        batch_size.min(windows.len()).max(1),
+        frames,
+        syncseg_core::memory::available_bytes(),
+    )?;
+    Ok(())
+}

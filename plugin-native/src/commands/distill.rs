@@ -22,6 +22,7 @@ use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
 use crate::progress::EpochBars;
+use syncseg_core::train::log::{Both, JsonLog};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -144,6 +145,11 @@ pub struct Args {
     /// hardware GPU when there is one and the run can use it).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
+    /// Append one JSON record per epoch to this file (`run` is the stage:
+    /// `adapter` or `distill`; loss, held-out loss, seconds, steps/s,
+    /// resident memory).
+    #[arg(long, value_name = "FILE")]
+    pub log_json: Option<PathBuf>,
 }
 
 /// Which part of the model is distilled.
@@ -275,6 +281,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--epochs and --batch-size must be positive");
     }
     let device = Device::Cpu;
+    if let Some(path) = &args.log_json {
+        // Fails before any work when the log cannot be written.
+        JsonLog::open(path, "distill").context("--log-json")?;
+    }
     let teacher = SegModel::load(&args.teacher, &device).context("loading --teacher")?;
     let layout = if args.time_major {
         FeatureLayout::TimeByDim
@@ -416,6 +426,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 trained: Trained::Adapter,
                 device: args.device,
                 gpu_unsupported: gpu_unsupported.as_deref(),
+                log: args.log_json.as_deref(),
             };
             run_stage(
                 &mut student,
@@ -480,6 +491,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trained: Trained::Network,
         device: args.device,
         gpu_unsupported: gpu_unsupported.as_deref(),
+        log: args.log_json.as_deref(),
     };
     run_stage(
         &mut student,
@@ -498,6 +510,8 @@ struct Stage<'a> {
     trained: Trained,
     device: DeviceChoice,
     gpu_unsupported: Option<&'a str>,
+    /// `--log-json`: epochs are appended there, tagged with `name`.
+    log: Option<&'a Path>,
 }
 
 fn run_stage(
@@ -519,19 +533,41 @@ fn run_stage(
         cfg.adam,
         stage.gpu_unsupported,
     )?;
+    if stage.trained == Trained::Network && trainer.stepper.device_memory_bytes().is_none() {
+        super::device::check_cpu_step_fits(student, objective, cfg.batch_size)?;
+    }
     eprintln!("{name}: training on {}", trainer.device);
     student.meta.provenance["device"] = serde_json::json!(trainer.device);
+    let mut log = stage
+        .log
+        .map(|p| JsonLog::open(p, name))
+        .transpose()
+        .context("--log-json")?;
     let mut bars = EpochBars::new(name);
-    let progress = fit_with(
-        student,
-        trainer.stepper.as_mut(),
-        objective,
-        cfg,
-        out,
-        resume,
-        &mut bars,
-    )?;
+    let progress = match log.as_mut() {
+        Some(log) => fit_with(
+            student,
+            trainer.stepper.as_mut(),
+            objective,
+            cfg,
+            out,
+            resume,
+            &mut Both(&mut bars, log),
+        ),
+        None => fit_with(
+            student,
+            trainer.stepper.as_mut(),
+            objective,
+            cfg,
+            out,
+            resume,
+            &mut bars,
+        ),
+    }?;
     bars.finish();
+    if let Some(log) = log {
+        log.finish().context("--log-json")?;
+    }
     // Without held-out pairs the "score" is just the epoch number.
     let has_val = progress.history.iter().any(|r| r.val.is_some());
     match progress.best {

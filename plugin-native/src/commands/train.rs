@@ -10,6 +10,7 @@ use syncseg_core::npy::FeatureLayout;
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::data::load_labeled;
 use syncseg_core::train::fit::{fit_with, FitConfig};
+use syncseg_core::train::log::{Both, JsonLog};
 use syncseg_core::train::supervised::{Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
@@ -73,6 +74,10 @@ pub struct Args {
     /// a wgpu adapter, or `auto` (a hardware GPU when there is one).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
+    /// Append one JSON record per epoch to this file (loss, validation,
+    /// seconds, steps/s, resident memory).
+    #[arg(long, value_name = "FILE")]
+    pub log_json: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -83,6 +88,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--width-scale {}: must be in (0, 4]", args.width_scale);
     }
     let device = Device::Cpu;
+    // Opened first: a log that cannot be written fails before any work.
+    let mut log = args
+        .log_json
+        .as_deref()
+        .map(|p| JsonLog::open(p, "train"))
+        .transpose()
+        .context("--log-json")?;
     let mapping = Mapping::read(&args.mapping)?;
     let layout = if args.time_major {
         FeatureLayout::TimeByDim
@@ -164,19 +176,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.adam,
         None,
     )?;
+    if trainer.stepper.device_memory_bytes().is_none() {
+        super::device::check_cpu_step_fits(&model, &objective, args.batch_size)?;
+    }
     eprintln!("training on {}", trainer.device);
     model.meta.provenance["device"] = serde_json::json!(trainer.device);
     let mut bars = EpochBars::new("train");
-    let progress = fit_with(
-        &mut model,
-        trainer.stepper.as_mut(),
-        &objective,
-        &cfg,
-        &args.out,
-        args.resume,
-        &mut bars,
-    )?;
+    let progress = match log.as_mut() {
+        Some(log) => fit_with(
+            &mut model,
+            trainer.stepper.as_mut(),
+            &objective,
+            &cfg,
+            &args.out,
+            args.resume,
+            &mut Both(&mut bars, log),
+        ),
+        None => fit_with(
+            &mut model,
+            trainer.stepper.as_mut(),
+            &objective,
+            &cfg,
+            &args.out,
+            args.resume,
+            &mut bars,
+        ),
+    }?;
     bars.finish();
+    if let Some(log) = log {
+        log.finish().context("--log-json")?;
+    }
     match progress.best {
         Some((score, epoch)) if !val.is_empty() => eprintln!(
             "best epoch {epoch} (validation F1@{{10,25,50}}+Edit+MoF = {score:.2}) saved to {}",

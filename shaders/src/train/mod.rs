@@ -375,4 +375,8 @@ impl syncseg_core::train::step::Stepper for WgpuStepper {
     ) -> syncseg_core::Result<()> {
         self.load(model, state).map_err(core_error)
     }
+
+    fn device_memory_bytes(&self) -> Option<u64> {
+        self.gpu.allocated_bytes()
+    }
 }
