@@ -147,9 +147,35 @@ fn soak(device: &str) {
     ]);
     check(&log, "train", device, &format!("train on {device}"));
 
-    for level in ["tas", "feature"] {
-        let log = dir.path().join(format!("{level}.jsonl"));
-        syncseg(&[
+    // The method at both levels; on the CPU also the most stateful
+    // baselines: GRL (its own variables, task-loss batches) and soft-DTW
+    // (a custom op keeping its forward table for the backward).
+    let mut runs: Vec<(&str, Vec<String>)> = vec![
+        ("tas", vec!["--level".into(), "tas".into()]),
+        ("feature", vec!["--level".into(), "feature".into()]),
+    ];
+    if device == "cpu" {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (task, task_val) = (d("splits/exo_train.bundle"), d("splits/exo_val.bundle"));
+        runs.push((
+            "grl",
+            args(&[
+                "--loss",
+                "grl",
+                "--pairing",
+                "random",
+                "--task-videos",
+                &task,
+                "--task-val-videos",
+                &task_val,
+            ]),
+        ));
+        runs.push(("sdtw", args(&["--loss", "sdtw", "--pairing", "random"])));
+    }
+    for (name, extra) in &runs {
+        let log = dir.path().join(format!("{name}.jsonl"));
+        let out = dir.path().join(name);
+        let mut args: Vec<&str> = vec![
             "distill",
             "--teacher",
             p(&teacher),
@@ -160,21 +186,29 @@ fn soak(device: &str) {
             "--student-view",
             "ego",
             "--videos",
-            &d("splits/adapt.bundle"),
+            "ADAPT",
             "--val-videos",
-            &d("splits/adapt_val.bundle"),
-            "--level",
-            level,
+            "ADAPT_VAL",
             "--epochs",
             &epochs,
             "--device",
             device,
             "--out",
-            p(&dir.path().join(level)),
+            p(&out),
             "--log-json",
             p(&log),
-        ]);
-        let stage = if level == "feature" {
+        ];
+        let (adapt, adapt_val) = (d("splits/adapt.bundle"), d("splits/adapt_val.bundle"));
+        for a in args.iter_mut() {
+            if *a == "ADAPT" {
+                *a = &adapt;
+            } else if *a == "ADAPT_VAL" {
+                *a = &adapt_val;
+            }
+        }
+        args.extend(extra.iter().map(String::as_str));
+        syncseg(&args);
+        let stage = if *name == "feature" {
             "adapter"
         } else {
             "distill"
@@ -183,7 +217,7 @@ fn soak(device: &str) {
             &log,
             stage,
             device,
-            &format!("distill --level {level} on {device}"),
+            &format!("distill {} on {device}", extra.join(" ")),
         );
     }
 }
