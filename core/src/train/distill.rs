@@ -392,7 +392,12 @@ fn teacher_outputs(
         .map(|w| {
             let t = padded_len(std::slice::from_ref(w));
             let (x, _) = features_batch(&feats, std::slice::from_ref(w), t, device)?;
-            Ok(teacher.net.forward(&x, Mode::Eval)?.heads)
+            // Detached: the teacher's weights are variables, so its outputs
+            // track the backprop graph, and a cached output would keep
+            // that whole forward's activations alive (8.2 GB at the paper
+            // preset's 63 pairs; issue 19).
+            let heads = teacher.net.forward(&x, Mode::Eval)?.heads;
+            Ok(heads.iter().map(Tensor::detach).collect())
         })
         .collect()
 }
@@ -741,6 +746,27 @@ mod tests {
 
     fn teacher_of(p: &Pair) -> usize {
         p.teacher.data[0] as usize
+    }
+
+    /// The cached teacher outputs are plain values: a cached output that
+    /// tracked the graph held the teacher's whole forward (issue 19).
+    #[test]
+    fn cached_teacher_outputs_hold_no_graph() {
+        use crate::model::{C2fConfig, ModelMeta};
+        let meta = ModelMeta::new(
+            C2fConfig::scaled(1, 3, 0.0625),
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            600,
+        );
+        let teacher = SegModel::new_seeded(meta, &Device::Cpu, 1).unwrap();
+        let none = HashMap::new();
+        let pairs = make_pairs(recordings(2), &PairOptions::default(), &none).unwrap();
+        let d = Distill::new(&teacher, &pairs, &[], vec![0, 1], 600, Device::Cpu).unwrap();
+        assert!(!d.teacher_heads.is_empty());
+        for heads in &d.teacher_heads {
+            assert!(heads.iter().all(|h| !h.track_op()));
+        }
     }
 
     #[test]
