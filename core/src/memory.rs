@@ -22,28 +22,25 @@ pub fn usage() -> Option<MemoryUsage> {
 
 /// `VmRSS` and `VmHWM` of a `/proc/<pid>/status` text.
 fn parse_status(status: &str) -> Option<MemoryUsage> {
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
-    };
     Some(MemoryUsage {
-        rss_bytes: field("VmRSS:")?,
-        peak_rss_bytes: field("VmHWM:")?,
+        rss_bytes: kb_field(status, "VmRSS:")?,
+        peak_rss_bytes: kb_field(status, "VmHWM:")?,
     })
 }
 
 /// Memory the system can give this process without swapping
 /// (`MemAvailable` of `/proc/meminfo`), or `None` where it does not say.
 pub fn available_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line["MemAvailable:".len()..]
+    kb_field(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+}
+
+/// The `NAME:   1234 kB` line of a /proc text, in bytes.
+fn kb_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line[name.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()

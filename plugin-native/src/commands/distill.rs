@@ -22,6 +22,7 @@ use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
 use crate::progress::EpochBars;
+use syncseg_core::train::fit::{Observer, Silent};
 use syncseg_core::train::log::{Both, JsonLog};
 
 #[derive(clap::Args, Debug)]
@@ -544,26 +545,20 @@ fn run_stage(
         .transpose()
         .context("--log-json")?;
     let mut bars = EpochBars::new(name);
-    let progress = match log.as_mut() {
-        Some(log) => fit_with(
-            student,
-            trainer.stepper.as_mut(),
-            objective,
-            cfg,
-            out,
-            resume,
-            &mut Both(&mut bars, log),
-        ),
-        None => fit_with(
-            student,
-            trainer.stepper.as_mut(),
-            objective,
-            cfg,
-            out,
-            resume,
-            &mut bars,
-        ),
-    }?;
+    let mut silent = Silent;
+    let logger: &mut dyn Observer = match log.as_mut() {
+        Some(log) => log,
+        None => &mut silent,
+    };
+    let progress = fit_with(
+        student,
+        trainer.stepper.as_mut(),
+        objective,
+        cfg,
+        out,
+        resume,
+        &mut Both(&mut bars, logger),
+    )?;
     bars.finish();
     if let Some(log) = log {
         log.finish().context("--log-json")?;

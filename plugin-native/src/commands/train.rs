@@ -10,6 +10,7 @@ use syncseg_core::npy::FeatureLayout;
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::data::load_labeled;
 use syncseg_core::train::fit::{fit_with, FitConfig};
+use syncseg_core::train::fit::{Observer, Silent};
 use syncseg_core::train::log::{Both, JsonLog};
 use syncseg_core::train::supervised::{Supervised, SupervisedLoss};
 
@@ -182,26 +183,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("training on {}", trainer.device);
     model.meta.provenance["device"] = serde_json::json!(trainer.device);
     let mut bars = EpochBars::new("train");
-    let progress = match log.as_mut() {
-        Some(log) => fit_with(
-            &mut model,
-            trainer.stepper.as_mut(),
-            &objective,
-            &cfg,
-            &args.out,
-            args.resume,
-            &mut Both(&mut bars, log),
-        ),
-        None => fit_with(
-            &mut model,
-            trainer.stepper.as_mut(),
-            &objective,
-            &cfg,
-            &args.out,
-            args.resume,
-            &mut bars,
-        ),
-    }?;
+    let mut silent = Silent;
+    let logger: &mut dyn Observer = match log.as_mut() {
+        Some(log) => log,
+        None => &mut silent,
+    };
+    let progress = fit_with(
+        &mut model,
+        trainer.stepper.as_mut(),
+        &objective,
+        &cfg,
+        &args.out,
+        args.resume,
+        &mut Both(&mut bars, logger),
+    )?;
     bars.finish();
     if let Some(log) = log {
         log.finish().context("--log-json")?;

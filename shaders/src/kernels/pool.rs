@@ -64,22 +64,15 @@ pub fn max_pool(g: &mut Graph, x: Slot, y: Slot, channels: usize, t_in: usize, k
 }
 
 /// The `(i0, weight bits)` table of linear resampling `t_in → t_up`
-/// (`align_corners`), computed in f64 like the CPU model's interpolation
-/// matrix so both sides use the same f32 weights.
+/// (`align_corners`): core's taps (computed in f64), so both sides use the
+/// same f32 weights.
 pub fn resample_table(t_in: usize, t_up: usize) -> Vec<u32> {
-    let mut table = Vec::with_capacity(2 * t_up);
-    for j in 0..t_up {
-        let src = if t_up > 1 {
-            j as f64 * (t_in as f64 - 1.0) / (t_up as f64 - 1.0)
-        } else {
-            0.0
-        };
-        let i0 = (src.floor() as usize).min(t_in - 1);
-        let w = (src - i0 as f64) as f32;
-        table.push(i0 as u32);
-        table.push(w.to_bits());
-    }
-    table
+    let taps = syncseg_core::model::interp::Taps::new(t_in, t_up);
+    taps.i0
+        .iter()
+        .zip(&taps.w)
+        .flat_map(|(&i0, &w)| [i0 as u32, (w as f32).to_bits()])
+        .collect()
 }
 
 /// Rows `out_c0 .. out_c0 + channels` of `y [·, t_out]` = `x [C, t_in]`
