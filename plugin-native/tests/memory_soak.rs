@@ -18,7 +18,7 @@ const EPOCHS: usize = 10;
 /// The first epoch fills allocator pools and first-use caches; it is left out.
 const WARMUP: usize = 1;
 /// Growth allowed from the first half of the run to the second: allocator
-/// noise, not a per-epoch leak (which adds up over five epochs).
+/// noise, not a per-epoch leak (which adds up over the epochs).
 const SLACK_BYTES: u64 = 24 << 20;
 
 fn syncseg(args: &[&str]) -> String {
@@ -88,25 +88,28 @@ fn print_mib(bytes: &[u64], what: &str) {
     eprintln!("{what} per epoch (MiB): {}", per_epoch.join(" "));
 }
 
-/// The resident set's peak over the second half of the run exceeds its
-/// peak over the first half (after the warm-up) by no more than the slack.
-/// Peaks over windows, not single epochs: the allocator returns memory to
-/// the system now and then, so one epoch's figure is noisy.
+/// The median over the second half of the run exceeds the peak over the
+/// first half (after the warm-up) by no more than the slack. A leak
+/// raises every later epoch, so the median; the allocator's transient
+/// peaks (a single epoch that ends before freed memory went back to the
+/// system: 169 → 293 → 170 MiB seen once for the adapter) do not.
 fn assert_flat(rss: &[u64], what: &str) {
     assert_eq!(rss.len(), EPOCHS, "{what}: one record per epoch");
     let half = EPOCHS / 2;
     let first = *rss[WARMUP..half].iter().max().unwrap();
-    let second = *rss[half..].iter().max().unwrap();
+    let mut later = rss[half..].to_vec();
+    later.sort_unstable();
+    let median = later[later.len() / 2];
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let per_epoch: Vec<String> = rss.iter().map(|&b| format!("{:.1}", mib(b))).collect();
     print_mib(rss, what);
     assert!(
-        second <= first + SLACK_BYTES,
-        "{what}: the process grew from a peak of {:.1} MiB in epochs {}-{half} to \
-         {:.1} MiB in epochs {}-{EPOCHS} (slack {:.0} MiB); per epoch: {}",
+        median <= first + SLACK_BYTES,
+        "{what}: the process grew from a peak of {:.1} MiB in epochs {}-{half} to a median \
+         of {:.1} MiB in epochs {}-{EPOCHS} (slack {:.0} MiB); per epoch: {}",
         mib(first),
         WARMUP + 1,
-        mib(second),
+        mib(median),
         half + 1,
         mib(SLACK_BYTES),
         per_epoch.join(" ")
