@@ -117,6 +117,13 @@ impl Recording {
     }
 }
 
+/// Frame rates `views.json` accepts: from one frame a minute and a half
+/// (sparse feature extraction) to high-speed cameras. Outside it, frame
+/// arithmetic loses meaning (1e-308 makes every offset infinite frames).
+pub const FPS_RANGE: (f64, f64) = (0.01, 10_000.0);
+/// The largest view offset `views.json` accepts (seconds, about 11 days).
+pub const MAX_OFFSET_S: f64 = 1e6;
+
 /// `views.json`, as written by users.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,10 +183,11 @@ impl MultiViewDataset {
             ViewsFile::default()
         };
         let bad_json = |msg: String| Error::format(&json_path, msg);
-        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let positive = |v: f64| (FPS_RANGE.0..=FPS_RANGE.1).contains(&v);
         if let Some(f) = config.label_fps.filter(|&f| !positive(f)) {
             return Err(bad_json(format!(
-                "label_fps must be a positive number, got {f}"
+                "label_fps must be a frame rate in [{}, {}], got {f}",
+                FPS_RANGE.0, FPS_RANGE.1
             )));
         }
 
@@ -205,12 +213,15 @@ impl MultiViewDataset {
             let offset_s = entry.and_then(|e| e.offset_s);
             if let Some(f) = fps.filter(|&f| !positive(f)) {
                 return Err(bad_json(format!(
-                    "view '{name}': fps must be a positive number, got {f}"
+                    "view '{name}': fps must be a frame rate in [{}, {}], got {f}",
+                    FPS_RANGE.0, FPS_RANGE.1
                 )));
             }
             match (fps, offset_s) {
-                (_, Some(o)) if !o.is_finite() => {
-                    return Err(bad_json(format!("view '{name}': offset_s is {o}")))
+                (_, Some(o)) if !(o.abs() <= MAX_OFFSET_S) => {
+                    return Err(bad_json(format!(
+                        "view '{name}': offset_s must be within ±{MAX_OFFSET_S} s, got {o}"
+                    )))
                 }
                 (None, Some(o)) if o != 0.0 => {
                     return Err(bad_json(format!(
@@ -661,7 +672,16 @@ mod tests {
             json(r#"{"views": {"exo": {"fps": 30}}}"#).contains("declared for exo but not for ego")
         );
         assert!(json(r#"{"views": {"exo": {"fsp": 30}}}"#).contains("unknown field"));
-        assert!(json(r#"{"views": {"exo": {"fps": -1}, "ego": {"fps": 1}}}"#).contains("positive"));
+        assert!(json(r#"{"views": {"exo": {"fps": -1}, "ego": {"fps": 1}}}"#).contains("frame rate"));
+        for fps in ["1e-308", "1e308", "0.001", "20000"] {
+            let text = format!(r#"{{"views": {{"exo": {{"fps": {fps}}}, "ego": {{"fps": 30}}}}}}"#);
+            let err = json(&text);
+            assert!(err.contains("view 'exo': fps must be a frame rate in [0.01, 10000]"), "{err}");
+        }
+        let err = json(r#"{"label_fps": 1e308}"#);
+        assert!(err.contains("label_fps must be a frame rate"), "{err}");
+        let err = json(r#"{"views": {"exo": {"fps": 30, "offset_s": 1e300}, "ego": {"fps": 30}}}"#);
+        assert!(err.contains("offset_s must be within"), "{err}");
         assert!(json(r#"{"views": {"ego": {"offset_s": 1}}}"#).contains("no fps"));
         assert!(json("{").contains("views.json"));
     }

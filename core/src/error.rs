@@ -6,15 +6,19 @@
 use std::path::{Path, PathBuf};
 
 /// Errors returned by syncseg-core.
+///
+/// The causes (the OS's text, candle's message) are part of each variant's
+/// one line and deliberately *not* exposed as `source()`: a caller that
+/// prints the chain (`anyhow`'s `{:#}`) would otherwise print them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operating system refused to read or write a file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// What the OS said.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file was read but its content is not what the format requires.
     #[error("{}: {msg}", path.display())]
@@ -29,7 +33,13 @@ pub enum Error {
     Invalid(String),
     /// A tensor operation failed inside candle.
     #[error("tensor error: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }
 
 impl Error {
@@ -37,7 +47,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            cause: source,
         }
     }
 
@@ -57,3 +67,30 @@ impl Error {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `anyhow`'s `{:#}` prints: the error, then each source.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn causes_are_printed_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = os.to_string();
+        let e = Error::io("/x/model.json", os);
+        assert_eq!(chain(&e), format!("/x/model.json: {text}"));
+        let c = Error::from(candle_core::Error::Msg("bad shape".into()));
+        assert_eq!(chain(&c), "tensor error: bad shape");
+    }
+}

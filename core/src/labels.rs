@@ -545,6 +545,7 @@ fn parse_bundle(text: &str) -> std::result::Result<Vec<String>, String> {
         if name.is_empty() {
             return Err(format!("line {no}: '.txt' without a video name"));
         }
+        check_video_name(name).map_err(|e| format!("line {no}: {e}"))?;
         if let Some(prev) = seen.insert(name.to_string(), no) {
             return Err(format!(
                 "line {no}: video '{}' already listed on line {prev}",
@@ -557,6 +558,32 @@ fn parse_bundle(text: &str) -> std::result::Result<Vec<String>, String> {
         return Err("no video names".into());
     }
     Ok(names)
+}
+
+/// Refuses a video name that is not a plain file name. Names are joined to
+/// directories (`features/<name>.npy`, `--out/<name>.txt`), so a separator,
+/// `..`, an absolute path or a drive prefix would read or write outside them.
+pub fn check_video_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "video name '{}' {why}: a video name is a file name without its extension, not a path",
+            clip(&name.escape_debug().to_string())
+        ))
+    };
+    if name.contains(['/', '\\']) {
+        return bad("contains a path separator");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("contains a control character");
+    }
+    if name == "." || name == ".." {
+        return bad("is a directory reference");
+    }
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(p)), None) if p == name => Ok(()),
+        _ => bad("is not a plain file name on this system"),
+    }
 }
 
 /// Writes a split bundle atomically, one `<video>.txt` per line: MS-TCN's
@@ -575,6 +602,7 @@ pub fn write_bundle(path: impl AsRef<Path>, names: &[impl AsRef<str>]) -> Result
         if let Some(why) = unwritable(n) {
             return Err(fail(format!("video name '{}' {why}", clip(n))));
         }
+        check_video_name(n).map_err(fail)?;
         if n.starts_with('#') {
             return Err(fail(format!(
                 "video name '{}' starts with '#' and would read as a comment",
@@ -863,6 +891,27 @@ mod tests {
         assert!(write_bundle(&p, &["#x"]).is_err());
         assert!(write_bundle(&p, &["a", "a"]).is_err());
         assert!(write_bundle(&p, &[] as &[&str]).is_err());
+    }
+
+    #[test]
+    fn bundle_names_are_not_paths() {
+        for (line, why) in [
+            ("/abs/dir/victim", "contains a path separator"),
+            ("../../x/victim.txt", "contains a path separator"),
+            ("..", "is a directory reference"),
+            (".", "is a directory reference"),
+            ("a\\b", "contains a path separator"),
+            ("nul\0byte", "contains a control character"),
+        ] {
+            let (_d, p) = tmp_file("b.bundle", &format!("ok\n{line}\n"));
+            let m = msg(read_bundle(&p), &p);
+            assert!(m.starts_with("line 2: video name '"), "{m}");
+            assert!(m.contains(why), "{line}: {m}");
+            assert!(write_bundle(&p, &[line]).is_err(), "{line}");
+        }
+        // Dots and spaces inside a name are fine.
+        let (_d, p) = tmp_file("b.bundle", "P01 take.2..x\n");
+        assert_eq!(read_bundle(&p).unwrap(), ["P01 take.2..x"]);
     }
 
     /// Labels that the writers accept: no surrounding whitespace or breaks.

@@ -20,7 +20,15 @@ pub enum Error {
     Core(#[from] syncseg_core::Error),
     /// From candle, while reading weights.
     #[error("reading weights: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+// By hand rather than `#[from]`, which would also make candle's error the
+// `source()`: printed as a chain, its text would appear twice.
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }
 
 /// Result with [`Error`].
