@@ -218,7 +218,7 @@ impl MultiViewDataset {
                 )));
             }
             match (fps, offset_s) {
-                (_, Some(o)) if !(o.abs() <= MAX_OFFSET_S) => {
+                (_, Some(o)) if !(-MAX_OFFSET_S..=MAX_OFFSET_S).contains(&o) => {
                     return Err(bad_json(format!(
                         "view '{name}': offset_s must be within ±{MAX_OFFSET_S} s, got {o}"
                     )))
