@@ -672,11 +672,16 @@ mod tests {
             json(r#"{"views": {"exo": {"fps": 30}}}"#).contains("declared for exo but not for ego")
         );
         assert!(json(r#"{"views": {"exo": {"fsp": 30}}}"#).contains("unknown field"));
-        assert!(json(r#"{"views": {"exo": {"fps": -1}, "ego": {"fps": 1}}}"#).contains("frame rate"));
+        assert!(
+            json(r#"{"views": {"exo": {"fps": -1}, "ego": {"fps": 1}}}"#).contains("frame rate")
+        );
         for fps in ["1e-308", "1e308", "0.001", "20000"] {
             let text = format!(r#"{{"views": {{"exo": {{"fps": {fps}}}, "ego": {{"fps": 30}}}}}}"#);
             let err = json(&text);
-            assert!(err.contains("view 'exo': fps must be a frame rate in [0.01, 10000]"), "{err}");
+            assert!(
+                err.contains("view 'exo': fps must be a frame rate in [0.01, 10000]"),
+                "{err}"
+            );
         }
         let err = json(r#"{"label_fps": 1e308}"#);
         assert!(err.contains("label_fps must be a frame rate"), "{err}");
