@@ -640,17 +640,19 @@ impl<'a> Distill<'a> {
         self.unpaired_loss(&out.heads, &teacher, &mask)
     }
 
-    /// The cached teacher heads of each training window in `batch`.
-    fn cached_heads(&self, batch: &[Window]) -> Vec<&Vec<Tensor>> {
+    /// The cached teacher heads of each training window in `batch`; a
+    /// window that is not one of [`Objective::windows`] is an error (the
+    /// teacher's outputs exist for those only).
+    fn cached_heads(&self, batch: &[Window]) -> Result<Vec<&Vec<Tensor>>> {
         batch
             .iter()
             .map(|w| {
-                let i = self
-                    .windows
-                    .iter()
-                    .position(|x| x == w)
-                    .expect("window from this objective");
-                &self.teacher_heads[i]
+                let i = self.windows.iter().position(|x| x == w).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "window {w:?} is not one of this distillation objective's training windows"
+                    ))
+                })?;
+                Ok(&self.teacher_heads[i])
             })
             .collect()
     }
@@ -662,7 +664,7 @@ impl Objective for Distill<'_> {
     }
 
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
-        let cached = self.cached_heads(batch);
+        let cached = self.cached_heads(batch)?;
         let adapt = self.batch_loss(model, self.pairs, batch, &cached, true)?;
         match self.task_loss(model, batch.len())? {
             None => Ok(adapt),
@@ -678,7 +680,7 @@ impl Objective for Distill<'_> {
         if self.loss.loss != AdaptLoss::SyncMse || self.task.is_some() {
             return Ok(None);
         }
-        let cached = self.cached_heads(batch);
+        let cached = self.cached_heads(batch)?;
         let (x, mask, teacher) = self.batch_inputs(self.pairs, batch, &cached)?;
         let x = model.adapt(&x, Some(&mask))?;
         Ok(Some(TrainBatch {
@@ -888,6 +890,34 @@ mod tests {
             .unwrap()
             .iter()
             .all(|v| v.is_finite())
+    }
+
+    /// A window the objective did not make has no cached teacher output:
+    /// an error through the public `Objective` API, not a panic (issue 20).
+    #[test]
+    fn a_foreign_window_is_an_error() {
+        use crate::model::{C2fConfig, ModelMeta};
+        let meta = ModelMeta::new(
+            C2fConfig::scaled(1, 3, 0.0625),
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            600,
+        );
+        let model = SegModel::new_seeded(meta, &Device::Cpu, 1).unwrap();
+        let none = HashMap::new();
+        let pairs = make_pairs(recordings(2), &PairOptions::default(), &none).unwrap();
+        let d = Distill::new(&model, &pairs, &[], vec![0], 600, Device::Cpu).unwrap();
+        let foreign = Window {
+            video: 7,
+            start: 3,
+            len: 5,
+        };
+        let mut batch = d.windows().to_vec();
+        batch.push(foreign);
+        let err = d.loss(&model, &batch).unwrap_err().to_string();
+        assert!(err.contains("not one of this distillation"), "{err}");
+        assert!(d.train_batch(&model, &[foreign]).is_err());
+        assert!(d.loss(&model, d.windows()).is_ok());
     }
 
     /// Issue 20: a batch of one short window — a pair of 1 … 20 frames, or
