@@ -10,38 +10,27 @@
 #include <stdlib.h>
 
 // Version of this C ABI; bumped on any incompatible change. Compare with
-// [`syncseg_abi_version`] at load time.
-#define SYNCSEG_ABI_VERSION 1
-
-// Result of a call. Values are only ever appended.
-typedef enum {
-  // Success.
-  SYNCSEG_STATUS_OK = 0,
-  // A required pointer argument was NULL.
-  SYNCSEG_STATUS_NULL_POINTER = 1,
-  // An argument is unusable (sizes, NaN, UTF-8, unknown or freed handle…).
-  SYNCSEG_STATUS_INVALID_ARGUMENT = 2,
-  // A file could not be read or is not a syncseg model.
-  SYNCSEG_STATUS_IO = 3,
-  // The model failed while running.
-  SYNCSEG_STATUS_MODEL = 4,
-  // syncseg hit an internal error (a bug); the message says where.
-  SYNCSEG_STATUS_PANIC = 5,
-} SyncsegStatus;
-
-// Memory layout of a features buffer.
-typedef enum {
-  // `[dim][frames]`: all frames of channel 0, then channel 1, … (MS-TCN `.npy`).
-  SYNCSEG_LAYOUT_DIM_BY_TIME = 0,
-  // `[frames][dim]`: one feature vector per frame.
-  SYNCSEG_LAYOUT_TIME_BY_DIM = 1,
-} SyncsegLayout;
+// [`syncseg_abi_version`] at load time. Version 2: statuses and layouts are
+// `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
+// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`.
+#define SYNCSEG_ABI_VERSION 2
 
 // A loaded model (opaque).
 typedef struct SyncsegModel SyncsegModel;
 
 // The segments of one video (opaque).
 typedef struct SyncsegSegments SyncsegSegments;
+
+// Result of a call: one of the `SYNCSEG_STATUS_*` values. Values are only
+// ever appended. A fixed-width integer rather than a C enum, whose size
+// the C compiler chooses (`-fshort-enums`) and `ctypes` cannot know.
+typedef uint32_t SyncsegStatus;
+
+// Memory layout of a features buffer: one of the `SYNCSEG_LAYOUT_*`
+// values. A plain integer, checked on entry: a Rust enum received from C
+// holding any other value would be undefined behaviour before any check
+// (or `catch_unwind`) could run.
+typedef uint32_t SyncsegLayout;
 
 // One segment: frames `[start_frame, end_frame)` labelled `label`.
 typedef struct {
@@ -54,6 +43,31 @@ typedef struct {
   // Mean probability of `label` over the segment.
   float confidence;
 } SyncsegSegment;
+
+// Success.
+#define SYNCSEG_STATUS_OK 0
+
+// A required pointer argument was NULL.
+#define SYNCSEG_STATUS_NULL_POINTER 1
+
+// An argument is unusable (sizes, NaN, UTF-8, an unknown layout, an
+// unknown or freed handle…).
+#define SYNCSEG_STATUS_INVALID_ARGUMENT 2
+
+// A file could not be read or is not a syncseg model.
+#define SYNCSEG_STATUS_IO 3
+
+// The model failed while running.
+#define SYNCSEG_STATUS_MODEL 4
+
+// syncseg hit an internal error (a bug); the message says where.
+#define SYNCSEG_STATUS_PANIC 5
+
+// `[dim][frames]`: all frames of channel 0, then channel 1, … (MS-TCN `.npy`).
+#define SYNCSEG_LAYOUT_DIM_BY_TIME 0
+
+// `[frames][dim]`: one feature vector per frame.
+#define SYNCSEG_LAYOUT_TIME_BY_DIM 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,7 +105,8 @@ SyncsegStatus syncseg_model_free(SyncsegModel **model);
 SyncsegStatus syncseg_model_info(const SyncsegModel *model, size_t *out_dim, size_t *out_classes);
 
 // Segments one video. `features` holds `len` floats = `dim × frames` in
-// `layout`; `dim` must be the model's. The result goes to `*out`; free it
+// `layout` (`SYNCSEG_LAYOUT_DIM_BY_TIME` or `SYNCSEG_LAYOUT_TIME_BY_DIM`;
+// any other value is refused); `dim` must be the model's. The result goes to `*out`; free it
 // with [`syncseg_segments_free`].
 //
 // # Safety

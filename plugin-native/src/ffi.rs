@@ -2,7 +2,8 @@
 //! editor, a script (Python `ctypes`) or any language with a C FFI.
 //!
 //! Conventions (after tract's C API):
-//! * every fallible call returns a [`SyncsegStatus`], `SYNCSEG_STATUS_OK` = 0;
+//! * every fallible call returns a [`SyncsegStatus`] (`uint32_t`),
+//!   `SYNCSEG_STATUS_OK` = 0;
 //!   on failure [`syncseg_last_error`] gives a one-line message, valid until
 //!   the next syncseg call on the same thread;
 //! * objects are opaque handles created by `*_load`/`syncseg_segment` and
@@ -11,7 +12,11 @@
 //!   reported as an error instead of being dereferenced (a double free
 //!   through a stale copy is detected);
 //! * no panic crosses the boundary: every export runs under `catch_unwind`
-//!   and a panic becomes `SYNCSEG_STATUS_PANIC`.
+//!   and a panic becomes `SYNCSEG_STATUS_PANIC`;
+//! * no Rust enum crosses the boundary: a C caller (or `ctypes`) can pass
+//!   any bit pattern, and an out-of-range enum is undefined behaviour before
+//!   any check runs; layouts and statuses are `uint32_t` with named
+//!   constants, and every input is validated on entry.
 
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -26,36 +31,38 @@ use syncseg_core::model::SegModel;
 use syncseg_core::predict::predict;
 
 /// Version of this C ABI; bumped on any incompatible change. Compare with
-/// [`syncseg_abi_version`] at load time.
-pub const SYNCSEG_ABI_VERSION: u32 = 1;
+/// [`syncseg_abi_version`] at load time. Version 2: statuses and layouts are
+/// `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
+/// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`.
+pub const SYNCSEG_ABI_VERSION: u32 = 2;
 
-/// Result of a call. Values are only ever appended.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncsegStatus {
-    /// Success.
-    Ok = 0,
-    /// A required pointer argument was NULL.
-    NullPointer = 1,
-    /// An argument is unusable (sizes, NaN, UTF-8, unknown or freed handle…).
-    InvalidArgument = 2,
-    /// A file could not be read or is not a syncseg model.
-    Io = 3,
-    /// The model failed while running.
-    Model = 4,
-    /// syncseg hit an internal error (a bug); the message says where.
-    Panic = 5,
-}
+/// Result of a call: one of the `SYNCSEG_STATUS_*` values. Values are only
+/// ever appended. A fixed-width integer rather than a C enum, whose size
+/// the C compiler chooses (`-fshort-enums`) and `ctypes` cannot know.
+pub type SyncsegStatus = u32;
+/// Success.
+pub const SYNCSEG_STATUS_OK: SyncsegStatus = 0;
+/// A required pointer argument was NULL.
+pub const SYNCSEG_STATUS_NULL_POINTER: SyncsegStatus = 1;
+/// An argument is unusable (sizes, NaN, UTF-8, an unknown layout, an
+/// unknown or freed handle…).
+pub const SYNCSEG_STATUS_INVALID_ARGUMENT: SyncsegStatus = 2;
+/// A file could not be read or is not a syncseg model.
+pub const SYNCSEG_STATUS_IO: SyncsegStatus = 3;
+/// The model failed while running.
+pub const SYNCSEG_STATUS_MODEL: SyncsegStatus = 4;
+/// syncseg hit an internal error (a bug); the message says where.
+pub const SYNCSEG_STATUS_PANIC: SyncsegStatus = 5;
 
-/// Memory layout of a features buffer.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncsegLayout {
-    /// `[dim][frames]`: all frames of channel 0, then channel 1, … (MS-TCN `.npy`).
-    DimByTime = 0,
-    /// `[frames][dim]`: one feature vector per frame.
-    TimeByDim = 1,
-}
+/// Memory layout of a features buffer: one of the `SYNCSEG_LAYOUT_*`
+/// values. A plain integer, checked on entry: a Rust enum received from C
+/// holding any other value would be undefined behaviour before any check
+/// (or `catch_unwind`) could run.
+pub type SyncsegLayout = u32;
+/// `[dim][frames]`: all frames of channel 0, then channel 1, … (MS-TCN `.npy`).
+pub const SYNCSEG_LAYOUT_DIM_BY_TIME: SyncsegLayout = 0;
+/// `[frames][dim]`: one feature vector per frame.
+pub const SYNCSEG_LAYOUT_TIME_BY_DIM: SyncsegLayout = 1;
 
 /// One segment: frames `[start_frame, end_frame)` labelled `label`.
 #[repr(C)]
@@ -132,7 +139,7 @@ fn guard(f: impl FnOnce() -> FfiResult) -> SyncsegStatus {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             LAST_ERROR.with(|e| *e.borrow_mut() = None);
-            SyncsegStatus::Ok
+            SYNCSEG_STATUS_OK
         }
         Ok(Err(Failure(status, msg))) => {
             set_error(&msg);
@@ -145,7 +152,7 @@ fn guard(f: impl FnOnce() -> FfiResult) -> SyncsegStatus {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             set_error(&format!("internal error (please report): {what}"));
-            SyncsegStatus::Panic
+            SYNCSEG_STATUS_PANIC
         }
     }
 }
@@ -153,11 +160,11 @@ fn guard(f: impl FnOnce() -> FfiResult) -> SyncsegStatus {
 /// Dereferences a live handle of type `T`.
 fn handle<'a, T: 'static>(p: *const T, what: &str) -> Result<&'a T, Failure> {
     if p.is_null() {
-        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+        return fail(SYNCSEG_STATUS_NULL_POINTER, format!("{what} is NULL"));
     }
     if !is_live(p) {
         return fail(
-            SyncsegStatus::InvalidArgument,
+            SYNCSEG_STATUS_INVALID_ARGUMENT,
             format!("{what} is not a live syncseg handle (already freed?)"),
         );
     }
@@ -170,7 +177,7 @@ fn handle<'a, T: 'static>(p: *const T, what: &str) -> Result<&'a T, Failure> {
 fn release<T: 'static>(pp: *mut *mut T, what: &str) -> FfiResult {
     if pp.is_null() {
         return fail(
-            SyncsegStatus::NullPointer,
+            SYNCSEG_STATUS_NULL_POINTER,
             format!("pointer to {what} is NULL"),
         );
     }
@@ -185,7 +192,7 @@ fn release<T: 'static>(pp: *mut *mut T, what: &str) -> FfiResult {
             .is_some_and(|m| m.remove(&(p as usize)).is_some());
     if !removed {
         return fail(
-            SyncsegStatus::InvalidArgument,
+            SYNCSEG_STATUS_INVALID_ARGUMENT,
             format!("{what} is not a live syncseg handle (double free?)"),
         );
     }
@@ -199,7 +206,7 @@ fn release<T: 'static>(pp: *mut *mut T, what: &str) -> FfiResult {
 
 fn out_ptr<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Failure> {
     if p.is_null() {
-        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+        return fail(SYNCSEG_STATUS_NULL_POINTER, format!("{what} is NULL"));
     }
     // SAFETY: non-null, and the caller promises it points to writable memory.
     Ok(unsafe { &mut *p })
@@ -207,12 +214,12 @@ fn out_ptr<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T, Failure> {
 
 fn utf8<'a>(s: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if s.is_null() {
-        return fail(SyncsegStatus::NullPointer, format!("{what} is NULL"));
+        return fail(SYNCSEG_STATUS_NULL_POINTER, format!("{what} is NULL"));
     }
     // SAFETY: non-null; the caller promises a NUL-terminated string.
     unsafe { CStr::from_ptr(s) }.to_str().or_else(|_| {
         fail(
-            SyncsegStatus::InvalidArgument,
+            SYNCSEG_STATUS_INVALID_ARGUMENT,
             format!("{what} is not valid UTF-8"),
         )
     })
@@ -253,7 +260,7 @@ pub unsafe extern "C" fn syncseg_model_load(
         *out = std::ptr::null_mut();
         let path = utf8(path, "path")?;
         let model = SegModel::load(path, &Device::Cpu)
-            .or_else(|e| fail(SyncsegStatus::Io, e.to_string()))?;
+            .or_else(|e| fail(SYNCSEG_STATUS_IO, e.to_string()))?;
         *out = register(Box::new(SyncsegModel { model }));
         Ok(())
     })
@@ -287,7 +294,8 @@ pub unsafe extern "C" fn syncseg_model_info(
 }
 
 /// Segments one video. `features` holds `len` floats = `dim × frames` in
-/// `layout`; `dim` must be the model's. The result goes to `*out`; free it
+/// `layout` (`SYNCSEG_LAYOUT_DIM_BY_TIME` or `SYNCSEG_LAYOUT_TIME_BY_DIM`;
+/// any other value is refused); `dim` must be the model's. The result goes to `*out`; free it
 /// with [`syncseg_segments_free`].
 ///
 /// # Safety
@@ -306,42 +314,72 @@ pub unsafe extern "C" fn syncseg_segment(
         let out = out_ptr(out, "out")?;
         *out = std::ptr::null_mut();
         let m = handle(model, "model")?;
+        let time_major = match layout {
+            SYNCSEG_LAYOUT_DIM_BY_TIME => false,
+            SYNCSEG_LAYOUT_TIME_BY_DIM => true,
+            other => {
+                return fail(
+                    SYNCSEG_STATUS_INVALID_ARGUMENT,
+                    format!(
+                        "layout is {other}: expected SYNCSEG_LAYOUT_DIM_BY_TIME (0) or SYNCSEG_LAYOUT_TIME_BY_DIM (1)"
+                    ),
+                )
+            }
+        };
         if features.is_null() {
-            return fail(SyncsegStatus::NullPointer, "features is NULL");
+            return fail(SYNCSEG_STATUS_NULL_POINTER, "features is NULL");
         }
         if frames == 0 {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 "frames is 0: nothing to segment",
             );
         }
         let want = m.model.meta.c2f.input_dim;
         if dim != want {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 format!("dim is {dim} but the model expects {want}-dimensional features"),
             );
         }
         if dim.checked_mul(frames) != Some(len) {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 format!("len is {len} but dim × frames = {dim} × {frames}"),
             );
         }
-        // SAFETY: non-null, and the caller promises `len` readable floats.
-        let data = unsafe { std::slice::from_raw_parts(features, len) }.to_vec();
-        let f = match layout {
-            SyncsegLayout::DimByTime => Features::new(dim, frames, data),
-            SyncsegLayout::TimeByDim => Features::from_time_major(frames, dim, data),
+        // A slice may span at most isize::MAX bytes.
+        if len > isize::MAX as usize / std::mem::size_of::<f32>() {
+            return fail(
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
+                format!("len is {len}: more floats than an address space holds"),
+            );
         }
-        .or_else(|e| fail(SyncsegStatus::InvalidArgument, e.to_string()))?;
+        // The copy is allocated fallibly: a failed allocation aborts the
+        // host instead of unwinding.
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).or_else(|_| {
+            fail(
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
+                format!("len is {len}: cannot allocate a copy of the features"),
+            )
+        })?;
+        // SAFETY: non-null, at most isize::MAX bytes, and the caller
+        // promises `len` readable floats.
+        data.extend_from_slice(unsafe { std::slice::from_raw_parts(features, len) });
+        let f = if time_major {
+            Features::from_time_major(frames, dim, data)
+        } else {
+            Features::new(dim, frames, data)
+        }
+        .or_else(|e| fail(SYNCSEG_STATUS_INVALID_ARGUMENT, e.to_string()))?;
         if let Some((d, t, v)) = f.first_non_finite() {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 format!("features hold {v} at channel {d}, frame {t}"),
             );
         }
-        let pred = predict(&m.model, &f).or_else(|e| fail(SyncsegStatus::Model, e.to_string()))?;
+        let pred = predict(&m.model, &f).or_else(|e| fail(SYNCSEG_STATUS_MODEL, e.to_string()))?;
         let segs = pred.segments(&m.model.meta.classes);
         let names = segs
             .iter()
@@ -397,7 +435,7 @@ pub unsafe extern "C" fn syncseg_segments_get(
         let s = handle(segments, "segments")?;
         let Some(seg) = s.segments.get(index) else {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 format!(
                     "index {index} is out of range ({} segments)",
                     s.segments.len()
@@ -448,7 +486,7 @@ pub unsafe extern "C" fn syncseg_segments_render(
         *out = std::ptr::null_mut();
         let s = handle(segments, "segments")?;
         let invalid =
-            |e: syncseg_core::Error| Failure(SyncsegStatus::InvalidArgument, e.to_string());
+            |e: syncseg_core::Error| Failure(SYNCSEG_STATUS_INVALID_ARGUMENT, e.to_string());
         let format: ExportFormat = utf8(format, "format")?.parse().map_err(invalid)?;
         let rate = FrameRate::new(fps_num, fps_den).map_err(invalid)?;
         let title = if title.is_null() {
@@ -463,7 +501,7 @@ pub unsafe extern "C" fn syncseg_segments_render(
         };
         let rendered = render(format, &s.predicted, rate, &options).map_err(invalid)?;
         let text = CString::new(rendered.text)
-            .or_else(|_| fail(SyncsegStatus::Panic, "rendered text holds a NUL byte"))?;
+            .or_else(|_| fail(SYNCSEG_STATUS_PANIC, "rendered text holds a NUL byte"))?;
         let raw = text.into_raw();
         live()
             .get_or_insert_with(HashMap::new)
@@ -481,7 +519,7 @@ pub unsafe extern "C" fn syncseg_segments_render(
 pub unsafe extern "C" fn syncseg_string_free(s: *mut *mut c_char) -> SyncsegStatus {
     guard(|| {
         if s.is_null() {
-            return fail(SyncsegStatus::NullPointer, "pointer to string is NULL");
+            return fail(SYNCSEG_STATUS_NULL_POINTER, "pointer to string is NULL");
         }
         // SAFETY: non-null pointer to the caller's variable.
         let p = unsafe { *s };
@@ -494,7 +532,7 @@ pub unsafe extern "C" fn syncseg_string_free(s: *mut *mut c_char) -> SyncsegStat
                 .is_some_and(|m| m.remove(&(p as usize)).is_some());
         if !removed {
             return fail(
-                SyncsegStatus::InvalidArgument,
+                SYNCSEG_STATUS_INVALID_ARGUMENT,
                 "string was not returned by syncseg or is already freed (double free?)",
             );
         }
@@ -505,4 +543,122 @@ pub unsafe extern "C" fn syncseg_string_free(s: *mut *mut c_char) -> SyncsegStat
         unsafe { *s = std::ptr::null_mut() };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncseg_core::model::{C2fConfig, ModelMeta};
+
+    fn model(dim: usize) -> *mut SyncsegModel {
+        let meta = ModelMeta::new(
+            C2fConfig::scaled(dim, 3, 0.0625),
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            600,
+        );
+        let model = SegModel::new_seeded(meta, &Device::Cpu, 1).unwrap();
+        register(Box::new(SyncsegModel { model }))
+    }
+
+    fn last_error() -> String {
+        let p = syncseg_last_error();
+        assert!(!p.is_null(), "a failure leaves a message");
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    /// Issue 20: the layout is a u32 checked on entry; 2 and u32::MAX were
+    /// undefined behaviour as a Rust enum parameter.
+    #[test]
+    fn unknown_layouts_and_impossible_sizes_are_refused() {
+        let (dim, frames) = (2, 5);
+        let m = model(dim);
+        let feats: Vec<f32> = (0..dim * frames).map(|i| i as f32 * 0.1).collect();
+        let mut out: *mut SyncsegSegments = std::ptr::null_mut();
+        let segment = |len: usize, dim: usize, frames: usize, layout: u32, out| unsafe {
+            syncseg_segment(m, feats.as_ptr(), len, dim, frames, layout, out)
+        };
+        for layout in [2, 3, 0xFFFF_FFFF] {
+            assert_eq!(
+                segment(dim * frames, dim, frames, layout, &mut out),
+                SYNCSEG_STATUS_INVALID_ARGUMENT
+            );
+            assert!(last_error().contains(&format!("layout is {layout}")));
+            assert!(out.is_null());
+        }
+        for layout in [SYNCSEG_LAYOUT_DIM_BY_TIME, SYNCSEG_LAYOUT_TIME_BY_DIM] {
+            assert_eq!(
+                segment(dim * frames, dim, frames, layout, &mut out),
+                SYNCSEG_STATUS_OK,
+                "{}",
+                last_error()
+            );
+            assert_eq!(
+                unsafe { syncseg_segments_free(&mut out) },
+                SYNCSEG_STATUS_OK
+            );
+        }
+        // dim × frames overflows usize; len beyond any address space.
+        for (len, frames) in [
+            (dim * frames, usize::MAX / 2 + 1),
+            (usize::MAX, frames),
+            (usize::MAX, usize::MAX / dim),
+            // Consistent sizes, but more bytes than a slice may span.
+            (usize::MAX - 1, usize::MAX / 2),
+        ] {
+            let status = segment(len, dim, frames, SYNCSEG_LAYOUT_DIM_BY_TIME, &mut out);
+            assert_eq!(status, SYNCSEG_STATUS_INVALID_ARGUMENT, "{len} {frames}");
+            assert!(last_error().starts_with("len is"), "{}", last_error());
+        }
+        assert!(last_error().contains("address space"), "{}", last_error());
+        let mut m = m;
+        assert_eq!(unsafe { syncseg_model_free(&mut m) }, SYNCSEG_STATUS_OK);
+    }
+
+    /// Extreme but valid frame rates and indices: an error or a result,
+    /// never SYNCSEG_STATUS_PANIC.
+    #[test]
+    fn extreme_rates_and_indices_do_not_panic() {
+        let m = model(1);
+        let frames = 700;
+        let feats: Vec<f32> = (0..frames).map(|i| (i as f32 * 0.05).sin()).collect();
+        let mut segs: *mut SyncsegSegments = std::ptr::null_mut();
+        let status = unsafe { syncseg_segment(m, feats.as_ptr(), frames, 1, frames, 0, &mut segs) };
+        assert_eq!(status, SYNCSEG_STATUS_OK);
+        let mut seg = SyncsegSegment {
+            start_frame: 0,
+            end_frame: 0,
+            label: 0,
+            confidence: 0.0,
+        };
+        let status =
+            unsafe { syncseg_segments_get(segs, usize::MAX, &mut seg, std::ptr::null_mut()) };
+        assert_eq!(status, SYNCSEG_STATUS_INVALID_ARGUMENT);
+        for format in syncseg_core::export::ExportFormat::ALL {
+            let name = CString::new(format.to_string()).unwrap();
+            for (num, den) in [
+                (u32::MAX, 1),
+                (1, u32::MAX),
+                (u32::MAX, u32::MAX - 1),
+                (0, 1),
+            ] {
+                let mut text: *mut c_char = std::ptr::null_mut();
+                let status = unsafe {
+                    syncseg_segments_render(segs, name.as_ptr(), num, den, c"t".as_ptr(), &mut text)
+                };
+                assert!(
+                    status == SYNCSEG_STATUS_OK || status == SYNCSEG_STATUS_INVALID_ARGUMENT,
+                    "{format} at {num}/{den}: status {status}: {}",
+                    last_error()
+                );
+                assert_eq!(unsafe { syncseg_string_free(&mut text) }, SYNCSEG_STATUS_OK);
+            }
+        }
+        let mut m = m;
+        assert_eq!(
+            unsafe { syncseg_segments_free(&mut segs) },
+            SYNCSEG_STATUS_OK
+        );
+        assert_eq!(unsafe { syncseg_model_free(&mut m) }, SYNCSEG_STATUS_OK);
+    }
 }

@@ -840,3 +840,65 @@ fn train_and_distill_on_the_gpu() {
     );
     assert!(!tcc.exists(), "nothing written");
 }
+
+/// Issue 20: `distill --batch-size 1` on a 601-frame pair (its 1-frame tail
+/// window is a batch of its own) and on a 5-frame pair finished with "the
+/// training loss became NaN": BatchNorm over one valid frame.
+#[test]
+fn distill_short_windows_with_batch_size_1() {
+    use syncseg_core::features::Features;
+    use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let dim = 4;
+    for view in ["exo", "ego"] {
+        std::fs::create_dir_all(root.join(view)).unwrap();
+        for (name, frames) in [("long", 601), ("short", 5)] {
+            let s = if view == "exo" { 0.37 } else { 0.91 };
+            let data = (0..dim * frames).map(|i| (i as f32 * s).sin()).collect();
+            let f = Features::new(dim, frames, data).unwrap();
+            syncseg_core::npy::write_features(root.join(view).join(format!("{name}.npy")), &f)
+                .unwrap();
+        }
+    }
+    let pairs = root.join("pairs.bundle");
+    syncseg_core::labels::write_bundle(&pairs, &["long", "short"]).unwrap();
+    let meta = ModelMeta::new(
+        C2fConfig::scaled(dim, 3, 0.0625),
+        vec!["background".into(), "a".into(), "b".into()],
+        vec![],
+        600,
+    );
+    let teacher = root.join("teacher");
+    SegModel::new_seeded(meta, &candle_core::Device::Cpu, 2)
+        .unwrap()
+        .save(&teacher)
+        .unwrap();
+    let student = root.join("student");
+    ok(&[
+        "distill",
+        "--teacher",
+        p(&teacher),
+        "--teacher-features",
+        p(&root.join("exo")),
+        "--student-features",
+        p(&root.join("ego")),
+        "--videos",
+        p(&pairs),
+        "--val-videos",
+        p(&pairs),
+        "--out",
+        p(&student),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "1",
+    ]);
+    let progress: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(student.join("last/progress.json")).unwrap())
+            .unwrap();
+    for epoch in progress["history"].as_array().unwrap() {
+        let loss = epoch["train_loss"].as_f64().unwrap();
+        assert!(loss.is_finite(), "{epoch}");
+    }
+}

@@ -55,7 +55,7 @@ pub fn synthetic_recording(
         .map_err(|e: syncseg_core::Error| JsError::new(&e.to_string()))?;
     let cfg = SynthConfig::preset(preset, seed as u64, dim.map(|d| d as usize))
         .map_err(|e| JsError::new(&e.to_string()))?;
-    let gen = Generator::new(cfg);
+    let gen = Generator::new(cfg).map_err(|e| JsError::new(&e.to_string()))?;
     let tests: Vec<usize> = (0..gen.len())
         .filter(|&i| gen.role(i) == SplitRole::Test)
         .collect();

@@ -6,6 +6,7 @@
  * FEATURES.f32 holds DIM*FRAMES little-endian floats, [dim][frames]; the
  * segments are written to OUT_DIR/markers.edl and OUT_DIR/markers.otio. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,8 @@ static int failures = 0;
   do {                                                                         \
     SyncsegStatus got_ = (call);                                               \
     const char *msg_ = syncseg_last_error();                                   \
-    CHECK(got_ == (want), "%s returned %d, expected %d (%s)", #call, got_,     \
-          (want), msg_ ? msg_ : "no message");                                 \
+    CHECK(got_ == (want), "%s returned %u, expected %u (%s)", #call,           \
+          (unsigned)got_, (unsigned)(want), msg_ ? msg_ : "no message");       \
     if ((want) != SYNCSEG_STATUS_OK)                                           \
       CHECK(msg_ != NULL && strlen(msg_) > 0, "%s left no message", #call);    \
     else                                                                       \
@@ -87,6 +88,20 @@ int main(int argc, char **argv) {
   CHECK(expected_start == (int64_t)frames, "segments cover %lld of %zu frames",
         (long long)expected_start, frames);
 
+  /* The same features [frames][dim] give the same segments. */
+  float *time_major = malloc(len * sizeof(float));
+  for (size_t c = 0; c < dim; c++)
+    for (size_t t = 0; t < frames; t++) time_major[t * dim + c] = features[c * frames + t];
+  SyncsegSegments *segs_t = NULL;
+  EXPECT_STATUS(syncseg_segment(model, time_major, len, dim, frames,
+                                SYNCSEG_LAYOUT_TIME_BY_DIM, &segs_t),
+                SYNCSEG_STATUS_OK);
+  size_t count_t = 0;
+  EXPECT_STATUS(syncseg_segments_count(segs_t, &count_t), SYNCSEG_STATUS_OK);
+  CHECK(count_t == count, "time-major: %zu segments, dim-major %zu", count_t, count);
+  EXPECT_STATUS(syncseg_segments_free(&segs_t), SYNCSEG_STATUS_OK);
+  free(time_major);
+
   /* Editor markers at NTSC 29.97 fps. */
   const char *formats[2] = {"edl", "otio"};
   for (int k = 0; k < 2; k++) {
@@ -133,6 +148,23 @@ int main(int argc, char **argv) {
                 SYNCSEG_STATUS_INVALID_ARGUMENT);
   EXPECT_STATUS(syncseg_segment(model, features, 0, dim, 0, SYNCSEG_LAYOUT_DIM_BY_TIME, &bad),
                 SYNCSEG_STATUS_INVALID_ARGUMENT);
+  /* Layouts are uint32_t: any value other than the two layouts is refused
+   * (a Rust enum parameter holding 2 was undefined behaviour; ABI 1). */
+  EXPECT_STATUS(syncseg_segment(model, features, len, dim, frames, 2, &bad),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  EXPECT_STATUS(syncseg_segment(model, features, len, dim, frames, 0xFFFFFFFFu, &bad),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  CHECK(strstr(syncseg_last_error(), "layout is 4294967295") != NULL,
+        "the message names the layout: %s", syncseg_last_error());
+  /* dim × frames overflowing size_t is refused, not wrapped. */
+  EXPECT_STATUS(syncseg_segment(model, features, len, dim, SIZE_MAX / 2 + 1,
+                                SYNCSEG_LAYOUT_DIM_BY_TIME, &bad),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  EXPECT_STATUS(syncseg_segment(model, features, SIZE_MAX, dim, frames,
+                                SYNCSEG_LAYOUT_DIM_BY_TIME, &bad),
+                SYNCSEG_STATUS_INVALID_ARGUMENT);
+  /* A status is a fixed-width integer in the header. */
+  CHECK(sizeof(SyncsegStatus) == 4 && sizeof(SyncsegLayout) == 4, "32-bit status and layout");
   float saved = features[3];
   features[3] = NAN;
   EXPECT_STATUS(syncseg_segment(model, features, len, dim, frames, SYNCSEG_LAYOUT_DIM_BY_TIME, &bad),

@@ -49,7 +49,7 @@ fn compile_c(lib_dir: &Path, out: &Path) {
 /// A model directory and one synthetic ego recording as raw `[dim][frames]`
 /// float32: `(model_dir, features_file, dim, frames)`.
 fn model_and_features(dir: &Path) -> (PathBuf, PathBuf, usize, usize) {
-    let gen = Generator::new(SynthConfig::preset(Preset::Small, 1, Some(24)).unwrap());
+    let gen = Generator::new(SynthConfig::preset(Preset::Small, 1, Some(24)).unwrap()).unwrap();
     let rec = gen.recording(0).unwrap();
     let names = gen.class_names().to_vec();
     let meta = ModelMeta::new(

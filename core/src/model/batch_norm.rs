@@ -16,6 +16,9 @@ use candle_nn::{Init, VarBuilder};
 pub const EPS: f64 = 1e-5;
 /// PyTorch's default.
 pub const MOMENTUM: f64 = 0.1;
+/// Fewest valid frames whose statistics a training batch normalises with;
+/// below it (a single frame: variance 0) the running statistics are used.
+pub const MIN_BATCH_FRAMES: f64 = 2.0;
 
 /// A BatchNorm1d over `[B, C, T]`.
 #[derive(Debug, Clone)]
@@ -78,7 +81,9 @@ impl MaskedBatchNorm {
 
     /// Train mode: normalise with the statistics of the valid frames of this
     /// batch (`mask`: `[B, 1, T]` of 0/1, or `None` for all valid) and update
-    /// the running statistics.
+    /// the running statistics. A mask with a single valid frame (fewer than
+    /// [`MIN_BATCH_FRAMES`]) normalises with the running statistics instead
+    /// and updates nothing.
     pub fn forward_train(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         if c != self.channels {
@@ -103,6 +108,17 @@ impl MaskedBatchNorm {
                     .to_scalar::<f64>()?;
                 if n < 1.0 {
                     candle_core::bail!("batch-norm: the mask selects no frame");
+                }
+                // One frame has no spread: its batch variance is 0 by
+                // construction, and normalising by √(0 + ε) multiplies every
+                // other (padded) frame by ~316 — layer after layer, until the
+                // padding is inf and the masked losses 0·inf = NaN (issue 20:
+                // `distill --batch-size 1` on a 1-frame tail window). With
+                // fewer than two valid frames the layer normalises as in eval
+                // mode and leaves the running statistics alone (PyTorch
+                // refuses such a batch outright).
+                if n < MIN_BATCH_FRAMES {
+                    return self.forward_eval(x);
                 }
                 let mean = (x.broadcast_mul(m)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)? / n)?;
                 let centered = x.broadcast_sub(&mean)?;
@@ -140,5 +156,46 @@ impl MaskedBatchNorm {
         let scale = (&self.weight / (var + EPS)?.sqrt()?)?;
         let shift = (&self.bias - (mean * &scale)?)?;
         Ok((scale, shift))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// One valid frame: normalised with the running statistics, which stay
+    /// as they were (a zero batch variance scaled the padding by 1/√ε and
+    /// dragged the running variance towards 0; issue 20).
+    #[test]
+    fn a_single_valid_frame_uses_the_running_statistics() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let bn =
+            MaskedBatchNorm::new(2, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        let x = Tensor::new(&[[[3f32, 50.0, -7.0], [1.0, 2.0, 3.0]]], &dev).unwrap();
+        let one = Tensor::new(&[[[1f32, 0.0, 0.0]]], &dev).unwrap();
+        let y = bn.forward_train(&x, Some(&one)).unwrap();
+        let eval = bn.forward_eval(&x).unwrap();
+        let diff = (y - eval).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let (rm, rv) = bn.running();
+        assert_eq!(rm.as_tensor().to_vec1::<f32>().unwrap(), [0.0, 0.0]);
+        assert_eq!(rv.as_tensor().to_vec1::<f32>().unwrap(), [1.0, 1.0]);
+        // Two valid frames: batch statistics (frame 2 is padding).
+        let two = Tensor::new(&[[[1f32, 1.0, 0.0]]], &dev).unwrap();
+        let y = bn
+            .forward_train(&x, Some(&two))
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
+        let z = 23.5 / (23.5f32 * 23.5 + EPS as f32).sqrt();
+        assert!(
+            (y[0][0][0] + z).abs() < 1e-5 && (y[0][0][1] - z).abs() < 1e-5,
+            "{y:?}"
+        );
+        let rm = bn.running().0.as_tensor().to_vec1::<f32>().unwrap();
+        assert!((rm[0] - 0.1 * 26.5).abs() < 1e-5, "{rm:?}");
     }
 }

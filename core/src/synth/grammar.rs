@@ -122,9 +122,49 @@ pub struct GrammarConfig {
     pub speed_sigma: f64,
 }
 
+/// Most action classes: every verb with every object.
+pub const MAX_ACTIONS: usize = VERBS.len() * OBJECTS.len();
+/// Longest typical step or gap, in frames.
+pub const MAX_FRAMES: f64 = 100_000.0;
+/// A step or gap lasts at most this many times its class's (or the gap's)
+/// median: a bound on a recording's length whatever the draws.
+pub const MAX_RUN_FACTOR: f64 = 50.0;
+
+impl GrammarConfig {
+    /// Checks every field (see [`super::SynthConfig::validate`]).
+    pub fn validate(&self) -> crate::Result<()> {
+        use super::{check_count, check_range};
+        check_count("grammar.procedures", self.procedures, 1, 10_000)?;
+        check_count("grammar.steps.0", self.steps.0, 1, 1_000)?;
+        check_count("grammar.steps.1", self.steps.1, self.steps.0, 1_000)?;
+        for (field, p) in [
+            ("grammar.optional_prob", self.optional_prob),
+            ("grammar.skip_prob", self.skip_prob),
+            ("grammar.swappable_prob", self.swappable_prob),
+            ("grammar.swap_prob", self.swap_prob),
+            ("grammar.gap_prob", self.gap_prob),
+        ] {
+            check_range(field, p, 0.0, 1.0)?;
+        }
+        check_range(
+            "grammar.gap_median_frames",
+            self.gap_median_frames,
+            1.0,
+            MAX_FRAMES,
+        )?;
+        check_range("grammar.duration_sigma", self.duration_sigma, 0.0, 2.0)?;
+        check_range("grammar.speed_sigma", self.speed_sigma, 0.0, 2.0)?;
+        Ok(())
+    }
+}
+
 impl Procedure {
     /// Draws a procedure over the vocabulary's action classes, with no
     /// class repeated back to back.
+    ///
+    /// # Panics
+    /// If `cfg` fails [`GrammarConfig::validate`] or the vocabulary has
+    /// fewer than two actions ([`super::Generator::new`] checks both).
     pub fn sample(vocab: &Vocabulary, cfg: &GrammarConfig, rng: &mut impl Rng) -> Self {
         let n = rng.random_range(cfg.steps.0..=cfg.steps.1);
         let mut steps: Vec<Step> = Vec::with_capacity(n);
@@ -144,6 +184,10 @@ impl Procedure {
     }
 
     /// Instantiates the procedure as per-frame labels for one recording.
+    /// A step or gap lasts at most [`MAX_RUN_FACTOR`] times its median.
+    ///
+    /// # Panics
+    /// If `cfg` fails [`GrammarConfig::validate`].
     pub fn perform(&self, vocab: &Vocabulary, cfg: &GrammarConfig, rng: &mut impl Rng) -> Vec<u32> {
         let mut order: Vec<u32> = Vec::with_capacity(self.steps.len());
         let mut i = 0;
@@ -171,13 +215,20 @@ impl Procedure {
         // a segment is a maximal run of one label anyway.
         order.dedup();
 
+        // Within 5σ, so that a recording's length is bounded whatever the draw.
+        let bound = (5.0 * cfg.speed_sigma).exp();
         let speed = LogNormal::new(0.0, cfg.speed_sigma)
             .expect("sigma >= 0")
-            .sample(rng);
+            .sample(rng)
+            .clamp(1.0 / bound, bound);
         let gap = LogNormal::new(cfg.gap_median_frames.ln(), 0.5).expect("sigma >= 0");
         let mut labels = Vec::new();
         let push_gap = |labels: &mut Vec<u32>, rng: &mut dyn rand::RngCore| {
-            let len = gap.sample(rng).round().max(2.0) as usize;
+            let len = gap
+                .sample(rng)
+                .min(MAX_RUN_FACTOR * cfg.gap_median_frames)
+                .round()
+                .max(2.0) as usize;
             labels.extend(std::iter::repeat_n(BACKGROUND, len));
         };
         // Recordings start and end with a little idle time, like real ones.
@@ -188,7 +239,11 @@ impl Procedure {
             }
             let median = vocab.median_frames[class as usize] * speed;
             let dist = LogNormal::new(median.ln(), cfg.duration_sigma).expect("sigma >= 0");
-            let len = dist.sample(rng).round().max(4.0) as usize;
+            let len = dist
+                .sample(rng)
+                .min(MAX_RUN_FACTOR * median)
+                .round()
+                .max(4.0) as usize;
             labels.extend(std::iter::repeat_n(class, len));
         }
         push_gap(&mut labels, rng);

@@ -182,6 +182,80 @@ impl SynthConfig {
     }
 }
 
+/// Most features one recording may hold (both views), by the estimate of
+/// [`SynthConfig::validate`]: 1 GiB.
+pub const MAX_RECORDING_BYTES: f64 = (1u64 << 30) as f64;
+
+/// Checks that `value` lies in `[lo, hi]` (finite), naming the field.
+pub(crate) fn check_range(field: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
+    if value.is_finite() && (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "synthetic config: {field} is {value}; allowed: {lo} to {hi}"
+        )))
+    }
+}
+
+/// Checks that the count `value` lies in `lo..=hi`, naming the field.
+pub(crate) fn check_count(field: &str, value: usize, lo: usize, hi: usize) -> Result<()> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "synthetic config: {field} is {value}; allowed: {lo} to {hi}"
+        )))
+    }
+}
+
+impl SynthConfig {
+    /// Checks every field (finite, in range, counts that draw something,
+    /// recordings of a bounded size): an invalid configuration is a
+    /// one-line error naming the field and its allowed range, never a
+    /// panic or an absurd allocation in the generator.
+    pub fn validate(&self) -> Result<()> {
+        // 8 verbs × 10 objects; a procedure never repeats a class back to
+        // back, so it needs two classes.
+        check_count("actions", self.actions, 2, grammar::MAX_ACTIONS)?;
+        let (lo, hi) = self.step_frames;
+        check_range("step_frames.0", lo, 1.0, grammar::MAX_FRAMES)?;
+        check_range("step_frames.1", hi, lo, grammar::MAX_FRAMES)?;
+        check_range("fps", self.fps, 1e-3, 1e4)?;
+        let s = &self.splits;
+        for (field, n) in [
+            ("splits.train", s.train),
+            ("splits.val", s.val),
+            ("splits.adapt", s.adapt),
+            ("splits.adapt_val", s.adapt_val),
+            ("splits.test", s.test),
+        ] {
+            check_count(field, n, 1, MAX_SPLIT)?;
+        }
+        self.grammar.validate()?;
+        self.render.validate()?;
+        // Frames of a long recording: every step at 2σ of its durations,
+        // every gap present at 2σ of its length, the idle start and end.
+        let g = &self.grammar;
+        let steps = g.steps.1 as f64;
+        let step = hi * (2.0 * (g.speed_sigma + g.duration_sigma)).exp();
+        let gap = g.gap_median_frames * 1f64.exp();
+        let frames = steps * step + (steps + 1.0) * gap;
+        let r = &self.render;
+        let bytes = frames * (2 * r.dim + r.latent_dim + r.hidden_dim) as f64 * 4.0;
+        if bytes > MAX_RECORDING_BYTES {
+            return Err(Error::invalid(format!(
+                "synthetic config: recordings of up to ~{frames:.0} frames × dim {} need ~{:.1} GiB each; allowed: 1 GiB (fewer grammar.steps, shorter step_frames or gap_median_frames, smaller sigmas or render.dim)",
+                r.dim,
+                bytes / MAX_RECORDING_BYTES
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Most recordings in one split.
+pub const MAX_SPLIT: usize = 100_000;
+
 /// One generated recording: labels and both synchronized views.
 #[derive(Debug, Clone)]
 pub struct SynthRecording {
@@ -219,8 +293,10 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Draws the world (vocabulary, procedures, cameras) from the seed.
-    pub fn new(cfg: SynthConfig) -> Self {
+    /// Draws the world (vocabulary, procedures, cameras) from the seed,
+    /// after [`SynthConfig::validate`].
+    pub fn new(cfg: SynthConfig) -> Result<Self> {
+        cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         rng.set_stream(0);
         let vocab = Vocabulary::sample(cfg.actions, cfg.step_frames.0, cfg.step_frames.1, &mut rng);
@@ -228,12 +304,12 @@ impl Generator {
             .map(|_| Procedure::sample(&vocab, &cfg.grammar, &mut rng))
             .collect();
         let world = World::sample(&cfg.render, &vocab, &mut rng);
-        Generator {
+        Ok(Generator {
             cfg,
             vocab,
             procedures,
             world,
-        }
+        })
     }
 
     /// Class names, index = label id.

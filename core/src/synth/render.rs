@@ -65,6 +65,38 @@ pub struct RenderConfig {
     pub occlusion_frames: f64,
 }
 
+impl RenderConfig {
+    /// Checks every field (see [`super::SynthConfig::validate`]).
+    pub fn validate(&self) -> crate::Result<()> {
+        use super::{check_count, check_range};
+        check_count("render.dim", self.dim, 1, 4096)?;
+        check_count("render.latent_dim", self.latent_dim, 1, 1024)?;
+        check_count("render.hidden_dim", self.hidden_dim, 1, 4096)?;
+        check_range("render.view_angle_deg", self.view_angle_deg, 0.0, 90.0)?;
+        check_count("render.blend_frames", self.blend_frames, 0, 10_000)?;
+        for (field, v) in [
+            ("render.style_scale", self.style_scale),
+            ("render.drift_scale", self.drift_scale),
+            ("render.latent_noise", self.latent_noise),
+            ("render.exo_offset", self.exo_offset),
+            ("render.exo_noise", self.exo_noise),
+            ("render.ego_offset", self.ego_offset),
+            ("render.ego_noise", self.ego_noise),
+            ("render.head_motion", self.head_motion),
+        ] {
+            check_range(field, v, 0.0, 100.0)?;
+        }
+        check_range("render.occlusion_rate", self.occlusion_rate, 0.0, 1.0)?;
+        check_range(
+            "render.occlusion_frames",
+            self.occlusion_frames,
+            1.0,
+            10_000.0,
+        )?;
+        Ok(())
+    }
+}
+
 /// The fixed, per-dataset parameters of both cameras and of the latent space.
 pub struct World {
     cfg: RenderConfig,
@@ -109,6 +141,7 @@ fn mix(shared: &[f32], own: &[f32], theta: f64) -> Vec<f32> {
 
 impl World {
     /// Draws the world for `vocab` with the dataset's seed stream.
+    /// `cfg` is valid ([`RenderConfig::validate`]; rendering panics otherwise).
     pub fn sample(cfg: &RenderConfig, vocab: &Vocabulary, rng: &mut impl Rng) -> Self {
         let l = cfg.latent_dim;
         let unit = 1.0 / (l as f64).sqrt();

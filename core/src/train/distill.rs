@@ -640,17 +640,19 @@ impl<'a> Distill<'a> {
         self.unpaired_loss(&out.heads, &teacher, &mask)
     }
 
-    /// The cached teacher heads of each training window in `batch`.
-    fn cached_heads(&self, batch: &[Window]) -> Vec<&Vec<Tensor>> {
+    /// The cached teacher heads of each training window in `batch`; a
+    /// window that is not one of [`Objective::windows`] is an error (the
+    /// teacher's outputs exist for those only).
+    fn cached_heads(&self, batch: &[Window]) -> Result<Vec<&Vec<Tensor>>> {
         batch
             .iter()
             .map(|w| {
-                let i = self
-                    .windows
-                    .iter()
-                    .position(|x| x == w)
-                    .expect("window from this objective");
-                &self.teacher_heads[i]
+                let i = self.windows.iter().position(|x| x == w).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "window {w:?} is not one of this distillation objective's training windows"
+                    ))
+                })?;
+                Ok(&self.teacher_heads[i])
             })
             .collect()
     }
@@ -662,7 +664,7 @@ impl Objective for Distill<'_> {
     }
 
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
-        let cached = self.cached_heads(batch);
+        let cached = self.cached_heads(batch)?;
         let adapt = self.batch_loss(model, self.pairs, batch, &cached, true)?;
         match self.task_loss(model, batch.len())? {
             None => Ok(adapt),
@@ -678,7 +680,7 @@ impl Objective for Distill<'_> {
         if self.loss.loss != AdaptLoss::SyncMse || self.task.is_some() {
             return Ok(None);
         }
-        let cached = self.cached_heads(batch);
+        let cached = self.cached_heads(batch)?;
         let (x, mask, teacher) = self.batch_inputs(self.pairs, batch, &cached)?;
         let x = model.adapt(&x, Some(&mask))?;
         Ok(Some(TrainBatch {
@@ -879,5 +881,117 @@ mod tests {
             err.contains("procedures.txt") && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    fn all_finite(t: &Tensor) -> bool {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite())
+    }
+
+    /// A window the objective did not make has no cached teacher output:
+    /// an error through the public `Objective` API, not a panic (issue 20).
+    #[test]
+    fn a_foreign_window_is_an_error() {
+        use crate::model::{C2fConfig, ModelMeta};
+        let meta = ModelMeta::new(
+            C2fConfig::scaled(1, 3, 0.0625),
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            600,
+        );
+        let model = SegModel::new_seeded(meta, &Device::Cpu, 1).unwrap();
+        let none = HashMap::new();
+        let pairs = make_pairs(recordings(2), &PairOptions::default(), &none).unwrap();
+        let d = Distill::new(&model, &pairs, &[], vec![0], 600, Device::Cpu).unwrap();
+        let foreign = Window {
+            video: 7,
+            start: 3,
+            len: 5,
+        };
+        let mut batch = d.windows().to_vec();
+        batch.push(foreign);
+        let err = d.loss(&model, &batch).unwrap_err().to_string();
+        assert!(err.contains("not one of this distillation"), "{err}");
+        assert!(d.train_batch(&model, &[foreign]).is_err());
+        assert!(d.loss(&model, d.windows()).is_ok());
+    }
+
+    /// Issue 20: a batch of one short window — a pair of 1 … 20 frames, or
+    /// the 1-frame tail of a 601-frame pair — gives a finite loss and finite
+    /// gradients under every adaptation loss (and the task loss). It was
+    /// NaN: BatchNorm over a single valid frame divided the padding by √ε.
+    #[test]
+    fn short_windows_give_finite_losses_and_gradients() {
+        use crate::model::{C2fConfig, ModelMeta};
+        use crate::train::supervised::{LabeledVideo, SupervisedLoss};
+        let meta = ModelMeta::new(
+            C2fConfig::scaled(4, 3, 0.0625),
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            600,
+        );
+        let model = SegModel::new_seeded(meta, &Device::Cpu, 1).unwrap();
+        let vars = model.varmap.all_vars();
+        for n in (1..=20).chain([601]) {
+            let feats = |s: f32| {
+                Features::new(4, n, (0..4 * n).map(|i| (i as f32 * s).sin()).collect()).unwrap()
+            };
+            let pairs = vec![Pair {
+                name: "a".into(),
+                teacher: feats(0.37),
+                student: feats(0.91),
+            }];
+            let videos = vec![LabeledVideo {
+                name: "a".into(),
+                features: feats(0.37),
+                labels: (0..n).map(|i| (i % 3) as u32).collect(),
+            }];
+            let task = || {
+                Supervised::new(
+                    &videos,
+                    &[],
+                    600,
+                    vec![],
+                    SupervisedLoss::default(),
+                    Device::Cpu,
+                )
+            };
+            let check = |what: &str, objective: &dyn Objective| {
+                for w in objective.windows() {
+                    let loss = objective.loss(&model, std::slice::from_ref(w)).unwrap();
+                    let value = loss.to_scalar::<f32>().unwrap();
+                    assert!(value.is_finite(), "{what}, {n} frames, {w:?}: loss {value}");
+                    let grads = loss.backward().unwrap();
+                    for v in &vars {
+                        if let Some(g) = grads.get(v) {
+                            assert!(all_finite(g), "{what}, {n} frames, {w:?}: gradient");
+                        }
+                    }
+                }
+            };
+            check("task loss", &task());
+            for loss in AdaptLoss::ALL {
+                let cfg = LossConfig {
+                    loss,
+                    ..Default::default()
+                };
+                let d = Distill::with_loss(
+                    &model,
+                    &pairs,
+                    &[],
+                    DEFAULT_LEVELS.to_vec(),
+                    600,
+                    Device::Cpu,
+                    cfg,
+                    loss.is_uda().then(task),
+                )
+                .unwrap();
+                check(loss.name(), &d);
+            }
+        }
     }
 }

@@ -265,7 +265,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "[1/5] generating the {:?} synthetic exo/ego benchmark",
         args.preset
     );
-    let gen = Generator::new(SynthConfig::preset(args.preset, args.seed, args.dim)?);
+    let gen = Generator::new(SynthConfig::preset(args.preset, args.seed, args.dim)?)?;
     let pb = crate::progress::bar(gen.len() as u64, "synth", "recordings");
     gen.write(&data, |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();

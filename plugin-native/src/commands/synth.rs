@@ -28,7 +28,7 @@ pub(crate) fn parse_preset(s: &str) -> Result<Preset, String> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = SynthConfig::preset(args.preset, args.seed, args.dim)?;
-    let gen = Generator::new(cfg);
+    let gen = Generator::new(cfg)?;
     let pb = crate::progress::bar(gen.len() as u64, "synth", "recordings");
     gen.write(&args.out, |done, _| pb.set_position(done as u64))
         .with_context(|| format!("writing the benchmark to {}", args.out.display()))?;

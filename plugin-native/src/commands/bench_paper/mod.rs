@@ -112,7 +112,7 @@ fn ensure_data(args: &Args, seed: u64, dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
-    let gen = Generator::new(SynthConfig::preset(args.preset, seed, args.dim)?);
+    let gen = Generator::new(SynthConfig::preset(args.preset, seed, args.dim)?)?;
     let pb = crate::progress::bar(gen.len() as u64, "synth", "recordings");
     gen.write(dir, |n, _| pb.set_position(n as u64))?;
     pb.finish_and_clear();
