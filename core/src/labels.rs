@@ -446,9 +446,10 @@ fn parse_coarse(text: &str) -> std::result::Result<Vec<CoarseSegment>, String> {
     Ok(segs)
 }
 
-/// Longest label sequence [`coarse_to_frame_labels`] will build (about 52
-/// days at 30 fps): a corrupt frame number must not exhaust memory.
-pub const MAX_COARSE_FRAMES: usize = 1 << 27;
+/// Longest label sequence [`coarse_to_frame_labels`] will build (about 38
+/// hours at 30 fps; ~100 MB of labels): a corrupt frame number must not
+/// exhaust memory (the fuzzer's allocation cap found 1 << 27 used 3 GB).
+pub const MAX_COARSE_FRAMES: usize = 1 << 22;
 
 /// Expands coarse segments into one label per frame.
 ///

@@ -494,6 +494,11 @@ fn batch_norm_training_matches_core() {
     batch_norm_case(2, 3, 37, &[37, 20], 61);
     batch_norm_case(4, 70, 300, &[300, 1, 150, 299], 62);
     batch_norm_case(3, 5, 1000, &[1000, 1000, 1000], 63);
+    // A single valid frame in the batch: eval-mode normalisation, running
+    // statistics unchanged (core's rule; the batch variance 0 sent the
+    // padding to inf).
+    batch_norm_case(1, 3, 5, &[1], 64);
+    batch_norm_case(3, 4, 9, &[0, 1, 0], 65);
 }
 
 /// Softmax probabilities `[batch, K, T]` from random logits (away from 0 and 1).

@@ -9,6 +9,8 @@
 // since its outputs depend on μ and σ² too):
 //   dβ = Σ g,  dγ = Σ g·x̂,  dx = γ/sqrt(σ² + eps) · (g − m·dβ/n − m·x̂·dγ/n)
 // (the μ term through σ² vanishes because Σ m·(x − μ) = 0).
+// With fewer than two valid frames the running statistics stand in for the
+// batch's (eval mode: dx = γ/sqrt(σ² + eps) · g) and are not updated.
 // Statistics and parameter gradients: one workgroup per channel, tree sums
 // in workgroup memory. `stats` holds [μ (C), σ² (C), n]; `gb` [γ (C), β (C)];
 // `dgb` [dγ (C), dβ (C)].
@@ -25,6 +27,9 @@ struct Params {
 }
 
 const THREADS: u32 = 256u;
+// Fewer valid frames than this: eval-mode normalisation (core's
+// batch_norm::MIN_BATCH_FRAMES).
+const MIN_BATCH_FRAMES: f32 = 2.0;
 
 var<workgroup> red_a: array<f32, 256>;
 var<workgroup> red_b: array<f32, 256>;
@@ -77,7 +82,16 @@ fn bn_stats(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id
     red_a[lid] = sq;
     red_b[lid] = 0.0;
     tree_sum(lid);
-    if (lid == 0u) {
+    if (lid == 0u && n < MIN_BATCH_FRAMES) {
+        // A single valid frame has variance 0: normalise with the running
+        // statistics (eval mode) and leave them as they are, as core's
+        // MaskedBatchNorm does (1/sqrt(eps) per layer sent the padding to inf).
+        st_stats[c] = st_running[c];
+        st_stats[st_p.channels + c] = st_running[st_p.channels + c];
+        if (c == 0u) {
+            st_stats[2u * st_p.channels] = n;
+        }
+    } else if (lid == 0u) {
         let var_b = red_a[0] / max(n, 1.0);
         st_stats[c] = mean;
         st_stats[st_p.channels + c] = var_b;
@@ -176,13 +190,18 @@ fn bn_grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let idx = (b * gi_p.channels + c) * gi_p.t_len + t;
-    let n = max(gi_stats[2u * gi_p.channels], 1.0);
+    let n_valid = gi_stats[2u * gi_p.channels];
+    let n = max(n_valid, 1.0);
     let inv = inverseSqrt(gi_stats[gi_p.channels + c] + gi_p.eps);
     let xhat = (gi_x[idx] - gi_stats[c]) * inv;
     let m = gi_mask[b * gi_p.t_len + t];
     let dg = gi_dgb[c];
     let db = gi_dgb[gi_p.channels + c];
     var v = gi_gb[c] * inv * (gi_dy[idx] - m * (db + xhat * dg) / n);
+    if (n_valid < MIN_BATCH_FRAMES) {
+        // Eval-mode normalisation: the statistics are constants.
+        v = gi_gb[c] * inv * gi_dy[idx];
+    }
     if ((gi_p.flags & 1u) != 0u) {
         v += gi_dx[idx];
     }
