@@ -126,6 +126,21 @@ pub fn all() -> Vec<Target> {
             },
         },
         Target {
+            name: "c-abi",
+            about: "the C ABI's inputs: features buffer, sizes, layout, segment index, export format, frame rate, title",
+            seeds: |_| {
+                let mut a = CAbiInput::default().encode();
+                a.extend((0..6 * 40).flat_map(|i| ((i % 7) as f32 * 0.3).to_le_bytes()));
+                vec![a]
+            },
+            dictionary: &[
+                b"edl\0", b"fcpxml\0", b"otio\0", b"vtt\0", b"srt\0", b"youtube\0",
+                b"ffmetadata\0", b"csv\0", b"json\0", b"\x00\x00\xc0\x7f", b"\xff\xff\xff\xff",
+            ],
+            max_len: 1 << 14,
+            run: run_c_abi,
+        },
+        Target {
             name: "pth",
             about: "`import --pth`: the reference checkpoint's pickle (data.pkl) inside its zip, with the fixture's storages",
             seeds: pth_seeds,
@@ -404,4 +419,178 @@ fn run_pth(pickle: &[u8], scratch: &Path) {
     if let Ok(m) = SegModel::import_pth(&path, None, &Device::Cpu) {
         exercise(&m);
     }
+}
+
+/// The scalar arguments of one C ABI session, in the input's first bytes.
+#[derive(Default)]
+struct CAbiInput {
+    layout: u32,
+    dim_delta: i8,
+    frames: u16,
+    len_delta: i8,
+    index: u32,
+    fps_num: u32,
+    fps_den: u32,
+    format: [u8; 12],
+    title: [u8; 16],
+}
+
+impl CAbiInput {
+    const LEN: usize = 4 + 1 + 2 + 1 + 4 + 4 + 4 + 12 + 16;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        v.extend(self.layout.to_le_bytes());
+        v.push(self.dim_delta as u8);
+        v.extend(40u16.max(self.frames).to_le_bytes());
+        v.push(self.len_delta as u8);
+        v.extend(self.index.to_le_bytes());
+        v.extend(30000u32.to_le_bytes());
+        v.extend(1001u32.to_le_bytes());
+        v.extend(b"edl\0\0\0\0\0\0\0\0\0");
+        v.extend(b"take \xe2\x80\xa8 <&>\0\0\0\0");
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<(Self, &[u8])> {
+        if b.len() < Self::LEN {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let mut format = [0u8; 12];
+        format.copy_from_slice(&b[20..32]);
+        let mut title = [0u8; 16];
+        title.copy_from_slice(&b[32..48]);
+        Some((
+            CAbiInput {
+                layout: u32_at(0),
+                dim_delta: b[4] as i8,
+                frames: u16::from_le_bytes([b[5], b[6]]),
+                len_delta: b[7] as i8,
+                index: u32_at(8),
+                fps_num: u32_at(12),
+                fps_den: u32_at(16),
+                format,
+                title,
+            },
+            &b[Self::LEN..],
+        ))
+    }
+}
+
+/// The tiny model loaded once through `syncseg_model_load`.
+fn c_abi_model() -> usize {
+    static MODEL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MODEL.get_or_init(|| {
+        use syncseg_native::ffi::*;
+        let dir = std::env::temp_dir().join(format!("syncseg-fuzz-model-{}", std::process::id()));
+        tiny_model().save(&dir).expect("temp folder is writable");
+        let path = std::ffi::CString::new(dir.to_str().expect("UTF-8 temp path")).expect("no NUL");
+        let mut m: *mut SyncsegModel = std::ptr::null_mut();
+        // SAFETY: valid C string and out pointer.
+        let status = unsafe { syncseg_model_load(path.as_ptr(), &mut m) };
+        assert_eq!(status, SYNCSEG_STATUS_OK, "the tiny model loads");
+        // Loaded into memory: the files are no longer needed.
+        let _ = std::fs::remove_dir_all(&dir);
+        m as usize
+    })
+}
+
+/// A C caller that keeps to the header's contract (pointers valid for the
+/// lengths passed) and passes anything else: a panic caught at the
+/// boundary (`SYNCSEG_STATUS_PANIC`) is a finding.
+fn run_c_abi(bytes: &[u8], _: &Path) {
+    use std::ffi::{c_char, CStr};
+    use syncseg_native::ffi::*;
+    let Some((a, rest)) = CAbiInput::decode(bytes) else {
+        return;
+    };
+    let no_panic = |status: SyncsegStatus, call: &str| {
+        if status == SYNCSEG_STATUS_PANIC {
+            // SAFETY: the last error is a valid C string until the next call.
+            let msg = unsafe { CStr::from_ptr(syncseg_last_error()) };
+            panic!(
+                "{call} panicked across the C ABI: {}",
+                msg.to_string_lossy()
+            );
+        }
+        status
+    };
+    let model = c_abi_model() as *const SyncsegModel;
+    let floats: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    let dim = (6 + a.dim_delta as i64).max(0) as usize;
+    let len = ((floats.len() as i64) + a.len_delta as i64).clamp(0, floats.len() as i64) as usize;
+    let mut segs: *mut SyncsegSegments = std::ptr::null_mut();
+    // SAFETY: `floats` holds at least `len` values.
+    let status = unsafe {
+        syncseg_segment(
+            model,
+            floats.as_ptr(),
+            len,
+            dim,
+            a.frames as usize,
+            a.layout,
+            &mut segs,
+        )
+    };
+    if no_panic(status, "syncseg_segment") != SYNCSEG_STATUS_OK {
+        return;
+    }
+    let mut count = 0usize;
+    // SAFETY: a live handle and a valid out pointer.
+    no_panic(
+        unsafe { syncseg_segments_count(segs, &mut count) },
+        "syncseg_segments_count",
+    );
+    let mut seg = SyncsegSegment {
+        start_frame: 0,
+        end_frame: 0,
+        label: 0,
+        confidence: 0.0,
+    };
+    let mut name: *const c_char = std::ptr::null();
+    for index in [
+        0,
+        a.index as usize,
+        count.saturating_sub(1),
+        count,
+        usize::MAX,
+    ] {
+        // SAFETY: as above.
+        no_panic(
+            unsafe { syncseg_segments_get(segs, index, &mut seg, &mut name) },
+            "syncseg_segments_get",
+        );
+    }
+    let mut format = a.format;
+    format[11] = 0;
+    let mut title = a.title;
+    title[15] = 0;
+    let mut text: *mut c_char = std::ptr::null_mut();
+    // SAFETY: NUL-terminated buffers and a valid out pointer.
+    let status = unsafe {
+        syncseg_segments_render(
+            segs,
+            format.as_ptr().cast(),
+            a.fps_num,
+            a.fps_den,
+            title.as_ptr().cast(),
+            &mut text,
+        )
+    };
+    if no_panic(status, "syncseg_segments_render") == SYNCSEG_STATUS_OK {
+        // SAFETY: a string returned by render.
+        no_panic(
+            unsafe { syncseg_string_free(&mut text) },
+            "syncseg_string_free",
+        );
+    }
+    // SAFETY: the handle from syncseg_segment.
+    no_panic(
+        unsafe { syncseg_segments_free(&mut segs) },
+        "syncseg_segments_free",
+    );
 }
