@@ -783,7 +783,7 @@ fn check_tensors(
     let mut extra: Vec<&String> = tensors
         .keys()
         .filter(|k| {
-            !known.contains(k.as_str()) && !(state_dict && k.ends_with(".num_batches_tracked"))
+            !(known.contains(k.as_str()) || state_dict && k.ends_with(".num_batches_tracked"))
         })
         .collect();
     extra.sort();
@@ -955,7 +955,8 @@ mod tests {
 
     #[test]
     fn bad_descriptions_are_refused_at_load_and_creation() {
-        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|j| j["window_frames"] = 0.into()),
                 "window_frames is 0",

@@ -202,7 +202,7 @@ impl<'a> Machine<'a> {
         match (&mut top.obj, dict) {
             (Obj::List(v), false) => v.extend(items),
             (Obj::Dict(v), true) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err(format!(
                         "SETITEMS with an odd number of items at byte {pos}"
                     ));

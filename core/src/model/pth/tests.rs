@@ -36,6 +36,9 @@ impl Pkl {
     }
 }
 
+/// Writes one piece of a pickle.
+type Part<'a> = Box<dyn Fn(&mut Pkl) + 'a>;
+
 /// One state-dict entry, with knobs for malformations.
 #[derive(Clone)]
 pub(crate) struct Entry {
@@ -80,7 +83,7 @@ pub(crate) fn state_dict_pickle(entries: &[Entry]) -> Vec<u8> {
         for i in (0..e.shape.len().saturating_sub(1)).rev() {
             stride[i] = stride[i + 1] * e.shape[i + 1];
         }
-        let mut args: Vec<Box<dyn Fn(&mut Pkl)>> = Vec::new();
+        let mut args: Vec<Part<'static>> = Vec::new();
         let (key, class, len, items) = (
             e.key.clone(),
             e.storage_class,
@@ -89,7 +92,7 @@ pub(crate) fn state_dict_pickle(entries: &[Entry]) -> Vec<u8> {
         );
         args.push(Box::new(move |p: &mut Pkl| {
             p.op(b"(");
-            let parts: [Box<dyn Fn(&mut Pkl)>; 5] = [
+            let parts: [Part<'_>; 5] = [
                 Box::new(|p: &mut Pkl| {
                     p.str("storage");
                 }),
