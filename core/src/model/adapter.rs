@@ -54,6 +54,9 @@ const LN_EPS: f64 = 1e-5;
 /// rather than NaN).
 const MASK_PENALTY: f64 = 1e9;
 
+/// The most encoder layers an adapter may have (the paper's has 12).
+pub const MAX_LAYERS: usize = 1024;
+
 /// Shape of the adapter's transformer encoder.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AdapterConfig {
@@ -98,6 +101,20 @@ impl AdapterConfig {
                 self.layers, self.heads, self.width, self.ffn
             )));
         }
+        if self.width > super::config::MAX_DIM || self.ffn > super::config::MAX_DIM {
+            return Err(crate::Error::invalid(format!(
+                "adapter config: width {} and ffn {} must be at most {}",
+                self.width,
+                self.ffn,
+                super::config::MAX_DIM
+            )));
+        }
+        if self.layers > MAX_LAYERS {
+            return Err(crate::Error::invalid(format!(
+                "adapter config: {} layers, at most {MAX_LAYERS} are accepted",
+                self.layers
+            )));
+        }
         if !self.width.is_multiple_of(self.heads) {
             return Err(crate::Error::invalid(format!(
                 "adapter config: width {} is not divisible by heads {}",
@@ -105,6 +122,35 @@ impl AdapterConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Every tensor of the adapter with its shape (the table in the module
+    /// documentation), without allocating any; call
+    /// [`AdapterConfig::validate`] first.
+    pub fn param_shapes(&self, input_dim: usize) -> Vec<(String, Vec<usize>)> {
+        let (w, f, d) = (self.width, self.ffn, input_dim);
+        let mut out = Vec::with_capacity(4 + 12 * self.layers + 4);
+        let mut linear = |name: String, cin: usize, cout: usize| {
+            out.push((format!("{name}.weight"), vec![cout, cin]));
+            out.push((format!("{name}.bias"), vec![cout]));
+        };
+        linear("in_proj".into(), d, w);
+        for i in 0..self.layers {
+            linear(format!("layers.{i}.attn.qkv"), w, 3 * w);
+            linear(format!("layers.{i}.attn.out"), w, w);
+            linear(format!("layers.{i}.ffn.fc1"), w, f);
+            linear(format!("layers.{i}.ffn.fc2"), f, w);
+        }
+        linear("out_proj".into(), w, d);
+        for i in 0..self.layers {
+            for n in ["norm1", "norm2"] {
+                out.push((format!("layers.{i}.{n}.weight"), vec![w]));
+                out.push((format!("layers.{i}.{n}.bias"), vec![w]));
+            }
+        }
+        out.push(("norm.weight".into(), vec![w]));
+        out.push(("norm.bias".into(), vec![w]));
+        out
     }
 
     /// Number of trainable scalars for features of dimension `input_dim`.
@@ -464,6 +510,46 @@ mod tests {
         let a = Adapter::new(cfg, d, vb).unwrap();
         a.init_seeded(&varmap, seed).unwrap();
         (a, varmap)
+    }
+
+    #[test]
+    fn param_shapes_match_the_network() {
+        let cfg = AdapterConfig::small();
+        let (_, varmap) = build(&cfg, 6, DType::F32, 0);
+        let mut real: Vec<(String, Vec<usize>)> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect();
+        real.sort();
+        let mut want = cfg.param_shapes(6);
+        want.sort();
+        assert_eq!(want, real);
+        let n: usize = want.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        assert_eq!(n, cfg.num_params(6));
+    }
+
+    #[test]
+    fn huge_sizes_are_refused() {
+        for cfg in [
+            AdapterConfig {
+                width: 1 << 31,
+                heads: 1,
+                ..AdapterConfig::small()
+            },
+            AdapterConfig {
+                ffn: 1 << 62,
+                ..AdapterConfig::small()
+            },
+            AdapterConfig {
+                layers: 1 << 40,
+                ..AdapterConfig::small()
+            },
+        ] {
+            assert!(cfg.validate().is_err(), "{cfg:?}");
+        }
     }
 
     fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {

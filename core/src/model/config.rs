@@ -60,7 +60,9 @@ impl C2fConfig {
         ]
     }
 
-    /// Checks that every width is positive and the ensemble has weight.
+    /// Checks that every width is positive and at most [`MAX_DIM`], and that
+    /// the ensemble has weight. Model files are untrusted: this runs before
+    /// anything is allocated from the widths.
     pub fn validate(&self) -> crate::Result<()> {
         if self.input_dim == 0 || self.num_classes == 0 {
             return Err(crate::Error::invalid(
@@ -71,6 +73,17 @@ impl C2fConfig {
             return Err(crate::Error::invalid(
                 "model config: every width must be positive",
             ));
+        }
+        let sizes = [
+            ("input_dim", self.input_dim),
+            ("num_classes", self.num_classes),
+            ("decoder_width", self.decoder_width),
+        ];
+        let widths = self.encoder_widths.iter().map(|w| ("encoder_widths", *w));
+        if let Some((name, v)) = sizes.into_iter().chain(widths).find(|(_, v)| *v > MAX_DIM) {
+            return Err(crate::Error::invalid(format!(
+                "model config: {name} {v} is larger than {MAX_DIM}, the most syncseg accepts"
+            )));
         }
         let w: f32 = self.ensemble_weights.iter().sum();
         if w.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
@@ -84,5 +97,105 @@ impl C2fConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Every tensor of the state dict (but `num_batches_tracked`) with its
+    /// shape, computed from the widths without allocating any of them, in
+    /// the reference names. Call [`C2fConfig::validate`] first (the sizes
+    /// are then far from overflowing). `model::checkpoint` checks a weights
+    /// file against this list before building the network.
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::with_capacity(197);
+        let conv = |out: &mut Vec<(String, Vec<usize>)>, p: &str, cin: usize, cout: usize, k| {
+            out.push((format!("{p}.weight"), vec![cout, cin, k]));
+            out.push((format!("{p}.bias"), vec![cout]));
+        };
+        let double = |out: &mut Vec<(String, Vec<usize>)>, p: &str, cin: usize, cout: usize| {
+            conv(out, &format!("{p}.conv.0"), cin, cout, 5);
+            for bn in ["1", "4"] {
+                for t in ["weight", "bias", "running_mean", "running_var"] {
+                    out.push((format!("{p}.conv.{bn}.{t}"), vec![cout]));
+                }
+            }
+            conv(out, &format!("{p}.conv.3"), cout, cout, 5);
+        };
+        let e = self.encoder_widths;
+        double(&mut out, "inc.conv", self.input_dim, e[0]);
+        for i in 0..6 {
+            double(
+                &mut out,
+                &format!("down{}.max_pool_conv.1", i + 1),
+                e[i],
+                e[i + 1],
+            );
+        }
+        conv(&mut out, "tpp.conv", e[6], 1, 1);
+        for (name, cin) in UP_NAMES.iter().zip(self.up_in_widths()) {
+            double(&mut out, &format!("{name}.conv"), cin, self.decoder_width);
+        }
+        for name in HEAD_NAMES {
+            conv(
+                &mut out,
+                &format!("{name}.conv"),
+                self.decoder_width,
+                self.num_classes,
+                1,
+            );
+        }
+        out.push(("weights".to_string(), vec![6]));
+        out
+    }
+}
+
+/// The largest width, feature dimension or class count a model may have
+/// (2^20): far above any real C2F-TCN, small enough that products of a few
+/// sizes cannot overflow.
+pub const MAX_DIM: usize = 1 << 20;
+
+/// The names of the up blocks and heads (as in `c2f_tcn`).
+const UP_NAMES: [&str; 6] = ["up", "up0", "up1", "up2", "up3", "up4"];
+const HEAD_NAMES: [&str; 6] = ["outcc0", "outcc1", "outcc2", "outcc3", "outcc4", "outcc"];
+
+/// The number of scalars of `shapes`, or `None` past `u64`.
+pub(crate) fn count_params(shapes: &[(String, Vec<usize>)]) -> Option<u64> {
+    shapes.iter().try_fold(0u64, |acc, (_, s)| {
+        let n = s
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(u64::try_from(*d).ok()?))?;
+        acc.checked_add(n)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_shapes_match_the_network() {
+        let cfg = C2fConfig::scaled(6, 3, 0.05);
+        let (_, varmap) = crate::model::C2fTcn::init(&cfg, &candle_core::Device::Cpu).unwrap();
+        let mut real: Vec<(String, Vec<usize>)> = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect();
+        real.sort();
+        let mut want = cfg.param_shapes();
+        want.sort();
+        assert_eq!(want, real);
+    }
+
+    #[test]
+    fn huge_sizes_are_refused() {
+        let mut cfg = C2fConfig::scaled(6, 3, 0.05);
+        cfg.input_dim = 1 << 31;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("input_dim 2147483648"), "{err}");
+        let mut cfg = C2fConfig::scaled(6, 3, 0.05);
+        cfg.encoder_widths[3] = 1 << 62;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("encoder_widths"), "{err}");
     }
 }

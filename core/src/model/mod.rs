@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 pub mod interp;
+pub mod pth;
 
 pub use adapter::{Adapter, AdapterConfig};
 pub use c2f_tcn::{C2fOutput, C2fTcn, Mode, MIN_FRAMES};
