@@ -191,7 +191,9 @@ fn interrupted_runs_resume_to_the_uninterrupted_weights() {
 
     // (3) An abort at each step of the second epoch's commit.
     for point in FAILPOINTS {
-        let out = dir.path().join(format!("abort-{}", point.replace(':', "-")));
+        let out = dir
+            .path()
+            .join(format!("abort-{}", point.replace(':', "-")));
         let mut cmd = train(&data, &out, EPOCHS, false);
         cmd.env("SYNCSEG_FAILPOINT", format!("{point}@2"));
         let died = cmd.output().unwrap();
@@ -219,7 +221,10 @@ fn a_second_writer_into_the_same_out_is_refused() {
     let lock = out.join(".syncseg.lock");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&lock).map_or(true, |s| s.trim().is_empty()) {
-        assert!(Instant::now() < deadline, "the first run never locked {lock:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the first run never locked {lock:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for resume in [false, true] {
@@ -275,22 +280,35 @@ fn unusable_checkpoints_are_named() {
     // Features of another dimension.
     let err = resume(&other, "3");
     named(&err, "model.json");
-    assert!(err.contains("24-dimensional") && err.contains("has 16"), "{err}");
+    assert!(
+        err.contains("24-dimensional") && err.contains("has 16"),
+        "{err}"
+    );
 
     // progress.json that is not UTF-8 is not "no interrupted run".
     std::fs::write(last.join("progress.json"), b"{\"epochs_done\": \xff}").unwrap();
     let err = resume(&data, "3");
     named(&err, "progress.json");
-    assert!(err.contains("not UTF-8") && !err.contains("no interrupted run"), "{err}");
+    assert!(
+        err.contains("not UTF-8") && !err.contains("no interrupted run"),
+        "{err}"
+    );
     restore();
 
     // More epochs done than --epochs asks for.
     let err = resume(&data, "1");
     named(&err, "progress.json");
-    assert!(err.contains("2 epochs are done, more than --epochs 1"), "{err}");
+    assert!(
+        err.contains("2 epochs are done, more than --epochs 1"),
+        "{err}"
+    );
 
     // A readable safetensors file that is not this run's optimizer state.
-    std::fs::copy(last.join("model.safetensors"), last.join("optimizer.safetensors")).unwrap();
+    std::fs::copy(
+        last.join("model.safetensors"),
+        last.join("optimizer.safetensors"),
+    )
+    .unwrap();
     let err = resume(&data, "3");
     named(&err, "optimizer.safetensors");
     assert!(err.contains("lacks"), "{err}");
@@ -300,9 +318,18 @@ fn unusable_checkpoints_are_named() {
     named(&err, "optimizer.safetensors");
     restore();
 
-    // No last/ at all: nothing to resume.
+    // No --out, or no last/ in it: nothing to resume.
     let empty = dir.path().join("empty");
-    let out_empty = train(&data, &empty, "3", true).output().unwrap();
-    let err = error_line(&out_empty);
-    assert!(err.contains("no interrupted run"), "{err}");
+    let err = error_line(&train(&data, &empty, "3", true).output().unwrap());
+    assert!(
+        err.contains("does not exist, so there is no interrupted run"),
+        "{err}"
+    );
+    assert!(!empty.exists(), "--resume created {empty:?}");
+    std::fs::create_dir(&empty).unwrap();
+    let err = error_line(&train(&data, &empty, "3", true).output().unwrap());
+    assert!(
+        err.contains("no interrupted run to resume (no last/ folder)"),
+        "{err}"
+    );
 }

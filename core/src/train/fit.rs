@@ -438,13 +438,19 @@ mod tests {
     fn progress_is_read_back() {
         let (_dir, last) = last_with_progress(&progress_json("2", 2));
         let p = read_progress(&last, 2).unwrap();
-        assert_eq!((p.epochs_done, p.history.len(), p.best), (2, 2, Some((1.0, 1))));
+        assert_eq!(
+            (p.epochs_done, p.history.len(), p.best),
+            (2, 2, Some((1.0, 1)))
+        );
     }
 
     #[test]
     fn unusable_progress_is_named_with_what_is_wrong() {
         let err = refused(b"{\"epochs_done\": 1\xff}", 3);
-        assert!(err.contains("not UTF-8") && err.contains("remove the last/"), "{err}");
+        assert!(
+            err.contains("not UTF-8") && err.contains("remove the last/"),
+            "{err}"
+        );
         let err = refused(b"{", 3);
         assert!(err.contains("unreadable progress"), "{err}");
         let err = refused(&progress_json("3", 3), 2);
@@ -456,7 +462,10 @@ mod tests {
         let err = refused(&progress_json("18446744073709551615", 1), 2);
         assert!(err.contains("inconsistent progress"), "{err}");
         let err = refused(&progress_json("2", 1), 2);
-        assert!(err.contains("epochs_done is 2 with 1 epoch records"), "{err}");
+        assert!(
+            err.contains("epochs_done is 2 with 1 epoch records"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -475,7 +484,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with(&path.display().to_string()) && err.contains("unreadable optimizer state"),
+            err.starts_with(&path.display().to_string())
+                && err.contains("unreadable optimizer state"),
             "{err}"
         );
         std::fs::remove_file(&path).unwrap();

@@ -130,7 +130,8 @@ impl RunDir {
                 )));
             }
             // A platform without file locks: run unlocked.
-            Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
         let dir = RunDir { root, _lock: lock };
@@ -351,8 +352,16 @@ mod tests {
         // (what is on disk, the generation `last/` holds after open).
         type Setup = fn(&Path);
         let cases: [(&str, Setup, Option<&str>); 7] = [
-            ("first commit, filling", |o| generation(&o.join(NEW), "1", false), None),
-            ("first commit, marked", |o| generation(&o.join(NEW), "1", true), Some("1")),
+            (
+                "first commit, filling",
+                |o| generation(&o.join(NEW), "1", false),
+                None,
+            ),
+            (
+                "first commit, marked",
+                |o| generation(&o.join(NEW), "1", true),
+                Some("1"),
+            ),
             (
                 "filling",
                 |o| {
@@ -410,7 +419,10 @@ mod tests {
             );
             if let Some(last) = last {
                 assert_eq!(read(&last, "progress.json"), expect.unwrap(), "{name}");
-                assert!(!entries(&last).iter().any(|n| n.ends_with(".tmp")), "{name}");
+                assert!(
+                    !entries(&last).iter().any(|n| n.ends_with(".tmp")),
+                    "{name}"
+                );
             }
             let mut left = vec!["model.safetensors"];
             if expect.is_some() {

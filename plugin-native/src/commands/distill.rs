@@ -283,8 +283,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--epochs and --batch-size must be positive");
     }
     let device = Device::Cpu;
-    // One writer per --out, for the whole run (both stages).
-    let run = RunDir::open(&args.out)?;
+    if args.resume && !args.out.is_dir() {
+        bail!(
+            "--resume: {} does not exist, so there is no interrupted run to resume: run without --resume",
+            args.out.display()
+        );
+    }
     if let Some(path) = &args.log_json {
         // Fails before any work when the log cannot be written.
         JsonLog::open(path, "distill").context("--log-json")?;
@@ -405,6 +409,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     let window = teacher.meta.window_frames;
+
+    // One writer per --out, for the whole run (both stages); taken once the
+    // arguments and inputs are checked, so that a refused run writes nothing.
+    let run = RunDir::open(&args.out)?;
 
     // Stage 1 (feature, both): train an adapter on the frozen features.
     let feature_run = match args.level {

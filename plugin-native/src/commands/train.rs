@@ -132,9 +132,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             v.features.dim
         );
     }
-    // Locked before last/ is read: no other run writes there meanwhile.
-    let run = RunDir::open(&args.out)?;
-    let mut model = if args.resume {
+    if args.resume && !args.out.is_dir() {
+        bail!(
+            "--resume: {} does not exist, so there is no interrupted run to resume: run without --resume",
+            args.out.display()
+        );
+    }
+    // Locked before last/ is read (no other run writes there meanwhile), or
+    // once the inputs are checked (a refused run writes nothing).
+    let run = args.resume.then(|| RunDir::open(&args.out)).transpose()?;
+    let mut model = if let Some(run) = &run {
         let last = run.committed_last()?.with_context(|| {
             format!(
                 "--resume: {} has no interrupted run to resume (no last/ folder): run without --resume",
@@ -207,6 +214,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if trainer.stepper.device_memory_bytes().is_none() {
         super::device::check_cpu_step_fits(&model, &objective, args.batch_size)?;
     }
+    let run = match run {
+        Some(run) => run,
+        None => RunDir::open(&args.out)?,
+    };
     eprintln!("training on {}", trainer.device);
     model.meta.provenance["device"] = serde_json::json!(trainer.device);
     let mut bars = EpochBars::new("train");
