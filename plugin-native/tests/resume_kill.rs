@@ -333,3 +333,104 @@ fn unusable_checkpoints_are_named() {
         "{err}"
     );
 }
+
+/// `distill` resumes exactly too: GRL (whose domain classifier is kept in
+/// `last/objective.safetensors`) and `--level both` (two stages, two
+/// folders), each aborted inside a commit.
+#[test]
+fn distill_resumes_exactly_after_an_abort_inside_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "data", "24");
+    let videos = std::fs::read_to_string(data.join("splits/adapt.bundle")).unwrap();
+    let four: Vec<&str> = videos.lines().take(4).collect();
+    std::fs::write(data.join("adapt4.bundle"), four.join("\n") + "\n").unwrap();
+    let teacher = dir.path().join("teacher");
+    run_ok(train(&data, &teacher, "1", false));
+    let distill = |out: &Path, extra: &[&str], resume: bool| -> Command {
+        let mut cmd = syncseg();
+        cmd.arg("distill")
+            .arg("--teacher")
+            .arg(&teacher)
+            .arg("--dataset")
+            .arg(&data)
+            .arg("--videos")
+            .arg(data.join("adapt4.bundle"))
+            .arg("--out")
+            .arg(out);
+        cmd.args(["--teacher-view", "exo", "--student-view", "ego"]);
+        cmd.args(["--batch-size", "2", "--seed", "3"]).args(extra);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let task = data.join("small.bundle");
+    let grl = [
+        "--loss",
+        "grl",
+        "--pairing",
+        "random",
+        "--task-videos",
+        p(&task),
+        "--epochs",
+        "3",
+    ];
+    let both = ["--level", "both", "--epochs", "2", "--adapter-epochs", "2"];
+    let stage = [
+        "adapter.safetensors",
+        "feature_stage/last/optimizer.safetensors",
+    ];
+    let cases: [(&str, &[&str], &str, &[&str]); 4] = [
+        (
+            "grl",
+            &grl,
+            "last:partial@2",
+            &["last/objective.safetensors"],
+        ),
+        (
+            "grl",
+            &grl,
+            "last:retired@2",
+            &["last/objective.safetensors"],
+        ),
+        // Stage 1's second commit, and stage 2's first (its third in all).
+        ("both", &both, "last:retired@1", &stage),
+        ("both", &both, "last:marked@3", &stage),
+    ];
+    let mut references = std::collections::HashMap::new();
+    for (name, args, failpoint, files) in cases {
+        let reference = references.entry(name).or_insert_with(|| {
+            let out = dir.path().join(format!("{name}-reference"));
+            run_ok(distill(&out, args, false));
+            out
+        });
+        let out = dir
+            .path()
+            .join(format!("{name}-{}", failpoint.replace([':', '@'], "-")));
+        let died = distill(&out, args, false)
+            .env("SYNCSEG_FAILPOINT", failpoint)
+            .output()
+            .unwrap();
+        assert!(
+            !died.status.success() && stderr(&died).contains("SYNCSEG_FAILPOINT: aborting"),
+            "{name} {failpoint}: did not abort:\n{}",
+            stderr(&died)
+        );
+        run_ok(distill(&out, args, true));
+        for file in [
+            "model.safetensors",
+            "model.json",
+            "last/model.safetensors",
+            "last/optimizer.safetensors",
+        ]
+        .iter()
+        .chain(files)
+        {
+            let read = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
+            assert!(
+                read(reference) == read(&out),
+                "{name} {failpoint}: {file} differs"
+            );
+        }
+    }
+}
