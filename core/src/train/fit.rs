@@ -8,13 +8,18 @@
 //! OUT/model.json, OUT/model.safetensors   the best epoch so far (what `predict` reads)
 //! OUT/last/model.*                        the last finished epoch
 //! OUT/last/optimizer.safetensors          Adam's moments
+//! OUT/last/objective.safetensors          an objective's own variables, if any
 //! OUT/last/progress.json                  epochs done, best score, history
+//! OUT/last/COMPLETE                       the marker of a whole checkpoint
+//! OUT/.syncseg.lock                       the writer's lock (its pid)
 //! ```
 //!
-//! Every file is replaced atomically, so an interrupted run can be resumed
-//! from `last/` and never leaves a half-written model. Batch order depends
-//! only on the seed and the epoch number, so a resumed run is the run that
-//! would have happened without the interruption.
+//! The loop runs in a [`RunDir`], which keeps a second writer out of `OUT`
+//! and commits `last/` as one unit: an interrupted run (kill -9 included)
+//! leaves `last/` at the end of some finished epoch, with that epoch's
+//! weights, optimiser state and progress together. Batch order depends only
+//! on the seed and the epoch number, so a resumed run is the run that would
+//! have happened without the interruption, bit for bit on the CPU.
 
 use std::path::Path;
 
@@ -24,6 +29,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::adam::AdamConfig;
+use super::run_dir::{failpoint, RunDir};
 use super::step::{AutodiffStepper, Stepper, TrainBatch};
 use super::windows::Window;
 use crate::error::{Error, Result};
@@ -139,7 +145,7 @@ pub fn fit(
     vars: Vec<(String, Var)>,
     objective: &dyn Objective,
     cfg: &FitConfig,
-    out: &Path,
+    out: &RunDir,
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<Progress> {
@@ -155,40 +161,48 @@ pub fn fit_with(
     stepper: &mut dyn Stepper,
     objective: &dyn Objective,
     cfg: &FitConfig,
-    out: &Path,
+    out: &RunDir,
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<Progress> {
     if objective.windows().is_empty() {
         return Err(Error::invalid("nothing to train on: no training windows"));
     }
-    let last = out.join("last");
     let extra = objective.extra_vars();
     let mut progress = Progress::default();
     if resume {
-        let progress_path = last.join("progress.json");
-        let text = crate::fsio::read_text(&progress_path).map_err(|_| {
+        let last = out.committed_last()?.ok_or_else(|| {
             Error::invalid(format!(
-                "--resume: {} has no interrupted run to resume",
-                out.display()
+                "--resume: {} has no interrupted run to resume (no last/ folder): run without --resume",
+                out.path().display()
             ))
         })?;
-        progress = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&progress_path, format!("unreadable progress: {e}")))?;
+        progress = read_progress(&last, cfg.epochs)?;
         let saved = SegModel::load(&last, &model.device())?;
+        check_same_shape(model, &saved, &last)?;
         model.copy_weights_from(&saved, &last)?;
         let opt_path = last.join("optimizer.safetensors");
-        let state = candle_core::safetensors::load(&opt_path, &model.device())
-            .map_err(|e| Error::format(&opt_path, format!("unreadable optimizer state: {e}")))?;
-        stepper.load_state(model, &state)?;
+        let state = load_state_file(&opt_path, &model.device(), "optimizer state")?;
+        stepper
+            .load_state(model, &state)
+            .map_err(|e| Error::format(&opt_path, format!("{}{RESUME_HINT}", bare(&e))))?;
         if !extra.is_empty() {
             let path = last.join(OBJECTIVE_FILE);
-            let saved = candle_core::safetensors::load(&path, &model.device())
-                .map_err(|e| Error::format(&path, format!("unreadable objective state: {e}")))?;
+            let saved = load_state_file(&path, &model.device(), "objective state")?;
             for (name, var) in &extra {
-                let t = saved
-                    .get(name)
-                    .ok_or_else(|| Error::format(&path, format!("no tensor '{name}'")))?;
+                let t = saved.get(name).ok_or_else(|| {
+                    Error::format(&path, format!("no tensor '{name}'{RESUME_HINT}"))
+                })?;
+                if t.shape() != var.shape() {
+                    return Err(Error::format(
+                        &path,
+                        format!(
+                            "tensor '{name}' has shape {:?}, this run's is {:?}{RESUME_HINT}",
+                            t.dims(),
+                            var.dims()
+                        ),
+                    ));
+                }
                 var.set(t)?;
             }
         }
@@ -244,7 +258,8 @@ pub fn fit_with(
             since_best = 0;
             model.meta.provenance["selected_epoch"] = serde_json::json!(epoch);
             model.meta.provenance["selection_score"] = serde_json::json!(score);
-            model.save(out)?;
+            model.save(out.path())?;
+            failpoint("epoch:best-saved");
         } else {
             since_best += 1;
         }
@@ -255,38 +270,228 @@ pub fn fit_with(
         record.device_bytes = stepper.device_memory_bytes();
         progress.epochs_done = epoch;
         progress.history.push(record.clone());
-        // The objective's state first: progress.json, written last by
-        // save_last, is the commit point a resume trusts.
-        if !extra.is_empty() {
-            let state: std::collections::HashMap<String, Tensor> = extra
-                .iter()
-                .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-                .collect();
-            std::fs::create_dir_all(&last).map_err(|e| Error::io(&last, e))?;
-            let path = last.join(OBJECTIVE_FILE);
-            let tmp = last.join(".objective.safetensors.tmp");
-            candle_core::safetensors::save(&state, &tmp)
-                .map_err(|e| Error::format(&path, format!("cannot write objective state: {e}")))?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        }
-        save_last(model, stepper, &progress, &last)?;
+        out.commit_last(|dir| save_last(model, stepper, &extra, &progress, dir))?;
         observer.epoch(&record, cfg.epochs);
     }
     Ok(progress)
 }
 
+/// Writes one generation of `last/` into `dir` (an empty folder that
+/// [`RunDir::commit_last`] then commits).
 fn save_last(
     model: &SegModel,
     stepper: &dyn Stepper,
+    extra: &[(String, Var)],
     progress: &Progress,
-    last: &Path,
+    dir: &Path,
 ) -> Result<()> {
-    model.save(last)?;
-    let opt_path = last.join("optimizer.safetensors");
-    let tmp = last.join(".optimizer.safetensors.tmp");
-    candle_core::safetensors::save(&stepper.state()?, &tmp)
+    model.save(dir)?;
+    failpoint("last:partial");
+    let opt_path = dir.join("optimizer.safetensors");
+    candle_core::safetensors::save(&stepper.state()?, &opt_path)
         .map_err(|e| Error::format(&opt_path, format!("cannot write optimizer state: {e}")))?;
-    std::fs::rename(&tmp, &opt_path).map_err(|e| Error::io(&opt_path, e))?;
+    if !extra.is_empty() {
+        let state: std::collections::HashMap<String, Tensor> = extra
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let path = dir.join(OBJECTIVE_FILE);
+        candle_core::safetensors::save(&state, &path)
+            .map_err(|e| Error::format(&path, format!("cannot write objective state: {e}")))?;
+    }
     let json = serde_json::to_string_pretty(progress).expect("progress serialises");
-    crate::fsio::write_bytes_atomic(last.join("progress.json"), json.as_bytes())
+    crate::fsio::write_bytes_atomic(dir.join("progress.json"), json.as_bytes())
+}
+
+/// What to do about a `last/` that cannot be resumed.
+const RESUME_HINT: &str =
+    ": this checkpoint cannot be resumed; remove the last/ folder to train from scratch";
+
+/// A candle error's message without the "tensor error: " prefix.
+fn bare(e: &Error) -> String {
+    match e {
+        Error::Candle(c) => c.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads and checks `last/progress.json` for a run of `epochs` epochs.
+fn read_progress(last: &Path, epochs: usize) -> Result<Progress> {
+    let path = last.join("progress.json");
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
+            Error::format(
+                &path,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {}){RESUME_HINT}",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::format(
+                &path,
+                format!("missing, so the checkpoint is incomplete{RESUME_HINT}"),
+            ))
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let progress: Progress = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&path, format!("unreadable progress ({e}){RESUME_HINT}")))?;
+    if progress.history.len() != progress.epochs_done
+        || progress
+            .best
+            .is_some_and(|(_, e)| e == 0 || e > progress.epochs_done)
+    {
+        return Err(Error::format(
+            &path,
+            format!(
+                "inconsistent progress: epochs_done is {} with {} epoch records and best epoch {:?}{RESUME_HINT}",
+                progress.epochs_done,
+                progress.history.len(),
+                progress.best.map(|(_, e)| e)
+            ),
+        ));
+    }
+    if progress.epochs_done > epochs {
+        return Err(Error::format(
+            &path,
+            format!(
+                "{} epochs are done, more than --epochs {epochs}: resume with --epochs {} or more",
+                progress.epochs_done, progress.epochs_done
+            ),
+        ));
+    }
+    Ok(progress)
+}
+
+/// Refuses a checkpoint whose model is not shaped as the one being trained.
+fn check_same_shape(model: &SegModel, saved: &SegModel, last: &Path) -> Result<()> {
+    let (mine, theirs) = (&model.meta, &saved.meta);
+    let what = if theirs.c2f.input_dim != mine.c2f.input_dim {
+        format!(
+            "takes {}-dimensional features, this run's model {}",
+            theirs.c2f.input_dim, mine.c2f.input_dim
+        )
+    } else if theirs.c2f.num_classes != mine.c2f.num_classes {
+        format!(
+            "has {} classes, this run's model {}",
+            theirs.c2f.num_classes, mine.c2f.num_classes
+        )
+    } else if theirs.c2f != mine.c2f || theirs.adapter != mine.adapter {
+        "has other layer widths or another adapter than this run's model".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::format(
+        last.join(crate::model::checkpoint::META_FILE),
+        format!("the checkpoint's model {what}{RESUME_HINT}, or resume with the run's own inputs"),
+    ))
+}
+
+/// Loads a safetensors file of state, naming it (and `what`) on failure.
+fn load_state_file(
+    path: &Path,
+    device: &candle_core::Device,
+    what: &str,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, device).map_err(|e| match e {
+        candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Error::format(
+            path,
+            format!("missing, so the checkpoint has no {what}{RESUME_HINT}"),
+        ),
+        other => Error::format(path, format!("unreadable {what} ({other}){RESUME_HINT}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_with_progress(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let last = dir.path().join("last");
+        std::fs::create_dir(&last).unwrap();
+        std::fs::write(last.join("progress.json"), bytes).unwrap();
+        (dir, last)
+    }
+
+    fn progress_json(epochs_done: &str, records: usize) -> Vec<u8> {
+        let record = r#"{"epoch":1,"train_loss":1.0,"val":null,"best":true}"#;
+        let history = vec![record; records].join(",");
+        format!(r#"{{"epochs_done":{epochs_done},"best":[1.0,1],"history":[{history}]}}"#)
+            .into_bytes()
+    }
+
+    /// One line naming progress.json, what is wrong and what to do.
+    fn refused(bytes: &[u8], epochs: usize) -> String {
+        let (_dir, last) = last_with_progress(bytes);
+        let err = read_progress(&last, epochs).unwrap_err().to_string();
+        assert!(
+            err.contains(&last.join("progress.json").display().to_string()) && !err.contains('\n'),
+            "{err}"
+        );
+        err
+    }
+
+    #[test]
+    fn progress_is_read_back() {
+        let (_dir, last) = last_with_progress(&progress_json("2", 2));
+        let p = read_progress(&last, 2).unwrap();
+        assert_eq!(
+            (p.epochs_done, p.history.len(), p.best),
+            (2, 2, Some((1.0, 1)))
+        );
+    }
+
+    #[test]
+    fn unusable_progress_is_named_with_what_is_wrong() {
+        let err = refused(b"{\"epochs_done\": 1\xff}", 3);
+        assert!(
+            err.contains("not UTF-8") && err.contains("remove the last/"),
+            "{err}"
+        );
+        let err = refused(b"{", 3);
+        assert!(err.contains("unreadable progress"), "{err}");
+        let err = refused(&progress_json("3", 3), 2);
+        assert!(
+            err.contains("3 epochs are done, more than --epochs 2") && err.contains("--epochs 3"),
+            "{err}"
+        );
+        // 2^64 − 1 epochs: refused, no overflow in the epoch loop.
+        let err = refused(&progress_json("18446744073709551615", 1), 2);
+        assert!(err.contains("inconsistent progress"), "{err}");
+        let err = refused(&progress_json("2", 1), 2);
+        assert!(
+            err.contains("epochs_done is 2 with 1 epoch records"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_progress_is_an_incomplete_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_progress(dir.path(), 2).unwrap_err().to_string();
+        assert!(err.contains("progress.json: missing"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_state_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("optimizer.safetensors");
+        std::fs::write(&path, b"\x10\0\0\0\0\0\0\0{not json}").unwrap();
+        let err = load_state_file(&path, &candle_core::Device::Cpu, "optimizer state")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&path.display().to_string())
+                && err.contains("unreadable optimizer state"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = load_state_file(&path, &candle_core::Device::Cpu, "optimizer state")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("optimizer.safetensors: missing"), "{err}");
+    }
 }

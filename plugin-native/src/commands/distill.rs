@@ -18,6 +18,7 @@ use syncseg_core::train::distill::{
 };
 use syncseg_core::train::feature_distill::FeatureDistill;
 use syncseg_core::train::fit::{fit_with, FitConfig, Objective};
+use syncseg_core::train::run_dir::RunDir;
 use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
@@ -282,6 +283,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--epochs and --batch-size must be positive");
     }
     let device = Device::Cpu;
+    if args.resume && !args.out.is_dir() {
+        bail!(
+            "--resume: {} does not exist, so there is no interrupted run to resume: run without --resume",
+            args.out.display()
+        );
+    }
     if let Some(path) = &args.log_json {
         // Fails before any work when the log cannot be written.
         JsonLog::open(path, "distill").context("--log-json")?;
@@ -403,16 +410,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let window = teacher.meta.window_frames;
 
+    // One writer per --out, for the whole run (both stages); taken once the
+    // arguments and inputs are checked, so that a refused run writes nothing.
+    let run = RunDir::open(&args.out)?;
+
     // Stage 1 (feature, both): train an adapter on the frozen features.
-    let feature_out = match args.level {
+    let feature_run = match args.level {
         Level::Tas => None,
-        Level::Feature => Some(args.out.clone()),
-        Level::Both => Some(args.out.join("feature_stage")),
+        Level::Feature => Some(None),
+        Level::Both => Some(Some(RunDir::open(args.out.join("feature_stage"))?)),
     };
+    let feature_out = feature_run
+        .as_ref()
+        .map(|stage| stage.as_ref().unwrap_or(&run));
     let mut student = match &feature_out {
         None => SegModel::load(&args.teacher, &device)?,
         Some(out) => {
-            let resume = args.resume && out.join("last/progress.json").exists();
+            let resume = args.resume && out.committed_last()?.is_some();
             let mut student = SegModel::load(&args.teacher, &device)?;
             student.attach_adapter(&adapter_cfg, args.seed)?;
             let cfg = fit_cfg(args.adapter_epochs.unwrap_or(args.epochs), args.adapter_lr);
@@ -439,7 +453,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 stage,
             )?;
             // Continue from the selected (best) adapter, not the last epoch.
-            SegModel::load(out, &device)?
+            SegModel::load(out.path(), &device)?
         }
     };
     if args.level == Level::Feature {
@@ -448,9 +462,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     // Stage 2 (tas, both): the student's heads mimic the teacher's; an
     // adapter from stage 1 stays frozen in front of them.
-    let resume = args.resume && args.out.join("last/progress.json").exists();
+    let resume = args.resume && run.committed_last()?.is_some();
     if args.resume && args.level == Level::Tas && !resume {
-        bail!("--resume: no resumable run in {}", args.out.display());
+        bail!(
+            "--resume: {} has no interrupted run to resume (no last/ folder): run without --resume",
+            args.out.display()
+        );
     }
     let cfg = fit_cfg(args.epochs, args.lr);
     let level_name = if args.level == Level::Both {
@@ -499,7 +516,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trainable,
         &objective,
         &cfg,
-        &args.out,
+        &run,
         resume,
         stage,
     )
@@ -520,7 +537,7 @@ fn run_stage(
     trainable: Vec<(String, candle_core::Var)>,
     objective: &dyn Objective,
     cfg: &FitConfig,
-    out: &Path,
+    out: &RunDir,
     resume: bool,
     stage: Stage,
 ) -> anyhow::Result<()> {
@@ -568,12 +585,12 @@ fn run_stage(
     match progress.best {
         Some((score, epoch)) if has_val => eprintln!(
             "{name}: saved {} (epoch {epoch}, held-out loss {:.5})",
-            out.display(),
+            out.path().display(),
             -score
         ),
         _ => eprintln!(
             "{name}: saved {} (last epoch; no held-out pairs)",
-            out.display()
+            out.path().display()
         ),
     }
     Ok(())

@@ -12,6 +12,7 @@ use syncseg_core::train::data::load_labeled;
 use syncseg_core::train::fit::{fit_with, FitConfig};
 use syncseg_core::train::fit::{Observer, Silent};
 use syncseg_core::train::log::{Both, JsonLog};
+use syncseg_core::train::run_dir::RunDir;
 use syncseg_core::train::supervised::{Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
@@ -131,9 +132,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             v.features.dim
         );
     }
-    let mut model = if args.resume {
-        SegModel::load(args.out.join("last"), &device)
-            .with_context(|| format!("--resume: no resumable run in {}", args.out.display()))?
+    if args.resume && !args.out.is_dir() {
+        bail!(
+            "--resume: {} does not exist, so there is no interrupted run to resume: run without --resume",
+            args.out.display()
+        );
+    }
+    // Locked before last/ is read (no other run writes there meanwhile), or
+    // once the inputs are checked (a refused run writes nothing).
+    let run = args.resume.then(|| RunDir::open(&args.out)).transpose()?;
+    let mut model = if let Some(run) = &run {
+        let last = run.committed_last()?.with_context(|| {
+            format!(
+                "--resume: {} has no interrupted run to resume (no last/ folder): run without --resume",
+                args.out.display()
+            )
+        })?;
+        let model = SegModel::load(&last, &device)?;
+        let c2f = &model.meta.c2f;
+        if c2f.input_dim != dim {
+            bail!(
+                "{}: the checkpoint's model takes {}-dimensional features, --features {} has {dim}: resume with the features the run was started with, or train into a new --out",
+                last.join(syncseg_core::model::checkpoint::META_FILE).display(),
+                c2f.input_dim,
+                args.features.display()
+            );
+        }
+        if model.meta.classes != mapping.names() {
+            bail!(
+                "{}: the checkpoint's model has {} classes, other than --mapping {} ({}): resume with the mapping the run was started with, or train into a new --out",
+                last.join(syncseg_core::model::checkpoint::META_FILE).display(),
+                model.meta.classes.len(),
+                args.mapping.display(),
+                mapping.len()
+            );
+        }
+        model
     } else {
         let meta = ModelMeta::new(
             C2fConfig::scaled(dim, mapping.len(), args.width_scale),
@@ -180,6 +214,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if trainer.stepper.device_memory_bytes().is_none() {
         super::device::check_cpu_step_fits(&model, &objective, args.batch_size)?;
     }
+    let run = match run {
+        Some(run) => run,
+        None => RunDir::open(&args.out)?,
+    };
     eprintln!("training on {}", trainer.device);
     model.meta.provenance["device"] = serde_json::json!(trainer.device);
     let mut bars = EpochBars::new("train");
@@ -193,7 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trainer.stepper.as_mut(),
         &objective,
         &cfg,
-        &args.out,
+        &run,
         args.resume,
         &mut Both(&mut bars, logger),
     )?;
