@@ -28,8 +28,35 @@ pub struct Target {
     pub run: fn(&[u8], &Path),
 }
 
-/// Every target.
+/// Every target (with `SYNCSEG_FUZZ_SELFTEST=1`, also two that must be
+/// reported: one panics, one allocates beyond any cap).
 pub fn all() -> Vec<Target> {
+    let mut targets = real();
+    if std::env::var_os("SYNCSEG_FUZZ_SELFTEST").is_some() {
+        targets.push(Target {
+            name: "selftest-panic",
+            about: "panics on every input (the harness must report it)",
+            seeds: |_| vec![b"x".to_vec()],
+            dictionary: &[],
+            max_len: 16,
+            run: |b, _| panic!("selftest: {} bytes", b.len()),
+        });
+        targets.push(Target {
+            name: "selftest-alloc",
+            about: "allocates 1 TiB (the cap must stop it)",
+            seeds: |_| vec![b"x".to_vec()],
+            dictionary: &[],
+            max_len: 16,
+            run: |b, _| {
+                let v: Vec<u8> = Vec::with_capacity((1usize << 40) + b.len());
+                std::hint::black_box(v);
+            },
+        });
+    }
+    targets
+}
+
+fn real() -> Vec<Target> {
     vec![
         Target {
             name: "npy",

@@ -25,7 +25,7 @@ fn every_target_survives_a_bounded_campaign() {
         .collect();
     assert!(names.len() >= 9, "targets: {names:?}");
     let findings = tempfile::tempdir().unwrap();
-    let iterations = env_or("SYNCSEG_FUZZ_ITERATIONS", "1500");
+    let iterations = env_or("SYNCSEG_FUZZ_ITERATIONS", "4000");
     let seconds = env_or("SYNCSEG_FUZZ_SECONDS", "8");
     let mut failed = Vec::new();
     for name in &names {
@@ -60,4 +60,36 @@ fn every_target_survives_a_bounded_campaign() {
         }
     }
     assert!(failed.is_empty(), "fuzz findings:\n{}", failed.join("\n"));
+}
+
+/// The harness reports what it exists to find: a panic (saved, exit 1) and
+/// an allocation over the cap (named, process aborted).
+#[test]
+fn the_harness_reports_panics_and_oversized_allocations() {
+    let exe = env!("CARGO_BIN_EXE_syncseg-fuzz");
+    let findings = tempfile::tempdir().unwrap();
+    let run = |target: &str| {
+        Command::new(exe)
+            .args(["run", "--target", target, "--iterations", "3"])
+            .arg("--findings")
+            .arg(findings.path())
+            .env("SYNCSEG_FUZZ_SELFTEST", "1")
+            .output()
+            .expect("syncseg-fuzz runs")
+    };
+    let out = run("selftest-panic");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("PANIC (corpus") && stdout.contains("selftest: 1 bytes"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(findings.path()).unwrap().count(), 1);
+    let out = run("selftest-alloc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ALLOCATION of 1099511627777 bytes over the cap: target selftest-alloc"),
+        "{stderr}"
+    );
 }
