@@ -13,9 +13,7 @@ use super::{clock_ms, one_line, Ctx};
 /// character was substituted.
 fn cue_text(s: &str) -> (String, bool) {
     let line = one_line(s);
-    let text = line
-        .replace('<', "\u{FF1C}")
-        .replace("{\\", "\u{FF5B}\\");
+    let text = line.replace('<', "\u{FF1C}").replace("{\\", "\u{FF5B}\\");
     let changed = text != line;
     (text, changed)
 }

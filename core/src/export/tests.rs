@@ -514,7 +514,10 @@ fn line_and_paragraph_separators_do_not_survive_one_line() {
     ] {
         let text = render(f, &segs, rate("25"), &o).unwrap().text;
         assert!(text.contains("a b c d e"), "{f}: {text:?}");
-        assert!(!text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']), "{f}");
+        assert!(
+            !text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']),
+            "{f}"
+        );
     }
 }
 
@@ -560,10 +563,7 @@ fn edl_refuses_what_timecode_cannot_express() {
 fn fcpxml_media_urls_are_percent_encoded() {
     let segs = [seg("a", 0, 10)];
     for (media, src) in [
-        (
-            "/v/a b#1?x%é.mp4",
-            "file:///v/a%20b%231%3Fx%25%C3%A9.mp4",
-        ),
+        ("/v/a b#1?x%é.mp4", "file:///v/a%20b%231%3Fx%25%C3%A9.mp4"),
         ("/v/a&b'c.mp4", "file:///v/a%26b%27c.mp4"),
         ("clips/日本.mov", "clips/%E6%97%A5%E6%9C%AC.mov"),
         ("https://x.org/a b?c", "https://x.org/a b?c"),
@@ -575,10 +575,7 @@ fn fcpxml_media_urls_are_percent_encoded() {
         let text = render(ExportFormat::Fcpxml, &segs, rate("25"), &o)
             .unwrap()
             .text;
-        assert!(
-            text.contains(&format!("src=\"{src}\"")),
-            "{media}: {text}"
-        );
+        assert!(text.contains(&format!("src=\"{src}\"")), "{media}: {text}");
     }
 }
 
@@ -593,7 +590,11 @@ fn ffmetadata_escapes_cr_and_keeps_a_final_backslash_off_the_line_break() {
     assert!(out.text.contains("title=cr\\\rhere\n"), "{:?}", out.text);
     assert!(out.text.contains("title=ends \\\\ \n"), "{:?}", out.text);
     assert!(out.text.contains("title=nulx\n"), "{:?}", out.text);
-    assert!(out.text.starts_with(";FFMETADATA1\ntitle=t\\\\ \n"), "{:?}", out.text);
+    assert!(
+        out.text.starts_with(";FFMETADATA1\ntitle=t\\\\ \n"),
+        "{:?}",
+        out.text
+    );
     assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
     assert!(out.notes[0].contains("final '\\'"), "{:?}", out.notes);
 }
@@ -617,12 +618,22 @@ fn ffmetadata_starts_with_a_filler_chapter_when_the_first_segment_is_late() {
 #[test]
 fn srt_substitutes_markup_and_says_so() {
     let segs = named(&["a < b > c", "{\\an8} top", "plain {x}"], 25);
-    let out = render(ExportFormat::Srt, &segs, rate("25"), &ExportOptions::default()).unwrap();
+    let out = render(
+        ExportFormat::Srt,
+        &segs,
+        rate("25"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
     assert!(out.text.contains("\na \u{FF1C} b > c\n"), "{}", out.text);
     assert!(out.text.contains("\n\u{FF5B}\\an8} top\n"), "{}", out.text);
     assert!(out.text.contains("\nplain {x}\n"), "{}", out.text);
     assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
-    assert!(out.notes[0].contains("SRT has no escape"), "{:?}", out.notes);
+    assert!(
+        out.notes[0].contains("SRT has no escape"),
+        "{:?}",
+        out.notes
+    );
     let out = render(
         ExportFormat::Srt,
         &named(&["ok"], 25),
@@ -642,7 +653,11 @@ fn youtube_merges_without_snowballing() {
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     let out = render(ExportFormat::Youtube, &named(&names, 175), r, &o).unwrap();
     assert_eq!(out.text, "0:00 b\n0:14 d\n0:28 f\n0:42 h\n");
-    assert!(out.notes[0].starts_with("YouTube: merged 5 chapters"), "{:?}", out.notes);
+    assert!(
+        out.notes[0].starts_with("YouTube: merged 5 chapters"),
+        "{:?}",
+        out.notes
+    );
     // Where shortest-first leaves fewer than three (here two), the
     // left-to-right pass finds the most chapters the boundaries allow.
     let secs = |lens: &[usize]| -> Vec<PredictedSegment> {
@@ -657,7 +672,11 @@ fn youtube_merges_without_snowballing() {
     };
     let out = render(ExportFormat::Youtube, &secs(&[9, 1, 7, 4, 6, 2, 4]), r, &o).unwrap();
     assert_eq!(out.text, "0:00 p\n0:10 r\n0:21 t\n");
-    assert!(out.notes[0].starts_with("YouTube: merged 4 chapters"), "{:?}", out.notes);
+    assert!(
+        out.notes[0].starts_with("YouTube: merged 4 chapters"),
+        "{:?}",
+        out.notes
+    );
     // 9, 2, 9, 2, 9 s (31 s) cannot make three chapters of 10 s at all.
     let e = render(ExportFormat::Youtube, &secs(&[9, 2, 9, 2, 9]), r, &o).unwrap_err();
     assert!(e.to_string().contains("allow 2"), "{e}");
@@ -669,7 +688,13 @@ fn youtube_merges_without_snowballing() {
         .text
         .lines()
         .map(|l| {
-            let t: Vec<u64> = l.split(' ').next().unwrap().split(':').map(|x| x.parse().unwrap()).collect();
+            let t: Vec<u64> = l
+                .split(' ')
+                .next()
+                .unwrap()
+                .split(':')
+                .map(|x| x.parse().unwrap())
+                .collect();
             t[0] * 60 + t[1]
         })
         .collect();
@@ -685,12 +710,16 @@ fn youtube_merges_without_snowballing() {
 fn youtube_notes_the_description_limit_and_angle_brackets() {
     let r = rate("25");
     let o = ExportOptions::default();
-    let long: Vec<String> = (0..40).map(|i| format!("{i:03} {}", "x".repeat(150))).collect();
+    let long: Vec<String> = (0..40)
+        .map(|i| format!("{i:03} {}", "x".repeat(150)))
+        .collect();
     let refs: Vec<&str> = long.iter().map(String::as_str).collect();
     let out = render(ExportFormat::Youtube, &named(&refs, 250), r, &o).unwrap();
     assert!(out.text.len() > 5000);
     assert!(
-        out.notes.iter().any(|n| n.contains("5000") && n.contains("characters")),
+        out.notes
+            .iter()
+            .any(|n| n.contains("5000") && n.contains("characters")),
         "{:?}",
         out.notes
     );
@@ -701,8 +730,16 @@ fn youtube_notes_the_description_limit_and_angle_brackets() {
         &o,
     )
     .unwrap();
-    assert!(out.text.starts_with("0:00 a\u{FF1C}b\u{FF1E}\n"), "{}", out.text);
-    assert!(out.notes.iter().any(|n| n.contains("'<'")), "{:?}", out.notes);
+    assert!(
+        out.text.starts_with("0:00 a\u{FF1C}b\u{FF1E}\n"),
+        "{}",
+        out.text
+    );
+    assert!(
+        out.notes.iter().any(|n| n.contains("'<'")),
+        "{:?}",
+        out.notes
+    );
     let out = render(ExportFormat::Youtube, &named(&["a", "b", "c"], 250), r, &o).unwrap();
     assert!(out.notes.is_empty(), "{:?}", out.notes);
 }

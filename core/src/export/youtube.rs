@@ -108,7 +108,9 @@ fn greedy(r: FrameRate, ch: &[Chapter]) -> (Vec<Chapter>, Vec<(String, u64)>) {
     let mut merged = Vec::new();
     for g in groups {
         // The first of the longest members (max_by_key would take the last).
-        let best = g.iter().fold(g[0], |b, c| if c.len() > b.len() { c } else { b });
+        let best = g
+            .iter()
+            .fold(g[0], |b, c| if c.len() > b.len() { c } else { b });
         for c in &g {
             if c.title != best.title {
                 merged.push((c.title.clone(), c.start));
@@ -127,7 +129,9 @@ fn greedy(r: FrameRate, ch: &[Chapter]) -> (Vec<Chapter>, Vec<(String, u64)>) {
 /// A title for a description: on one line, without the `<` and `>` that
 /// YouTube refuses in descriptions.
 fn title(name: &str) -> String {
-    one_line(name).replace('<', "\u{FF1C}").replace('>', "\u{FF1E}")
+    one_line(name)
+        .replace('<', "\u{FF1C}")
+        .replace('>', "\u{FF1E}")
 }
 
 pub(super) fn render(ctx: &Ctx, notes: &mut Vec<String>) -> Result<String> {
