@@ -30,6 +30,15 @@ if ! python3 -c "import opentimelineio" >/dev/null 2>&1; then
     python3 -m pip install -q opentimelineio==0.18.1 ||
         { apt-get install -y -qq python3-pip && python3 -m pip install -q opentimelineio==0.18.1; }
 fi
+# The exports are read back by the readers editors and players use
+# (plugin-native/tests/export_readers.rs): OTIO's EDL and FCPXML adapters,
+# webvtt-py, srt (PyPI), xmllint, and ffprobe (the ffmpeg package below).
+if ! python3 -c "import otio_cmx3600_adapter, otio_fcpx_xml_adapter, webvtt, srt" >/dev/null 2>&1; then
+    echo "installing otio-cmx3600-adapter otio-fcpx-xml-adapter webvtt-py srt (PyPI)"
+    python3 -m pip install -q otio-cmx3600-adapter==1.0.0 otio-fcpx-xml-adapter==1.0.0 webvtt-py==0.6.0 srt==3.5.3 ||
+        python3 -m pip install -q --break-system-packages otio-cmx3600-adapter==1.0.0 otio-fcpx-xml-adapter==1.0.0 webvtt-py==0.6.0 srt==3.5.3
+fi
+need_apt xmllint libxml2-utils
 
 # The wgpu executor's tests run on any Vulkan adapter; without a GPU that is
 # Mesa's lavapipe (a CPU Vulkan driver).

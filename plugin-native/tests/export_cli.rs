@@ -66,9 +66,9 @@ fn exports_an_edl_to_a_file_and_to_stdout() {
         edl,
         "TITLE: clip\nFCM: NON-DROP FRAME\n\n\
          001  001      V     C        01:00:12:00 01:00:12:01 01:00:12:00 01:00:12:01\n\
-         attach wheel |C:ResolveColorCyan |M:attach wheel |D:475\n\n\
+         \x20|C:ResolveColorCyan |M:attach wheel |D:475\n\n\
          002  001      V     C        01:00:31:00 01:00:31:01 01:00:31:00 01:00:31:01\n\
-         tighten |C:ResolveColorGreen |M:tighten |D:225\n"
+         \x20|C:ResolveColorGreen |M:tighten |D:225\n"
     );
     let run = syncseg(&args);
     assert!(run.status.success());
@@ -170,4 +170,72 @@ fn a_negative_frame_rate_gets_the_parsers_error() {
         err.contains("'-25'") && err.contains("must be positive"),
         "{err}"
     );
+}
+
+#[test]
+fn changes_to_fit_a_format_are_one_note_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = segments_file(dir.path());
+    let out = syncseg(&[
+        "export",
+        "--segments",
+        &seg,
+        "--fps",
+        "25",
+        "--format",
+        "ffmetadata",
+        "--background",
+        "background",
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<_> = err.lines().collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(
+        notes[0].starts_with("note: FFMETADATA: a chapter '(other)' covers frames 0..300"),
+        "{err}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("START=0\nEND=300\ntitle=(other)\n"), "{text}");
+}
+
+#[test]
+fn an_edl_past_23_hours_is_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.segments.json");
+    // 23 h at 25 fps: the record timecode (from 01:00:00:00) would be 24:00.
+    let start = 23u64 * 3600 * 25;
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"video": "long", "frames": {}, "segments": [
+  {{"label": 0, "name": "late", "start": {start}, "end": {}, "confidence": 0.9}}]}}"#,
+            start + 100,
+            start + 100
+        ),
+    )
+    .unwrap();
+    let out = syncseg(&[
+        "export",
+        "--segments",
+        path.to_str().unwrap(),
+        "--fps",
+        "25",
+        "--format",
+        "edl",
+    ]);
+    let line = error_line(&out);
+    assert!(
+        line.contains("EDL timecode cannot express") && line.contains("'late'"),
+        "{line}"
+    );
+}
+
+#[test]
+fn drop_frame_help_names_every_format_it_affects() {
+    let out = syncseg(&["export", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    let at = help.find("--drop-frame").unwrap();
+    let text = &help[at..(at + 300).min(help.len())];
+    assert!(text.contains("EDL") && text.contains("FCPXML"), "{text}");
 }

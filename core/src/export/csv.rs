@@ -14,7 +14,7 @@ fn field(s: &str) -> String {
     }
 }
 
-fn seconds(ms: u64) -> String {
+fn seconds(ms: u128) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 

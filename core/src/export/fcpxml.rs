@@ -39,12 +39,30 @@ fn attr(s: &str) -> String {
     out
 }
 
-/// `media` as a URL: absolute paths become `file://` URLs.
+/// Percent-encodes every byte of `path` but RFC 3986's unreserved characters
+/// and `/` (so `%`, space, `#`, `?` and non-ASCII UTF-8 are all encoded).
+fn percent_encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            write!(out, "%{b:02X}").unwrap();
+        }
+    }
+    out
+}
+
+/// `media` as a URL (RFC 3986): a URL (`scheme://…`) is kept as given, an
+/// absolute path becomes a `file://` URL and a relative one a relative
+/// reference, both percent-encoded.
 fn url(media: &str) -> String {
-    if media.contains("://") || !media.starts_with('/') {
+    if media.contains("://") {
         media.to_string()
+    } else if media.starts_with('/') {
+        format!("file://{}", percent_encode(media))
     } else {
-        format!("file://{}", media.replace('%', "%25").replace(' ', "%20"))
+        percent_encode(media)
     }
 }
 

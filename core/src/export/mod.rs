@@ -95,15 +95,17 @@ impl FrameRate {
         (n / g, d / g)
     }
 
-    /// Time of `frames` in milliseconds, rounded half up.
-    pub fn millis(&self, frames: u64) -> u64 {
+    /// Time of `frames` in milliseconds, rounded half up. `u128`, because
+    /// `u64::MAX` frames at 1/`u32::MAX` fps is far more than `u64::MAX` ms
+    /// (the product is below 2^128 for every input).
+    pub fn millis(&self, frames: u64) -> u128 {
         let n = u128::from(frames) * u128::from(self.den) * 2000 + u128::from(self.num);
-        (n / (2 * u128::from(self.num))) as u64
+        n / (2 * u128::from(self.num))
     }
 
-    /// Whole seconds of `frames`, rounded down.
-    pub fn whole_seconds(&self, frames: u64) -> u64 {
-        (u128::from(frames) * u128::from(self.den) / u128::from(self.num)) as u64
+    /// Whole seconds of `frames`, rounded down (`u128`, as [`Self::millis`]).
+    pub fn whole_seconds(&self, frames: u64) -> u128 {
+        u128::from(frames) * u128::from(self.den) / u128::from(self.num)
     }
 
     /// Whether `frames` last at least `secs` seconds, exactly.
@@ -313,7 +315,8 @@ pub struct ExportOptions {
     /// Path or URL of the video, referenced by OTIO and FCPXML clips so the
     /// editor can link the media; `None` references `title` instead.
     pub media: Option<String>,
-    /// Drop-frame timecode in the EDL (only at 29.97 and 59.94).
+    /// Drop-frame timecode (only at 29.97 and 59.94): the EDL's timecodes and
+    /// FCPXML's `tcFormat="DF"`; the other formats store exact times.
     pub drop_frame: bool,
 }
 
@@ -378,13 +381,13 @@ pub fn render(
         if start >= end {
             return Err(Error::invalid(format!(
                 "segment {i} ('{}') is empty or reversed: frames {start}..{end}",
-                s.name
+                one_line(&s.name)
             )));
         }
         if start < prev_end {
             return Err(Error::invalid(format!(
                 "segment {i} ('{}') starts at frame {start}, before the previous one ends at {prev_end}",
-                s.name
+                one_line(&s.name)
             )));
         }
         prev_end = end;
@@ -422,7 +425,7 @@ pub fn render(
     let mut notes = Vec::new();
     let text = match format {
         ExportFormat::Otio => otio::render(&ctx, &mut notes),
-        ExportFormat::Edl => edl::render(&ctx, &mut notes),
+        ExportFormat::Edl => edl::render(&ctx, &mut notes)?,
         ExportFormat::Fcpxml => fcpxml::render(&ctx, &mut notes),
         ExportFormat::Vtt => vtt::render(&ctx, &mut notes),
         ExportFormat::Ffmetadata => ffmetadata::render(&ctx, &mut notes),
@@ -434,11 +437,23 @@ pub fn render(
     Ok(Rendered { text, notes })
 }
 
-/// A name on one line: newlines and tabs become spaces, because every line
-/// format here ends an entry at a newline.
+/// The title of the chapters that fill the time no segment covers (YouTube's
+/// gaps, FFMETADATA's leading chapter).
+const FILLER: &str = "(other)";
+
+/// A name on one line: control characters (newlines, tabs, NEL) and the
+/// Unicode line and paragraph separators become spaces, because every line
+/// format here ends an entry at a line break, and readers such as Python's
+/// `str.splitlines` (OpenTimelineIO's EDL reader) break at U+2028/U+2029 too.
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -449,7 +464,7 @@ fn conf64(c: f32) -> f64 {
 }
 
 /// `hh:mm:ss<sep>mmm` from milliseconds (VTT uses '.', SRT ',').
-fn clock_ms(ms: u64, sep: char) -> String {
+fn clock_ms(ms: u128, sep: char) -> String {
     format!(
         "{:02}:{:02}:{:02}{sep}{:03}",
         ms / 3_600_000,

@@ -97,6 +97,8 @@ proptest! {
     #[test]
     fn drop_frame_skips_labels_not_frames(f in 0u64..10_000_000, sixty in any::<bool>()) {
         let r = if sixty { FrameRate::NTSC_60 } else { FrameRate::NTSC_30 };
+        // Within the 24 h that timecode holds (2,589,408 frames at 29.97).
+        let f = f % (super::timecode::frames_per_day(r, true).unwrap() - 1);
         let dropped = if sixty { 4 } else { 2 };
         let parse = |tc: &str| -> Vec<u64> { tc.split([':', ';']).map(|x| x.parse().unwrap()).collect() };
         let a = parse(&timecode(f, r, true).unwrap());
@@ -154,10 +156,27 @@ fn non_drop_timecode() {
         ("25", 25, "00:00:01:00"),
         ("25", 90_000, "01:00:00:00"),
         ("24000/1001", 86_399, "00:59:59:23"),
-        ("24", 24 * 3600 * 25, "25:00:00:00"),
+        ("24", 24 * 3600 * 24 - 1, "23:59:59:23"),
+        ("30000/1001", 30 * 3600 * 24 - 1, "23:59:59:29"),
     ] {
         assert_eq!(timecode(f, rate(r), false).unwrap(), tc, "{r} frame {f}");
     }
+    // 24 h and past, up to u64::MAX: an error, not `24:00:00:00` or a wrap.
+    for (r, df, f) in [
+        ("24", false, 24 * 3600 * 24),
+        ("24", false, 24 * 3600 * 25),
+        ("25", false, u64::MAX),
+        ("30000/1001", true, 2_589_408),
+        ("60000/1001", true, u64::MAX),
+        ("4294967295", false, u64::MAX - 1),
+    ] {
+        let e = timecode(f, rate(r), df).unwrap_err().to_string();
+        assert!(e.contains("24 h") && e.contains("23:59:59"), "{e}");
+    }
+    assert_eq!(
+        timecode(2_589_407, FrameRate::NTSC_30, true).unwrap(),
+        "23:59:59;29"
+    );
     let e = timecode(0, rate("25"), true).unwrap_err().to_string();
     assert!(e.contains("drop-frame") && e.contains("25"), "{e}");
 }
@@ -445,4 +464,344 @@ for m in c.markers:
         })
         .collect();
     assert_eq!(lines.collect::<Vec<_>>(), want);
+}
+
+fn named(names: &[&str], len: usize) -> Vec<PredictedSegment> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| seg(n, i * len, (i + 1) * len))
+        .collect()
+}
+
+#[test]
+fn edl_notes_are_empty_so_no_label_reads_as_an_event_or_a_cmx_comment() {
+    // A comment line that starts with the name is an event to CMX readers
+    // when the name starts with a digit, and a LOC/M2/ASC_SOP comment when it
+    // starts with one of those words: the note before '|C:' stays empty.
+    let names = [
+        "3 eggs",
+        "LOCK nuts",
+        "M2 bolt",
+        "ASC_SOP x",
+        "FROM CLIP a",
+        "* star",
+    ];
+    let out = render(
+        ExportFormat::Edl,
+        &named(&names, 50),
+        rate("25"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let comments: Vec<_> = out.text.lines().filter(|l| l.contains("|M:")).collect();
+    assert_eq!(comments.len(), names.len(), "{}", out.text);
+    for (c, n) in comments.iter().zip(names) {
+        assert_eq!(*c, format!(" |C:ResolveColorBlue |M:{n} |D:50"));
+    }
+}
+
+#[test]
+fn line_and_paragraph_separators_do_not_survive_one_line() {
+    let name = "a\u{2028}b\u{2029}c\u{85}d\re";
+    let segs = named(&[name, "x", "y"], 500);
+    let o = ExportOptions::default();
+    for f in [
+        ExportFormat::Edl,
+        ExportFormat::Youtube,
+        ExportFormat::Srt,
+        ExportFormat::Vtt,
+    ] {
+        let text = render(f, &segs, rate("25"), &o).unwrap().text;
+        assert!(text.contains("a b c d e"), "{f}: {text:?}");
+        assert!(
+            !text.contains(['\u{2028}', '\u{2029}', '\u{85}', '\r']),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn edl_refuses_what_timecode_cannot_express() {
+    let r = rate("25");
+    let o = ExportOptions::default();
+    // 01:00:00:00 + 23 h − 2 frames: the last marker that fits (out point
+    // 23:59:59:24).
+    let last = 23 * 3600 * 25 - 1;
+    let out = render(ExportFormat::Edl, &[seg("ok", last - 1, last)], r, &o).unwrap();
+    assert!(out.text.contains("23:59:59:23 23:59:59:24"), "{}", out.text);
+    for (start, end) in [
+        (last, last + 1),
+        (30 * 3600 * 25, 30 * 3600 * 25 + 10),
+        (usize::MAX - 1, usize::MAX),
+    ] {
+        let e = render(ExportFormat::Edl, &[seg("late\nname", start, end)], r, &o)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("EDL timecode cannot express") && e.contains("'late name'"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // Drop-frame: a day is 2,589,408 frames at 29.97.
+    let o = ExportOptions {
+        drop_frame: true,
+        ..Default::default()
+    };
+    let e = render(
+        ExportFormat::Edl,
+        &[seg("x", 2_589_408 - 107_892, 2_589_408)],
+        FrameRate::NTSC_30,
+        &o,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("23:59:59:29"), "{e}");
+}
+
+#[test]
+fn fcpxml_media_urls_are_percent_encoded() {
+    let segs = [seg("a", 0, 10)];
+    for (media, src) in [
+        ("/v/a b#1?x%é.mp4", "file:///v/a%20b%231%3Fx%25%C3%A9.mp4"),
+        ("/v/a&b'c.mp4", "file:///v/a%26b%27c.mp4"),
+        ("clips/日本.mov", "clips/%E6%97%A5%E6%9C%AC.mov"),
+        ("https://x.org/a b?c", "https://x.org/a b?c"),
+    ] {
+        let o = ExportOptions {
+            media: Some(media.into()),
+            ..Default::default()
+        };
+        let text = render(ExportFormat::Fcpxml, &segs, rate("25"), &o)
+            .unwrap()
+            .text;
+        assert!(text.contains(&format!("src=\"{src}\"")), "{media}: {text}");
+    }
+}
+
+#[test]
+fn ffmetadata_escapes_cr_and_keeps_a_final_backslash_off_the_line_break() {
+    let segs = named(&["cr\rhere", "ends \\", "nul\0x"], 25);
+    let o = ExportOptions {
+        title: "t\\".into(),
+        ..Default::default()
+    };
+    let out = render(ExportFormat::Ffmetadata, &segs, rate("25"), &o).unwrap();
+    assert!(out.text.contains("title=cr\\\rhere\n"), "{:?}", out.text);
+    assert!(out.text.contains("title=ends \\\\ \n"), "{:?}", out.text);
+    assert!(out.text.contains("title=nulx\n"), "{:?}", out.text);
+    assert!(
+        out.text.starts_with(";FFMETADATA1\ntitle=t\\\\ \n"),
+        "{:?}",
+        out.text
+    );
+    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    assert!(out.notes[0].contains("final '\\'"), "{:?}", out.notes);
+}
+
+#[test]
+fn ffmetadata_starts_with_a_filler_chapter_when_the_first_segment_is_late() {
+    let r = rate("25");
+    let o = ExportOptions::default();
+    let out = render(ExportFormat::Ffmetadata, &[seg("a", 250, 500)], r, &o).unwrap();
+    assert_eq!(
+        out.text,
+        ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/25\nSTART=0\nEND=250\ntitle=(other)\n\
+         [CHAPTER]\nTIMEBASE=1/25\nSTART=250\nEND=500\ntitle=a\n"
+    );
+    assert_eq!(out.notes.len(), 1);
+    assert!(out.notes[0].contains("'(other)'"), "{:?}", out.notes);
+    let out = render(ExportFormat::Ffmetadata, &[seg("a", 0, 500)], r, &o).unwrap();
+    assert!(!out.text.contains("(other)") && out.notes.is_empty());
+}
+
+#[test]
+fn srt_substitutes_markup_and_says_so() {
+    let segs = named(&["a < b > c", "{\\an8} top", "plain {x}"], 25);
+    let out = render(
+        ExportFormat::Srt,
+        &segs,
+        rate("25"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    assert!(out.text.contains("\na \u{FF1C} b > c\n"), "{}", out.text);
+    assert!(out.text.contains("\n\u{FF5B}\\an8} top\n"), "{}", out.text);
+    assert!(out.text.contains("\nplain {x}\n"), "{}", out.text);
+    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    assert!(
+        out.notes[0].contains("SRT has no escape"),
+        "{:?}",
+        out.notes
+    );
+    let out = render(
+        ExportFormat::Srt,
+        &named(&["ok"], 25),
+        rate("25"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    assert!(out.notes.is_empty());
+}
+
+#[test]
+fn youtube_merges_without_snowballing() {
+    let r = rate("25");
+    let o = ExportOptions::default();
+    // Nine 7-s segments (63 s): merging each into its longer neighbour made
+    // one chapter; into the shorter one gives four.
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let out = render(ExportFormat::Youtube, &named(&names, 175), r, &o).unwrap();
+    assert_eq!(out.text, "0:00 b\n0:14 d\n0:28 f\n0:42 h\n");
+    assert!(
+        out.notes[0].starts_with("YouTube: merged 5 chapters"),
+        "{:?}",
+        out.notes
+    );
+    // Where shortest-first leaves fewer than three (here two), the
+    // left-to-right pass finds the most chapters the boundaries allow.
+    let secs = |lens: &[usize]| -> Vec<PredictedSegment> {
+        let mut at = 0;
+        lens.iter()
+            .zip(["p", "q", "r", "s", "t", "u", "v"])
+            .map(|(l, n)| {
+                at += l * 25;
+                seg(n, at - l * 25, at)
+            })
+            .collect()
+    };
+    let out = render(ExportFormat::Youtube, &secs(&[9, 1, 7, 4, 6, 2, 4]), r, &o).unwrap();
+    assert_eq!(out.text, "0:00 p\n0:10 r\n0:21 t\n");
+    assert!(
+        out.notes[0].starts_with("YouTube: merged 4 chapters"),
+        "{:?}",
+        out.notes
+    );
+    // 9, 2, 9, 2, 9 s (31 s) cannot make three chapters of 10 s at all.
+    let e = render(ExportFormat::Youtube, &secs(&[9, 2, 9, 2, 9]), r, &o).unwrap_err();
+    assert!(e.to_string().contains("allow 2"), "{e}");
+    // Every chapter ≥ 10 s and the first at 0:00, for many 7-s segments.
+    let many: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let out = render(ExportFormat::Youtube, &named(&refs, 175), r, &o).unwrap();
+    let starts: Vec<u64> = out
+        .text
+        .lines()
+        .map(|l| {
+            let t: Vec<u64> = l
+                .split(' ')
+                .next()
+                .unwrap()
+                .split(':')
+                .map(|x| x.parse().unwrap())
+                .collect();
+            t[0] * 60 + t[1]
+        })
+        .collect();
+    assert_eq!(starts[0], 0);
+    assert!(starts.len() >= 90, "{}", starts.len());
+    for w in starts.windows(2) {
+        assert!(w[1] - w[0] >= 10, "{w:?}");
+    }
+    assert!(200 * 7 - starts.last().unwrap() >= 10);
+}
+
+#[test]
+fn youtube_notes_the_description_limit_and_angle_brackets() {
+    let r = rate("25");
+    let o = ExportOptions::default();
+    let long: Vec<String> = (0..40)
+        .map(|i| format!("{i:03} {}", "x".repeat(150)))
+        .collect();
+    let refs: Vec<&str> = long.iter().map(String::as_str).collect();
+    let out = render(ExportFormat::Youtube, &named(&refs, 250), r, &o).unwrap();
+    assert!(out.text.len() > 5000);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("5000") && n.contains("characters")),
+        "{:?}",
+        out.notes
+    );
+    let out = render(
+        ExportFormat::Youtube,
+        &named(&["a<b>", "c", "d"], 250),
+        r,
+        &o,
+    )
+    .unwrap();
+    assert!(
+        out.text.starts_with("0:00 a\u{FF1C}b\u{FF1E}\n"),
+        "{}",
+        out.text
+    );
+    assert!(
+        out.notes.iter().any(|n| n.contains("'<'")),
+        "{:?}",
+        out.notes
+    );
+    let out = render(ExportFormat::Youtube, &named(&["a", "b", "c"], 250), r, &o).unwrap();
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+}
+
+/// Valid segments from arbitrary cut points: sorted, non-empty, disjoint.
+fn segments_from(cuts: &mut [u64], names: &[String], gaps: &[bool]) -> Vec<PredictedSegment> {
+    cuts.sort_unstable();
+    let mut out = Vec::new();
+    for (i, w) in cuts.windows(2).enumerate() {
+        if w[0] < w[1] && !gaps.get(i).copied().unwrap_or(false) {
+            out.push(PredictedSegment {
+                label: i as u32 * 7,
+                name: names[i % names.len()].clone(),
+                start: w[0] as usize,
+                end: w[1] as usize,
+                confidence: 0.5,
+            });
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    /// No input panics: any names, frame numbers up to u64::MAX, any rate,
+    /// every format; errors and notes are one line.
+    #[test]
+    fn no_export_input_panics(
+        mut cuts in prop::collection::vec(prop_oneof![
+            0u64..100_000,
+            any::<u64>(),
+            (u64::MAX - 1000)..=u64::MAX,
+        ], 1..8),
+        names in prop::collection::vec(any::<String>(), 1..4),
+        gaps in prop::collection::vec(any::<bool>(), 0..8),
+        num in prop_oneof![Just(24u32), Just(30000), Just(60000), 1u32..=u32::MAX],
+        den in prop_oneof![Just(1u32), Just(1001), 1u32..=u32::MAX],
+        drop_frame in any::<bool>(),
+        title in any::<String>(),
+        media in prop::option::of(any::<String>()),
+        extra in prop_oneof![Just(0u64), any::<u64>()],
+    ) {
+        let segs = segments_from(&mut cuts, &names, &gaps);
+        let r = FrameRate::new(num, den).unwrap();
+        let last = cuts.last().copied().unwrap_or(0);
+        let opts = ExportOptions {
+            title,
+            video_frames: Some(last.saturating_add(extra)),
+            media,
+            drop_frame,
+            ..Default::default()
+        };
+        for f in ExportFormat::ALL {
+            match render(f, &segs, r, &opts) {
+                Ok(out) => {
+                    for n in &out.notes {
+                        prop_assert!(!n.contains('\n'), "{}: {:?}", f, n);
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().contains('\n'), "{}: {}", f, e),
+            }
+        }
+    }
 }

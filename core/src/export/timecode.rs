@@ -8,16 +8,24 @@ use super::FrameRate;
 use crate::error::{Error, Result};
 
 /// Timecode `HH:MM:SS:FF` (non-drop) or `HH:MM:SS;FF` (drop-frame) of
-/// `frame` counted from zero. Hours are not wrapped at 24, because a label
-/// that repeats would misplace markers in long recordings.
+/// `frame` counted from zero. SMPTE timecode ends at 23:59:59:FF: a frame at
+/// or past 24 h is an error, not a wrapped (repeating) or `24:` label, either
+/// of which would misplace markers.
 pub fn timecode(frame: u64, rate: FrameRate, drop_frame: bool) -> Result<String> {
     let fps = rate.nominal_fps();
+    if drop_frame && !rate.supports_drop_frame() {
+        return Err(Error::invalid(format!(
+            "drop-frame timecode exists only at 30000/1001 and 60000/1001, not at {rate}"
+        )));
+    }
+    let day = frames_per_day(rate, drop_frame);
+    if day.is_none_or(|day| frame >= day) {
+        return Err(Error::invalid(format!(
+            "frame {frame} is 24 h or more into the timecode at {rate}; SMPTE timecode ends at 23:59:59:{:02}",
+            fps.saturating_sub(1)
+        )));
+    }
     let (label, sep) = if drop_frame {
-        if !rate.supports_drop_frame() {
-            return Err(Error::invalid(format!(
-                "drop-frame timecode exists only at 30000/1001 and 60000/1001, not at {rate}"
-            )));
-        }
         (drop_frame_label(frame, fps), ';')
     } else {
         (frame, ':')
@@ -45,12 +53,19 @@ fn drop_frame_label(frame: u64, fps: u64) -> u64 {
     frame + 9 * drop * tens + drop * skipped_minutes
 }
 
-/// Frames in one hour of timecode labels (the usual 01:00:00:00 record start).
-pub fn frames_per_hour(rate: FrameRate, drop_frame: bool) -> u64 {
+/// Frames in one hour of timecode labels (the usual 01:00:00:00 record start);
+/// `None` where that overflows `u64` (it cannot: the nominal rate is at most
+/// `u32::MAX`, but the arithmetic is checked all the same).
+pub fn frames_per_hour(rate: FrameRate, drop_frame: bool) -> Option<u64> {
     let fps = rate.nominal_fps();
     if drop_frame && rate.supports_drop_frame() {
-        6 * (fps * 600 - 9 * (fps / 15))
+        Some(6 * (fps * 600 - 9 * (fps / 15)))
     } else {
-        fps * 3600
+        fps.checked_mul(3600)
     }
+}
+
+/// Frames in 24 h of timecode labels: the first frame without a label.
+pub fn frames_per_day(rate: FrameRate, drop_frame: bool) -> Option<u64> {
+    frames_per_hour(rate, drop_frame)?.checked_mul(24)
 }

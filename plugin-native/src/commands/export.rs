@@ -28,7 +28,9 @@ pub struct Args {
     /// Path or URL of the video, for the OTIO/FCPXML clip's media reference.
     #[arg(long)]
     media: Option<String>,
-    /// Drop-frame timecode in the EDL (29.97 and 59.94 only).
+    /// Drop-frame timecode (29.97 and 59.94 only): EDL timecodes HH:MM:SS;FF
+    /// and FCPXML's tcFormat="DF"; the other formats store exact times and
+    /// are unaffected.
     #[arg(long)]
     drop_frame: bool,
 }
