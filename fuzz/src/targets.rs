@@ -153,6 +153,19 @@ fn real() -> Vec<Target> {
             },
         },
         Target {
+            name: "segments-json",
+            about: "<video>.segments.json, exported to every format at 24, 25, 24000/1001, 30000/1001, 60000/1001 (drop-frame too)",
+            seeds: |_| {
+                vec![br#"{"video": "P01 take", "frames": 5400, "fps": "30000/1001", "segments": [{"label": 0, "name": "background", "start": 0, "end": 120, "confidence": 0.9}, {"label": 2, "name": "3 eggs <&> \"q\"", "start": 120, "end": 700, "confidence": 0.5}, {"label": 1, "name": "LOCK cup\\", "start": 700, "end": 5400, "confidence": 1.0}]}"#.to_vec()]
+            },
+            dictionary: &[
+                b"\\r", b"\\n", b"\\u2028", b"\\\\", b"<", b"&", b"|", b"#", b"M2 ", b"LOCK",
+                b"\"start\": ", b"\"end\": ", b"\"frames\": ", b"18446744073709551615",
+            ],
+            max_len: 1 << 14,
+            run: run_segments_json,
+        },
+        Target {
             name: "c-abi",
             about: "the C ABI's inputs: features buffer, sizes, layout, segment index, export format, frame rate, title",
             seeds: |_| {
@@ -640,4 +653,38 @@ fn run_c_abi(bytes: &[u8], _: &Path) {
         unsafe { syncseg_segments_free(&mut segs) },
         "syncseg_segments_free",
     );
+}
+
+fn run_segments_json(bytes: &[u8], scratch: &Path) {
+    use syncseg_core::export::segments_file::SegmentsFile;
+    use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
+    let Ok(file) = SegmentsFile::read(write(scratch, "v.segments.json", bytes)) else {
+        return;
+    };
+    for (num, den) in [
+        (24, 1),
+        (25, 1),
+        (24000, 1001),
+        (30000, 1001),
+        (60000, 1001),
+    ] {
+        let rate = FrameRate::new(num, den).expect("a valid rate");
+        for drop_frame in [false, true] {
+            let opts = ExportOptions {
+                title: file.video.clone(),
+                video_frames: Some(file.frames),
+                background: vec!["background".into()],
+                media: Some("/media/P01 #1?.mp4".into()),
+                drop_frame,
+            };
+            for format in ExportFormat::ALL {
+                if let Ok(out) = render(format, &file.segments, rate, &opts) {
+                    assert!(
+                        out.notes.iter().all(|n| !n.contains('\n')),
+                        "{format:?}: a note of more than one line"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod fcpxml;
 mod ffmetadata;
 mod json;
 mod otio;
+pub mod segments_file;
 mod srt;
 pub mod timecode;
 mod vtt;

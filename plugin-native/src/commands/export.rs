@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use syncseg_core::export::segments_file::SegmentsFile;
 use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
 use syncseg_core::predict::PredictedSegment;
 
@@ -35,18 +36,8 @@ pub struct Args {
     drop_frame: bool,
 }
 
-/// The JSON that `syncseg predict` writes per video.
-#[derive(serde::Deserialize)]
-struct SegmentsFile {
-    video: String,
-    frames: u64,
-    segments: Vec<PredictedSegment>,
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let text = syncseg_core::fsio::read_text(&args.segments)?;
-    let file: SegmentsFile = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a segments file", args.segments.display()))?;
+    let file = SegmentsFile::read(&args.segments)?;
     let opts = ExportOptions {
         title: file.video,
         video_frames: Some(file.frames),

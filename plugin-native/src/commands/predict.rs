@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::Device;
+use syncseg_core::export::segments_file::SegmentsFile;
 use syncseg_core::labels::{read_bundle, write_frame_labels};
 use syncseg_core::model::SegModel;
 use syncseg_core::npy::{read_features, write_npy, FeatureLayout};
@@ -63,15 +64,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|&l| model.meta.classes[l as usize].as_str())
             .collect();
         write_frame_labels(args.out.join(format!("{name}.txt")), &label_names)?;
-        let segments = serde_json::json!({
-            "video": name,
-            "frames": pred.labels.len(),
-            "segments": pred.segments(&model.meta.classes),
-        });
-        syncseg_core::fsio::write_bytes_atomic(
-            args.out.join(format!("{name}.segments.json")),
-            serde_json::to_string_pretty(&segments)?.as_bytes(),
-        )?;
+        SegmentsFile {
+            video: name.clone(),
+            frames: pred.labels.len() as u64,
+            fps: None,
+            segments: pred.segments(&model.meta.classes),
+        }
+        .write(args.out.join(format!("{name}.segments.json")))?;
         super::export::beside(
             args.export,
             args.fps,

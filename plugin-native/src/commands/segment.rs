@@ -95,16 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     write_frame_labels(args.out.join(format!("{name}.txt")), &labels)?;
     let segments = pred.segments(classes);
-    let json = serde_json::json!({
-        "video": name,
-        "frames": frames,
-        "fps": info.fps.to_string(),
-        "segments": segments,
-    });
-    syncseg_core::fsio::write_bytes_atomic(
-        args.out.join(format!("{name}.segments.json")),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
+    syncseg_core::export::segments_file::SegmentsFile {
+        video: name.clone(),
+        frames: frames as u64,
+        fps: Some(info.fps.to_string()),
+        segments: segments.clone(),
+    }
+    .write(args.out.join(format!("{name}.segments.json")))?;
     super::export::beside(
         args.export,
         Some(info.fps),
