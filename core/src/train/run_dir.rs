@@ -183,11 +183,13 @@ impl RunDir {
         }
         failpoint("last:filled");
         let marker = new.join(COMPLETE);
-        let mut file = File::create(&marker).map_err(|e| Error::io(&marker, e))?;
-        file.write_all(b"a complete syncseg checkpoint\n")
-            .and_then(|_| file.sync_all())
-            .map_err(|e| Error::io(&marker, e))?;
-        drop(file);
+        {
+            // Closed at the end of the block, before the folder is synced.
+            let mut file = File::create(&marker).map_err(|e| Error::io(&marker, e))?;
+            file.write_all(b"a complete syncseg checkpoint\n")
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(&marker, e))?;
+        }
         sync_dir(&new);
         failpoint("last:marked");
         self.promote()
