@@ -343,3 +343,15 @@ fn random_models_of_every_preset_build() {
         assert_eq!(vit.forward(&x).unwrap().dims(), &[1, cfg.dim]);
     }
 }
+
+#[test]
+fn missing_and_corrupt_weights_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("dinov2.safetensors");
+    let err = Vit::load(&missing, 224).err().unwrap().to_string();
+    assert!(err.contains("dinov2.safetensors: "), "{err}");
+    assert!(!err.contains("not a safetensors file"), "{err}");
+    std::fs::write(&missing, b"\x08\0\0\0\0\0\0\0{}").unwrap();
+    let err = Vit::load(&missing, 224).err().unwrap().to_string();
+    assert!(err.contains("not a safetensors file"), "{err}");
+}

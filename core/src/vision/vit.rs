@@ -224,7 +224,9 @@ impl Vit {
     /// file and the missing or misshapen tensor.
     pub fn load(path: impl AsRef<Path>, image: usize) -> Result<Self> {
         let path = path.as_ref();
-        let raw = candle_core::safetensors::load(path, &Device::Cpu)
+        // Read first: a missing file is an I/O error, not "not a safetensors file".
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let raw = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| Error::format(path, format!("not a safetensors file ({e})")))?;
         Self::from_tensors(raw, image).map_err(|e| Error::format(path, e.to_string()))
     }
