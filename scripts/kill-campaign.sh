@@ -17,14 +17,15 @@ trap 'rm -rf "$work"' EXIT
 head -n 6 "$work/data/splits/exo_train.bundle" > "$work/data/small.bundle"
 # Validation on other videos: the best epoch is not always the last one.
 sed -n 7,9p "$work/data/splits/exo_train.bundle" > "$work/data/val.bundle"
-train() { # train OUT [--resume]
-    "$bin" train --features "$work/data/features/exo" --videos "$work/data/small.bundle" \
-        --labels "$work/data/groundTruth" --mapping "$work/data/mapping.txt" \
-        --val-videos "$work/data/val.bundle" \
-        --width-scale 0.125 --batch-size 2 --epochs 12 --seed 3 --out "$@"
-}
+# An array, not a function: `"$bin" ... &` must be the process killed (a
+# function in the background is a subshell, and killing it leaves syncseg
+# running: the next run would then be refused by the lock).
+train=("$bin" train --features "$work/data/features/exo" --videos "$work/data/small.bundle"
+    --labels "$work/data/groundTruth" --mapping "$work/data/mapping.txt"
+    --val-videos "$work/data/val.bundle"
+    --width-scale 0.125 --batch-size 2 --epochs 12 --seed 3 --out)
 start=$(date +%s.%N)
-train "$work/reference" >/dev/null 2>&1
+"${train[@]}" "$work/reference" >/dev/null 2>&1
 full_ms=$(python3 -c "import time; print(int((time.time() - $start) * 1000))")
 echo "uninterrupted run: $full_ms ms"
 RANDOM=$seed
@@ -33,7 +34,7 @@ runs=0
 while [ $killed -lt "$kills" ]; do
     resume=()
     [ -d "$work/killed/last" ] && resume=(--resume)
-    train "$work/killed" "${resume[@]}" >/dev/null 2>&1 &
+    "${train[@]}" "$work/killed" "${resume[@]}" >/dev/null 2>&1 &
     pid=$!
     # Anywhere within the run's length.
     sleep "$(python3 -c "import random; random.seed($seed * 100003 + $runs); print(random.uniform(0, $full_ms / 1000))")"
@@ -51,7 +52,7 @@ while [ $killed -lt "$kills" ]; do
 done
 resume=()
 [ -d "$work/killed/last" ] && resume=(--resume)
-train "$work/killed" "${resume[@]}" >/dev/null 2>&1
+"${train[@]}" "$work/killed" "${resume[@]}" >/dev/null 2>&1
 for f in model.safetensors model.json last/model.safetensors last/model.json last/optimizer.safetensors; do
     cmp "$work/reference/$f" "$work/killed/$f"
 done
