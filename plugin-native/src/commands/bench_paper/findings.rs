@@ -43,6 +43,15 @@ fn greater(a: Stat, b: Stat) -> &'static str {
     }
 }
 
+/// Verdict of "a is no improvement over b", by the rule of [`greater`]:
+/// refuted only by a gain beyond the noise.
+fn no_improvement(a: Stat, b: Stat) -> &'static str {
+    match greater(a, b) {
+        "holds" => "does not hold",
+        _ => "holds",
+    }
+}
+
 fn not_measured(claim: &str) -> Finding {
     Finding {
         claim: claim.into(),
@@ -132,29 +141,20 @@ pub fn findings(tables: &[TableSummary]) -> Vec<Finding> {
         }
     }
 
-    // 4. Random pairs do not help.
+    // 4. Random pairs do not help: judged by the same noise rule as every
+    // comparison (an improvement beyond the spread refutes it).
     let claim = "Distillation on random pairs (Rnd. MSE) brings no systematic improvement (Table 3: 13.27 vs 12.60 Edit)";
-    match (line(tables, "table3", "random-mse", "ego"), none, sync) {
-        (Some(r), Some(n), Some(s)) => {
-            let gain = edit(s).mean - edit(n).mean;
-            let d = edit(r).mean - edit(n).mean;
-            // "No systematic improvement": under a fifth of the method's gain.
-            let verdict = if gain > 0.0 && d < 0.2 * gain {
-                "holds"
-            } else {
-                "does not hold"
-            };
-            out.push(Finding {
-                claim: claim.into(),
-                measured: format!(
-                    "{:.2} vs {:.2}: {d:+.2} ({:.0}% of the synchronized gain)",
-                    edit(r).mean,
-                    edit(n).mean,
-                    100.0 * d / gain.max(1e-9)
-                ),
-                verdict,
-            });
-        }
+    match (line(tables, "table3", "random-mse", "ego"), none) {
+        (Some(r), Some(n)) => out.push(Finding {
+            claim: claim.into(),
+            measured: format!(
+                "{:.2} vs {:.2}: {:+.2}",
+                edit(r).mean,
+                edit(n).mean,
+                edit(r).mean - edit(n).mean
+            ),
+            verdict: no_improvement(edit(r), edit(n)),
+        }),
         _ => out.push(not_measured(claim)),
     }
 
@@ -272,6 +272,18 @@ mod tests {
         assert_eq!(greater(stat(20.0, 1.0), stat(10.0, 2.0)), "holds");
         assert_eq!(greater(stat(10.0, 1.0), stat(20.0, 2.0)), "does not hold");
         assert_eq!(greater(stat(10.5, 1.0), stat(10.0, 0.2)), "within noise");
+    }
+
+    #[test]
+    fn no_improvement_follows_the_common_noise_rule() {
+        // The small benchmark's Rnd. MSE vs no adaptation (3 seeds): +6.20
+        // against a larger std of 4.89 is an improvement.
+        assert_eq!(
+            no_improvement(stat(25.61, 4.89), stat(19.41, 1.50)),
+            "does not hold"
+        );
+        assert_eq!(no_improvement(stat(20.0, 4.89), stat(19.41, 1.50)), "holds");
+        assert_eq!(no_improvement(stat(10.0, 1.0), stat(19.41, 1.50)), "holds");
     }
 
     #[test]
