@@ -9,6 +9,7 @@ use syncseg_core::model::{AdapterConfig, C2fConfig, Mode, ModelMeta, SegModel};
 use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_core::train::losses::{ensemble_cross_entropy, truncated_mse};
 use syncseg_core::train::step::{BatchLoss, TrainBatch};
+use syncseg_core::train::supervised::SupervisedLoss;
 use syncseg_shaders::train::WgpuStepper;
 
 use super::bench_predict::AdapterSize;
@@ -109,8 +110,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             loss: BatchLoss::Segmentation {
                 labels: y.clone(),
                 weight: mask.clone(),
-                smoothing: 0.15,
-                tau: 4.0,
+                smoothing: SupervisedLoss::default().smoothing,
+                tau: SupervisedLoss::default().tau,
             },
         };
         // A step as training takes it: inputs uploaded, one loss read back.
@@ -158,8 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let step = time(&mut || {
         let out = model.net.forward(&x, Mode::Train { mask: Some(&mask) })?;
         let p = model.net.ensemble(&out)?;
-        let loss =
-            (ensemble_cross_entropy(&p, &y, &mask)? + (truncated_mse(&p, &mask, 4.0)? * 0.15)?)?;
+        let weights = SupervisedLoss::default();
+        let smoothing = truncated_mse(&p, &mask, weights.tau)? * weights.smoothing;
+        let loss = (ensemble_cross_entropy(&p, &y, &mask)? + smoothing?)?;
         adam.step(&loss.backward()?)?;
         Ok(())
     })?;

@@ -139,7 +139,7 @@ pub(super) fn train_args(
         seed,
         background: vec!["background".into()],
         max_frames: 600,
-        smoothing: 0.15,
+        smoothing: syncseg_core::train::supervised::SupervisedLoss::default().smoothing,
         patience: None,
         time_major: false,
         width_scale: b.width_scale,

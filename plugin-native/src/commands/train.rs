@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long, default_value_t = 600)]
     pub max_frames: usize,
     /// Weight of the smoothing (truncated MSE) loss.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = syncseg_core::train::supervised::SupervisedLoss::default().smoothing)]
     pub smoothing: f64,
     /// Stop after this many epochs without a better validation score.
     #[arg(long)]
