@@ -516,14 +516,7 @@ mod tests {
     fn param_shapes_match_the_network() {
         let cfg = AdapterConfig::small();
         let (_, varmap) = build(&cfg, 6, DType::F32, 0);
-        let mut real: Vec<(String, Vec<usize>)> = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        real.sort();
+        let real = crate::model::var_shapes(&varmap);
         let mut want = cfg.param_shapes(6);
         want.sort();
         assert_eq!(want, real);

@@ -174,14 +174,7 @@ mod tests {
     fn param_shapes_match_the_network() {
         let cfg = C2fConfig::scaled(6, 3, 0.05);
         let (_, varmap) = crate::model::C2fTcn::init(&cfg, &candle_core::Device::Cpu).unwrap();
-        let mut real: Vec<(String, Vec<usize>)> = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-            .collect();
-        real.sort();
+        let real = crate::model::var_shapes(&varmap);
         let mut want = cfg.param_shapes();
         want.sort();
         assert_eq!(want, real);

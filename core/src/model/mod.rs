@@ -15,3 +15,18 @@ pub use adapter::{Adapter, AdapterConfig};
 pub use c2f_tcn::{C2fOutput, C2fTcn, Mode, MIN_FRAMES};
 pub use checkpoint::{ModelMeta, SegModel};
 pub use config::C2fConfig;
+
+/// Every variable of `varmap` as (name, shape), sorted (tests compare them
+/// with the shapes a config implies).
+#[cfg(test)]
+pub(crate) fn var_shapes(varmap: &candle_nn::VarMap) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect();
+    out.sort();
+    out
+}

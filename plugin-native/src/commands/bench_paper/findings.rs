@@ -30,6 +30,11 @@ fn edit(l: &LineSummary) -> Stat {
     l.stat("Edit")
 }
 
+/// "a vs b: ±d" of two Edit means.
+fn versus(a: Stat, b: Stat) -> String {
+    format!("{:.2} vs {:.2}: {:+.2}", a.mean, b.mean, a.mean - b.mean)
+}
+
 /// Verdict of "a > b": the difference of means against the larger std.
 fn greater(a: Stat, b: Stat) -> &'static str {
     let d = a.mean - b.mean;
@@ -111,12 +116,7 @@ pub fn findings(tables: &[TableSummary]) -> Vec<Finding> {
         let claim = format!("{label} improves over no adaptation (Table 3: {paper} Edit)");
         match (line(tables, "table3", cell, "ego"), none) {
             (Some(a), Some(n)) => out.push(Finding {
-                measured: format!(
-                    "{:.2} vs {:.2}: {:+.2}",
-                    edit(a).mean,
-                    edit(n).mean,
-                    edit(a).mean - edit(n).mean
-                ),
+                measured: versus(edit(a), edit(n)),
                 verdict: greater(edit(a), edit(n)),
                 claim,
             }),
@@ -147,12 +147,7 @@ pub fn findings(tables: &[TableSummary]) -> Vec<Finding> {
     match (line(tables, "table3", "random-mse", "ego"), none) {
         (Some(r), Some(n)) => out.push(Finding {
             claim: claim.into(),
-            measured: format!(
-                "{:.2} vs {:.2}: {:+.2}",
-                edit(r).mean,
-                edit(n).mean,
-                edit(r).mean - edit(n).mean
-            ),
+            measured: versus(edit(r), edit(n)),
             verdict: no_improvement(edit(r), edit(n)),
         }),
         _ => out.push(not_measured(claim)),
@@ -202,12 +197,7 @@ pub fn findings(tables: &[TableSummary]) -> Vec<Finding> {
     match (rev, line(tables, "table6", super::plan::EGO_ORACLE, "exo")) {
         (Some(r), Some(n)) => out.push(Finding {
             claim: claim.into(),
-            measured: format!(
-                "{:.2} vs {:.2}: {:+.2}",
-                edit(r).mean,
-                edit(n).mean,
-                edit(r).mean - edit(n).mean
-            ),
+            measured: versus(edit(r), edit(n)),
             verdict: greater(edit(r), edit(n)),
         }),
         _ => out.push(not_measured(claim)),
