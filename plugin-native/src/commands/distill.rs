@@ -17,13 +17,12 @@ use syncseg_core::train::distill::{
     DEFAULT_LEVELS,
 };
 use syncseg_core::train::feature_distill::FeatureDistill;
-use syncseg_core::train::fit::{fit_with, FitConfig, Objective};
+use syncseg_core::train::fit::{fit_with, FitConfig, Objective, Observer, Silent};
 use syncseg_core::train::run_dir::RunDir;
 use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 
 use super::device::{trainer, DeviceChoice, Trained};
 use crate::progress::EpochBars;
-use syncseg_core::train::fit::{Observer, Silent};
 use syncseg_core::train::log::{Both, JsonLog};
 
 #[derive(clap::Args, Debug)]
