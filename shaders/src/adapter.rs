@@ -9,13 +9,13 @@ use candle_core::Tensor;
 use syncseg_core::model::adapter::sinusoidal_encoding;
 use syncseg_core::model::Adapter;
 
-use crate::c2f::DeviceConv;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Slot};
 use crate::kernels::attention::{attention, MAX_HEAD_DIM};
 use crate::kernels::conv::{conv, Activation, InputPart, OutputRows};
 use crate::kernels::layer_norm::layer_norm;
+use crate::ops::weights::DeviceConv;
 
 /// LayerNorm epsilon (PyTorch's default, as the CPU adapter).
 const LN_EPS: f32 = 1e-5;

@@ -5,7 +5,9 @@
 //!   describes its bindings and records its dispatches;
 //! * [`gpu`] — adapter, limits, pipelines (created once), async readback;
 //! * [`graph`] — recorded dispatch sequences replayed per window;
-//! * [`c2f`], [`adapter`] — the C2F-TCN and the feature adapter as graphs;
+//! * [`ops`] — core's op interface on wgpu: the networks written once in
+//!   core recorded as graphs (inference, and training with a backward tape);
+//! * [`adapter`] — the feature adapter as a graph;
 //! * [`train`] — the C2F-TCN's training step (forward, backward, Adam) on the device;
 //! * [`segmenter`] — frame-wise prediction agreeing with the CPU path;
 //! * [`vit`] — DINOv2 frame features (the CLS token) agreeing with the CPU model.
@@ -17,11 +19,11 @@ pub mod adapter;
 // Times with `Instant` and blocks on readbacks: native only.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
-pub mod c2f;
 pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod ops;
 pub mod segmenter;
 pub mod train;
 pub mod vit;

@@ -14,16 +14,20 @@
 use std::sync::Arc;
 
 use syncseg_core::features::Features;
-use syncseg_core::model::{ModelMeta, SegModel, MIN_FRAMES};
+use syncseg_core::model::c2f_tcn::{c2f_forward, c2f_specs};
+use syncseg_core::model::ops::Ops;
+use syncseg_core::model::{C2fConfig, ModelMeta, SegModel, MIN_FRAMES};
 use syncseg_core::predict::{window_batches, Prediction};
 
 use crate::adapter::{self, AdapterWeights};
-use crate::c2f::{self, C2fGraph, C2fWeights};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, ParamsId, Slot};
 use crate::kernels::conv::InputPart;
 use crate::kernels::copy::{copy_window, WindowParams};
+use crate::kernels::ensemble::EnsembleParams;
+use crate::ops::weights::FoldedWeights;
+use crate::ops::Recorder;
 
 /// Device memory a chunk's input may take, whatever the binding limit.
 const CHUNK_INPUT_BYTES: u64 = 256 << 20;
@@ -43,7 +47,9 @@ struct Plan {
     graph: Graph,
     /// One copy per input part; rewritten per window.
     copies: Vec<(ParamsId, WindowParams)>,
-    c2f: C2fGraph,
+    /// Per head with a non-zero weight: its ensemble dispatch and template
+    /// parameters (the output frame and stride are set per window).
+    ensemble: Vec<(ParamsId, EnsembleParams)>,
 }
 
 /// Graphs kept for reuse: the full window length and the last lengths
@@ -55,7 +61,8 @@ const PLAN_CACHE: usize = 2;
 pub struct WgpuSegmenter {
     gpu: Arc<Gpu>,
     meta: ModelMeta,
-    c2f: C2fWeights,
+    cfg: C2fConfig,
+    c2f: FoldedWeights,
     adapter: Option<AdapterWeights>,
     chunk: Option<ChunkBuffers>,
     /// Recorded graphs by padded window length, most recently used last,
@@ -71,7 +78,9 @@ pub struct WgpuSegmenter {
 impl WgpuSegmenter {
     /// Uploads `model` (BatchNorm folded; the adapter if it has one).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel) -> Result<Self> {
-        let c2f = C2fWeights::upload(&gpu, &model.net)?;
+        let cfg = model.net.config().clone();
+        let specs = c2f_specs(&cfg)?;
+        let c2f = FoldedWeights::upload(&gpu, specs.specs(), model.net.layers())?;
         let adapter = match &model.adapter {
             Some((a, varmap)) => Some(AdapterWeights::upload(&gpu, a, varmap)?),
             None => None,
@@ -80,6 +89,7 @@ impl WgpuSegmenter {
         Ok(WgpuSegmenter {
             gpu,
             meta: model.meta.clone(),
+            cfg,
             c2f,
             adapter,
             chunk: None,
@@ -106,7 +116,7 @@ impl WgpuSegmenter {
 
     /// Ensemble probabilities and labels for `features` `[D, T]`, T ≥ 1.
     pub async fn predict(&mut self, features: &Features) -> Result<Prediction> {
-        let cfg = self.c2f.config().clone();
+        let cfg = self.cfg.clone();
         if features.dim != cfg.input_dim {
             return Err(Error::Unsupported(format!(
                 "the model expects {}-dimensional features, got {}",
@@ -162,7 +172,7 @@ impl WgpuSegmenter {
     /// and one feature row fit a binding, and the input stays within
     /// [`CHUNK_INPUT_BYTES`] when it can.
     fn chunk_frames(&self, total: usize, longest: usize) -> Result<usize> {
-        let cfg = self.c2f.config();
+        let cfg = &self.cfg;
         let max_binding = self.gpu.max_binding_bytes();
         let by_probs = (max_binding / (4 * cfg.num_classes as u64)) as usize;
         let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim as u64)) as usize;
@@ -194,7 +204,7 @@ impl WgpuSegmenter {
             }
         }
         self.plans.clear();
-        let cfg = self.c2f.config();
+        let cfg = &self.cfg;
         let row_frames = frames.max(longest) as u64;
         let rows_per_part = ((self.gpu.max_binding_bytes() / (4 * row_frames)) as usize)
             .clamp(1, cfg.input_dim.min(self.max_part_rows));
@@ -261,7 +271,7 @@ impl WgpuSegmenter {
             };
             plan.graph.set_params(*id, bytemuck::bytes_of(&p));
         }
-        for (id, template) in &plan.c2f.ensemble {
+        for (id, template) in &plan.ensemble {
             let mut p = *template;
             p.len = len as u32;
             p.out_stride = chunk_len as u32;
@@ -312,12 +322,16 @@ impl WgpuSegmenter {
             None => window,
         };
         let probs = g.import(&chunk.probs);
-        let c2f = c2f::record(&mut g, &self.c2f, &input, t, probs);
+        let mut r = Recorder::inference(&mut g, &self.c2f);
+        let parts: Vec<_> = input.iter().map(|p| r.input(p.x, p.channels, t)).collect();
+        let x = r.cat(&parts.iter().collect::<Vec<_>>())?;
+        let out = c2f_forward(&mut r, &self.cfg, &x, None)?;
+        let ensemble = r.ensemble_into(&out.heads, &self.cfg.ensemble_weights, probs)?;
         self.gpu.check()?;
         Ok(Plan {
             graph: g,
             copies,
-            c2f,
+            ensemble,
         })
     }
 }

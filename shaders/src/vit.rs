@@ -19,7 +19,6 @@ use candle_nn::{LayerNorm, Linear};
 use syncseg_core::vision::{Mlp, Vit, VitConfig};
 
 use crate::adapter::DeviceNorm;
-use crate::c2f::DeviceConv;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Slot};
@@ -28,6 +27,7 @@ use crate::kernels::conv::{conv, Activation, InputPart, OutputRows};
 use crate::kernels::copy::{copy_window, WindowParams};
 use crate::kernels::layer_norm::layer_norm;
 use crate::kernels::swiglu::swiglu;
+use crate::ops::weights::DeviceConv;
 
 /// Images per forward pass unless the bindings say fewer.
 pub const DEFAULT_BATCH: usize = 8;

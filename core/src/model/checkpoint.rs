@@ -164,7 +164,7 @@ impl ModelMeta {
     /// parameters. Nothing is allocated from the sizes.
     pub fn param_shapes(&self) -> std::result::Result<ParamShapes, String> {
         self.validate()?;
-        let net = self.c2f.param_shapes();
+        let net = self.c2f.param_shapes().map_err(|e| e.to_string())?;
         let adapter = self
             .adapter
             .as_ref()
@@ -720,6 +720,9 @@ fn config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<C2fCon
         encoder_widths: enc,
         decoder_width: head[1],
         ensemble_weights: [1.0; 6],
+        // A state dict does not say the pools' sizes (their number is
+        // checked with every shape afterwards): the reference's.
+        tpp_pools: super::config::TPP_POOLS.to_vec(),
     })
 }
 

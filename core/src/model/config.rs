@@ -20,6 +20,24 @@ pub struct C2fConfig {
     /// Weights of the six heads in the ensemble, ordered `[y, y5, y4, y3, y2, y1]`
     /// (full resolution first). The sync release used six equal weights.
     pub ensemble_weights: [f32; 6],
+    /// Kernels (= strides) of the TPP block's max-pools on the bottleneck.
+    /// Written to `model.json` only when not the reference's.
+    #[serde(
+        default = "reference_tpp_pools",
+        skip_serializing_if = "is_reference_tpp_pools"
+    )]
+    pub tpp_pools: Vec<usize>,
+}
+
+/// The reference TPP pools.
+pub const TPP_POOLS: [usize; 4] = [2, 3, 5, 6];
+
+fn reference_tpp_pools() -> Vec<usize> {
+    TPP_POOLS.to_vec()
+}
+
+fn is_reference_tpp_pools(pools: &Vec<usize>) -> bool {
+    pools.as_slice() == TPP_POOLS
 }
 
 impl C2fConfig {
@@ -31,6 +49,7 @@ impl C2fConfig {
             encoder_widths: [256, 256, 256, 128, 128, 128, 128],
             decoder_width: 128,
             ensemble_weights: [1.0; 6],
+            tpp_pools: reference_tpp_pools(),
         }
     }
 
@@ -46,12 +65,12 @@ impl C2fConfig {
     }
 
     /// Input widths of `up`, `up0` … `up4`: the previous decoder output (or
-    /// the TPP output: bottleneck + 4 pooled maps) concatenated with the skip.
+    /// the TPP output: bottleneck + one map per pool) concatenated with the skip.
     pub fn up_in_widths(&self) -> [usize; 6] {
         let e = &self.encoder_widths;
         let d = self.decoder_width;
         [
-            e[6] + 4 + e[5],
+            e[6] + self.tpp_pools.len() + e[5],
             d + e[4],
             d + e[3],
             d + e[2],
@@ -85,6 +104,16 @@ impl C2fConfig {
                 "model config: {name} {v} is larger than {MAX_DIM}, the most syncseg accepts"
             )));
         }
+        // The bottleneck of a MIN_FRAMES window has 6 frames.
+        if self.tpp_pools.is_empty()
+            || self.tpp_pools.len() > 16
+            || self.tpp_pools.iter().any(|&k| !(1..=6).contains(&k))
+        {
+            return Err(crate::Error::invalid(format!(
+                "model config: tpp_pools {:?}: 1 to 16 pools, each 1 … 6",
+                self.tpp_pools
+            )));
+        }
         let w: f32 = self.ensemble_weights.iter().sum();
         if w.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || self
@@ -100,50 +129,14 @@ impl C2fConfig {
     }
 
     /// Every tensor of the state dict (but `num_batches_tracked`) with its
-    /// shape, computed from the widths without allocating any of them, in
-    /// the reference names. Call [`C2fConfig::validate`] first (the sizes
-    /// are then far from overflowing). `model::checkpoint` checks a weights
+    /// shape, in the reference names, from the topology
+    /// ([`super::c2f_tcn::c2f_specs`]) without allocating any of them. Call
+    /// [`C2fConfig::validate`] first. `model::checkpoint` checks a weights
     /// file against this list before building the network.
-    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut out = Vec::with_capacity(197);
-        let conv = |out: &mut Vec<(String, Vec<usize>)>, p: &str, cin: usize, cout: usize, k| {
-            out.push((format!("{p}.weight"), vec![cout, cin, k]));
-            out.push((format!("{p}.bias"), vec![cout]));
-        };
-        let double = |out: &mut Vec<(String, Vec<usize>)>, p: &str, cin: usize, cout: usize| {
-            conv(out, &format!("{p}.conv.0"), cin, cout, 5);
-            for bn in ["1", "4"] {
-                for t in ["weight", "bias", "running_mean", "running_var"] {
-                    out.push((format!("{p}.conv.{bn}.{t}"), vec![cout]));
-                }
-            }
-            conv(out, &format!("{p}.conv.3"), cout, cout, 5);
-        };
-        let e = self.encoder_widths;
-        double(&mut out, "inc.conv", self.input_dim, e[0]);
-        for i in 0..6 {
-            double(
-                &mut out,
-                &format!("down{}.max_pool_conv.1", i + 1),
-                e[i],
-                e[i + 1],
-            );
-        }
-        conv(&mut out, "tpp.conv", e[6], 1, 1);
-        for (name, cin) in UP_NAMES.iter().zip(self.up_in_widths()) {
-            double(&mut out, &format!("{name}.conv"), cin, self.decoder_width);
-        }
-        for name in HEAD_NAMES {
-            conv(
-                &mut out,
-                &format!("{name}.conv"),
-                self.decoder_width,
-                self.num_classes,
-                1,
-            );
-        }
-        out.push(("weights".to_string(), vec![6]));
-        out
+    pub fn param_shapes(&self) -> crate::Result<Vec<(String, Vec<usize>)>> {
+        let mut out = super::c2f_tcn::c2f_specs(self)?.param_shapes();
+        out.push((super::c2f_tcn::UNUSED_WEIGHTS.to_string(), vec![6]));
+        Ok(out)
     }
 }
 
@@ -151,10 +144,6 @@ impl C2fConfig {
 /// (2^20): far above any real C2F-TCN, small enough that products of a few
 /// sizes cannot overflow.
 pub const MAX_DIM: usize = 1 << 20;
-
-/// The names of the up blocks and heads (as in `c2f_tcn`).
-const UP_NAMES: [&str; 6] = ["up", "up0", "up1", "up2", "up3", "up4"];
-const HEAD_NAMES: [&str; 6] = ["outcc0", "outcc1", "outcc2", "outcc3", "outcc4", "outcc"];
 
 /// The number of scalars of `shapes`, or `None` past `u64`.
 pub(crate) fn count_params(shapes: &[(String, Vec<usize>)]) -> Option<u64> {
@@ -175,7 +164,8 @@ mod tests {
         let cfg = C2fConfig::scaled(6, 3, 0.05);
         let (_, varmap) = crate::model::C2fTcn::init(&cfg, &candle_core::Device::Cpu).unwrap();
         let real = crate::model::var_shapes(&varmap);
-        let mut want = cfg.param_shapes();
+        let mut want = cfg.param_shapes().unwrap();
+        assert_eq!(want.len(), 171); // 197 with the 26 num_batches_tracked
         want.sort();
         assert_eq!(want, real);
     }

@@ -4,11 +4,14 @@
 pub mod adapter;
 pub mod batch_norm;
 pub mod c2f_tcn;
+pub mod candle_ops;
 pub mod checkpoint;
 pub mod config;
+pub mod declare;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 pub mod interp;
+pub mod ops;
 pub mod pth;
 
 pub use adapter::{Adapter, AdapterConfig};

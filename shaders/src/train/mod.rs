@@ -12,14 +12,15 @@
 //! format, so a run may resume on the other device).
 
 pub mod adapter_graph;
-pub mod c2f_graph;
+pub mod c2f_step;
 pub mod params;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{Tensor, Var};
-use syncseg_core::model::SegModel;
+use syncseg_core::model::c2f_tcn::c2f_specs;
+use syncseg_core::model::{C2fConfig, SegModel};
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::step::{BatchLoss, TrainBatch};
 
@@ -29,8 +30,8 @@ use crate::graph::{Graph, ParamsId, Slot};
 use crate::kernels::adam::AdamParams;
 use crate::kernels::mse_grad::MseParams;
 use adapter_graph::{AdapterGraph, AdapterParams};
-use c2f_graph::TrainGraph;
-use params::{C2fParams, DeviceParam};
+use c2f_step::TrainGraph;
+use params::{DeviceParam, NetParams};
 
 /// Recorded graphs kept for reuse: full batches, the epoch's last partial
 /// batch, and one more length.
@@ -39,7 +40,8 @@ const GRAPH_CACHE: usize = 3;
 /// What is trained, with its graphs.
 enum Engine {
     C2f {
-        params: C2fParams,
+        cfg: C2fConfig,
+        params: NetParams,
         graphs: Vec<TrainGraph>,
     },
     Adapter {
@@ -85,10 +87,13 @@ impl WgpuStepper {
     /// Trains `model`'s C2F-TCN. An adapter in front of it stays frozen
     /// (the objective applies it to the batch on the host).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel, adam: AdamConfig) -> Result<Self> {
-        let params = C2fParams::upload(&gpu, model)?;
+        let cfg = model.net.config().clone();
+        let specs = c2f_specs(&cfg)?;
+        let params = NetParams::upload(&gpu, specs.specs(), &params::vars_of(model))?;
         Self::with(
             gpu,
             Engine::C2f {
+                cfg,
                 params,
                 graphs: Vec::new(),
             },
@@ -157,8 +162,11 @@ impl WgpuStepper {
         let gpu = self.gpu.clone();
         // Find or record the graph and write the batch into it...
         let (i, bytes) = match &mut self.engine {
-            Engine::C2f { params, graphs } => {
-                let cfg = &params.cfg;
+            Engine::C2f {
+                cfg,
+                params,
+                graphs,
+            } => {
                 if d != cfg.input_dim {
                     return Err(Error::Unsupported(format!(
                         "the model expects {}-dimensional features, got {d}",
@@ -171,7 +179,7 @@ impl WgpuStepper {
                         syncseg_core::model::c2f_tcn::MIN_FRAMES
                     )));
                 }
-                let kind = c2f_graph::loss_kind(batch)?;
+                let kind = c2f_step::loss_kind(batch)?;
                 let widest = cfg
                     .encoder_widths
                     .iter()
@@ -184,11 +192,11 @@ impl WgpuStepper {
                     |g| g.batch == b && g.frames == t && g.kind == kind,
                     || {
                         gpu.check_fits(b * widest * t, "a training batch's activation")?;
-                        Ok(c2f_graph::record(gpu.clone(), params, b, t, &kind))
+                        c2f_step::record(gpu.clone(), cfg, params, b, t, &kind)
                     },
                 )?;
                 let g = &graphs[i];
-                c2f_graph::write_inputs(&gpu, g, batch)?;
+                c2f_step::write_inputs(&gpu, g, batch)?;
                 (i, (g.activation_bytes, g.largest_buffer_bytes))
             }
             Engine::Adapter { params, graphs } => {
@@ -263,7 +271,9 @@ impl WgpuStepper {
     /// Copies the parameters (and BatchNorm running statistics) into `model`.
     pub async fn read_into(&self, model: &SegModel) -> Result<()> {
         match &self.engine {
-            Engine::C2f { params, .. } => params.read_into(&self.gpu, model).await,
+            Engine::C2f { params, .. } => {
+                params.read_into(&self.gpu, &params::vars_of(model)).await
+            }
             Engine::Adapter { params, .. } => {
                 params::read_values(&self.gpu, &params.params, &self.vars(model)?).await
             }
@@ -288,7 +298,7 @@ impl WgpuStepper {
     /// Restores the parameters from `model` and Adam from `state`.
     pub fn load(&mut self, model: &SegModel, state: &HashMap<String, Tensor>) -> Result<()> {
         match &self.engine {
-            Engine::C2f { params, .. } => params.write_from(&self.gpu, model)?,
+            Engine::C2f { params, .. } => params.write_from(&self.gpu, &params::vars_of(model))?,
             Engine::Adapter { params, .. } => {
                 params::write_values(&self.gpu, &params.params, &self.vars(model)?)?
             }

@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Tensor, TensorId, Var};
-use syncseg_core::model::batch_norm::MaskedBatchNorm;
-use syncseg_core::model::c2f_tcn::TemporalConv;
-use syncseg_core::model::{C2fConfig, SegModel};
+use candle_core::{Tensor, Var};
+use syncseg_core::model::ops::ConvSpec;
+use syncseg_core::model::SegModel;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -107,7 +106,7 @@ impl PackedVar {
     }
 }
 
-/// A convolution: indices of its weight and bias in [`C2fParams::params`].
+/// A convolution: indices of its weight and bias in [`NetParams::params`].
 #[derive(Debug, Clone, Copy)]
 pub struct ConvParam {
     pub weight: usize,
@@ -127,42 +126,12 @@ pub struct BnParam {
     pub channels: usize,
 }
 
-/// Every trainable tensor of a C2F-TCN, in the executor's order.
-pub struct C2fParams {
-    pub cfg: C2fConfig,
+/// Every trainable tensor of a network, from its declaration (the
+/// convolutions its topology applies), looked up by layer name.
+pub struct NetParams {
     pub params: Vec<DeviceParam>,
-    /// `inc`, `down1..6`, `up`, `up0..4`: (conv, bn) × 2.
-    pub blocks: Vec<[(ConvParam, BnParam); 2]>,
-    pub tpp: ConvParam,
-    /// `[y, y5, y4, y3, y2, y1]`.
-    pub heads: Vec<ConvParam>,
-}
-
-/// Names of the model's variables by tensor identity.
-struct Names {
-    by_id: HashMap<TensorId, String>,
-}
-
-impl Names {
-    fn of(model: &SegModel) -> Self {
-        let data = model
-            .varmap
-            .data()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        Names {
-            by_id: data
-                .iter()
-                .map(|(name, var)| (var.as_tensor().id(), name.clone()))
-                .collect(),
-        }
-    }
-
-    fn get(&self, t: &Tensor) -> Result<String> {
-        self.by_id.get(&t.id()).cloned().ok_or_else(|| {
-            Error::Unsupported("a model tensor is not a variable of its VarMap".into())
-        })
-    }
+    convs: HashMap<String, ConvParam>,
+    norms: HashMap<String, BnParam>,
 }
 
 fn flat(t: &Tensor) -> Result<Vec<f32>> {
@@ -171,88 +140,82 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
         .to_vec1()?)
 }
 
-impl C2fParams {
-    /// Uploads `model`'s C2F-TCN (the adapter, if any, is not handled here).
-    pub fn upload(gpu: &Gpu, model: &SegModel) -> Result<Self> {
-        let names = Names::of(model);
-        let net = &model.net;
+impl NetParams {
+    /// Uploads the layers `specs` from the variables `vars` (by name).
+    pub fn upload(gpu: &Gpu, specs: &[ConvSpec], vars: &HashMap<String, Var>) -> Result<Self> {
+        let var = |name: &str| -> Result<(String, Tensor)> {
+            let v = vars
+                .get(name)
+                .ok_or_else(|| Error::Unsupported(format!("the model has no variable {name}")))?;
+            Ok((name.to_string(), v.as_tensor().clone()))
+        };
         let mut params = Vec::new();
-        let mut add = |tensors: &[&Tensor], label: &str| -> Result<usize> {
-            let named = tensors
-                .iter()
-                .map(|t| Ok((names.get(t)?, *t)))
-                .collect::<Result<Vec<_>>>()?;
-            params.push(DeviceParam::upload(gpu, &named, label)?);
+        let add = |names: &[&str], params: &mut Vec<DeviceParam>| -> Result<usize> {
+            let named = names.iter().map(|n| var(n)).collect::<Result<Vec<_>>>()?;
+            let refs: Vec<(String, &Tensor)> = named.iter().map(|(n, t)| (n.clone(), t)).collect();
+            params.push(DeviceParam::upload(gpu, &refs, names[0])?);
             Ok(params.len() - 1)
         };
-        let mut conv = |c: &TemporalConv, label: &str| -> Result<ConvParam> {
-            let (cout, cin, k) = c.weight().dims3()?;
-            Ok(ConvParam {
-                weight: add(&[c.weight()], label)?,
-                bias: add(&[c.bias()], label)?,
-                cout,
-                cin,
-                k,
-            })
-        };
-        let mut blocks_conv = Vec::new();
-        for (i, block) in net.blocks().iter().enumerate() {
-            let [(c1, _), (c2, _)] = block.parts();
-            blocks_conv.push([
-                conv(c1, &format!("block{i}.conv1"))?,
-                conv(c2, &format!("block{i}.conv2"))?,
-            ]);
-        }
-        let tpp = conv(net.tpp_conv(), "tpp")?;
-        let heads = net
-            .heads()
-            .iter()
-            .enumerate()
-            .map(|(i, h)| conv(h, &format!("head{i}")))
-            .collect::<Result<Vec<_>>>()?;
-        let mut blocks = Vec::new();
-        for (i, (block, convs)) in net.blocks().iter().zip(blocks_conv).enumerate() {
-            let [(_, b1), (_, b2)] = block.parts();
-            let bn = |bn: &MaskedBatchNorm, params: &mut Vec<DeviceParam>| -> Result<BnParam> {
-                let label = format!("block{i}.bn");
-                let gamma_beta = {
-                    let (g, b) = (bn.weight(), bn.bias());
-                    let named = [(names.get(g)?, g), (names.get(b)?, b)];
-                    params.push(DeviceParam::upload(gpu, &named, &label)?);
-                    params.len() - 1
-                };
-                let (rm, rv) = bn.running();
-                let mut running = flat(rm.as_tensor())?;
-                running.extend(flat(rv.as_tensor())?);
-                Ok(BnParam {
-                    gamma_beta,
-                    channels: running.len() / 2,
-                    running: gpu.upload(&running, &label),
-                    running_names: (names.get(rm.as_tensor())?, names.get(rv.as_tensor())?),
-                })
+        let mut convs = HashMap::new();
+        let mut norms = HashMap::new();
+        for s in specs {
+            let (w, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
+            let conv = ConvParam {
+                weight: add(&[&w], &mut params)?,
+                bias: add(&[&b], &mut params)?,
+                cout: s.cout,
+                cin: s.cin,
+                k: s.k,
             };
-            let [c1, c2] = convs;
-            blocks.push([(c1, bn(b1, &mut params)?), (c2, bn(b2, &mut params)?)]);
+            convs.insert(s.name.clone(), conv);
+            if let Some(norm) = &s.norm {
+                let (g, b) = (format!("{norm}.weight"), format!("{norm}.bias"));
+                let gamma_beta = add(&[&g, &b], &mut params)?;
+                let names = (
+                    format!("{norm}.running_mean"),
+                    format!("{norm}.running_var"),
+                );
+                let mut running = flat(&var(&names.0)?.1)?;
+                running.extend(flat(&var(&names.1)?.1)?);
+                let bn = BnParam {
+                    gamma_beta,
+                    channels: s.cout,
+                    running: gpu.upload(&running, norm),
+                    running_names: names,
+                };
+                norms.insert(norm.clone(), bn);
+            }
         }
-        Ok(C2fParams {
-            cfg: net.config().clone(),
+        Ok(NetParams {
             params,
-            blocks,
-            tpp,
-            heads,
+            convs,
+            norms,
         })
     }
 
-    /// Rewrites every parameter and running statistic from `model`
-    /// (after a resume loaded other weights into it).
-    pub fn write_from(&self, gpu: &Gpu, model: &SegModel) -> Result<()> {
-        let vars = vars_of(model);
-        write_values(gpu, &self.params, &vars)?;
+    /// The convolution `name`.
+    pub fn conv(&self, name: &str) -> syncseg_core::Result<ConvParam> {
+        self.convs.get(name).copied().ok_or_else(|| {
+            syncseg_core::Error::invalid(format!("no convolution {name} was uploaded"))
+        })
+    }
+
+    /// The BatchNorm `name`.
+    pub fn norm(&self, name: &str) -> syncseg_core::Result<&BnParam> {
+        self.norms.get(name).ok_or_else(|| {
+            syncseg_core::Error::invalid(format!("no batch norm {name} was uploaded"))
+        })
+    }
+
+    /// Rewrites every parameter and running statistic from `vars`
+    /// (after a resume loaded other weights into the model).
+    pub fn write_from(&self, gpu: &Gpu, vars: &HashMap<String, Var>) -> Result<()> {
+        write_values(gpu, &self.params, vars)?;
         let var = |name: &str| {
             vars.get(name)
                 .ok_or_else(|| Error::Unsupported(format!("the model has no variable {name}")))
         };
-        for bn in self.batch_norms() {
+        for bn in self.norms.values() {
             let mut data = flat(var(&bn.running_names.0)?.as_tensor())?;
             data.extend(flat(var(&bn.running_names.1)?.as_tensor())?);
             gpu.queue
@@ -261,21 +224,16 @@ impl C2fParams {
         Ok(())
     }
 
-    /// Copies every parameter and running statistic into `model`'s variables.
-    pub async fn read_into(&self, gpu: &Gpu, model: &SegModel) -> Result<()> {
-        let vars = vars_of(model);
-        read_values(gpu, &self.params, &vars).await?;
-        for bn in self.batch_norms() {
+    /// Copies every parameter and running statistic into `vars`.
+    pub async fn read_into(&self, gpu: &Gpu, vars: &HashMap<String, Var>) -> Result<()> {
+        read_values(gpu, &self.params, vars).await?;
+        for bn in self.norms.values() {
             let c = bn.channels;
             let data = gpu.read(&bn.running, 2 * c).await?;
-            set_var(&vars, &bn.running_names.0, &data[..c])?;
-            set_var(&vars, &bn.running_names.1, &data[c..])?;
+            set_var(vars, &bn.running_names.0, &data[..c])?;
+            set_var(vars, &bn.running_names.1, &data[c..])?;
         }
         Ok(())
-    }
-
-    fn batch_norms(&self) -> impl Iterator<Item = &BnParam> {
-        self.blocks.iter().flat_map(|b| b.iter().map(|(_, bn)| bn))
     }
 }
 
@@ -387,7 +345,7 @@ pub fn write_moments(
     Ok(())
 }
 
-fn vars_of(model: &SegModel) -> HashMap<String, Var> {
+pub(crate) fn vars_of(model: &SegModel) -> HashMap<String, Var> {
     model
         .varmap
         .data()

@@ -1,0 +1,108 @@
+//! The op interface every network is written against, once.
+//!
+//! A network's topology is a generic function over [`Ops`] (the C2F-TCN's
+//! is [`super::c2f_tcn::c2f_forward`]); each backend decides how an op runs:
+//!
+//! * [`super::candle_ops::CandleOps`] — candle tensors with autodiff, the
+//!   reference and the CPU path (train or eval mode);
+//! * [`super::declare::Declare`] — shapes only: runs the topology to list
+//!   the network's parameters (names, shapes, initialisation) without
+//!   allocating, for model creation, file validation and device uploads;
+//! * `syncseg_shaders::ops::Recorder` — records each op's wgpu kernels into
+//!   a graph, and in training pushes its backward onto a tape.
+//!
+//! Tensors are per window `[C, T]` (channels, frames) over a batch the
+//! backend knows. Parameters are named as in the reference PyTorch
+//! `state_dict`, so the names are also the file format.
+
+use crate::error::Result;
+
+/// The activation applied after a convolution (and its normalisation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Identity.
+    None,
+    /// max(x, 0).
+    Relu,
+}
+
+/// One temporal convolution: its parameters `{name}.weight` `[C_out, C_in,
+/// k]` and `{name}.bias` `[C_out]`, same padding, optionally followed by a
+/// BatchNorm over valid frames (parameters `{norm}.weight`, `.bias`,
+/// `.running_mean`, `.running_var`) and an activation.
+///
+/// Convolution + BatchNorm + activation is one op because backends run it
+/// differently as a whole: folded into one convolution for inference,
+/// three steps with batch statistics in training.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// The convolution's parameter prefix.
+    pub name: String,
+    /// Input channels (all parts of a concatenated input).
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel size (odd; padding k/2 on both sides).
+    pub k: usize,
+    /// The BatchNorm's parameter prefix, if the convolution has one.
+    pub norm: Option<String>,
+    /// Applied last.
+    pub act: Act,
+}
+
+impl ConvSpec {
+    /// A convolution without normalisation or activation.
+    pub fn plain(name: impl Into<String>, cin: usize, cout: usize, k: usize) -> Self {
+        ConvSpec {
+            name: name.into(),
+            cin,
+            cout,
+            k,
+            norm: None,
+            act: Act::None,
+        }
+    }
+
+    /// Convolution → BatchNorm `norm` → ReLU.
+    pub fn bn_relu(
+        name: impl Into<String>,
+        norm: impl Into<String>,
+        cin: usize,
+        cout: usize,
+        k: usize,
+    ) -> Self {
+        ConvSpec {
+            norm: Some(norm.into()),
+            act: Act::Relu,
+            ..ConvSpec::plain(name, cin, cout, k)
+        }
+    }
+}
+
+/// The ops the networks use. Every op returns a new tensor; the backend
+/// keeps what its backward needs.
+pub trait Ops {
+    /// A tensor handle (cheap to clone).
+    type T: Clone;
+
+    /// `(channels, frames)` of `x`.
+    fn dims(&self, x: &Self::T) -> (usize, usize);
+
+    /// `spec` over `x`; in training, BatchNorm statistics are taken over the
+    /// frames `mask` (`[1, T]` of 0/1, `None`: all) marks real.
+    fn conv(&mut self, spec: &ConvSpec, x: &Self::T, mask: Option<&Self::T>) -> Result<Self::T>;
+
+    /// Concatenation along channels.
+    fn cat(&mut self, parts: &[&Self::T]) -> Result<Self::T>;
+
+    /// MaxPool1d with kernel = stride = `k` (⌊T/k⌋ frames).
+    fn max_pool(&mut self, x: &Self::T, k: usize) -> Result<Self::T>;
+
+    /// Linear resampling to `len` frames (`align_corners`), then zero
+    /// padding on the right to `pad_to` ≥ `len` frames.
+    fn resample(&mut self, x: &Self::T, len: usize, pad_to: usize) -> Result<Self::T>;
+
+    /// `Σ wᵢ softmax(resample(headsᵢ, T)) / Σ w` over classes, at the frames
+    /// T of the first head; heads of weight 0 are skipped.
+    fn ensemble(&mut self, heads: &[Self::T], weights: &[f32]) -> Result<Self::T>;
+}
