@@ -75,6 +75,7 @@ pub fn time_kernels(
                     cout,
                     cin,
                     k,
+                    dilation: 1,
                 };
                 let x = g.alloc(cin * t, "x");
                 let y = g.alloc(cout * t, "y");

@@ -105,6 +105,7 @@ fn conv_relu_case(
         cout,
         cin,
         k,
+        dilation: 1,
     };
     let n = batch * cout * frames;
     let y = g.alloc(n, "y");
@@ -236,6 +237,7 @@ fn gradients_accumulate_when_asked() {
                 cout,
                 cin,
                 k,
+                dilation: 1,
             };
             let xs = g.constant(&x, "x");
             let dys = g.constant(&dy, "dy");

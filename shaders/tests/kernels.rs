@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_close, random, run};
+use syncseg_core::model::dropout;
 use syncseg_core::model::interp::linear_matrix;
+use syncseg_shaders::kernels::add::{add_into, AddParams};
 use syncseg_shaders::kernels::attention::attention;
 use syncseg_shaders::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
 use syncseg_shaders::kernels::copy::{copy_window, WindowParams};
@@ -130,6 +132,7 @@ fn conv_matches_reference_across_shapes_parts_and_activations() {
                     cout,
                     cin,
                     k,
+                    dilation: 1,
                 };
                 let mut parts = Vec::new();
                 if split > 0 {
@@ -179,6 +182,7 @@ fn conv_output_channel_ranges_land_at_row_offsets() {
             cout: cout_all,
             cin,
             k,
+            dilation: 1,
         };
         let xs = g.constant(&x, "x");
         let y = g.alloc(8 * t, "y");
@@ -375,6 +379,45 @@ fn attention_matches_reference_without_storing_scores() {
             1e-5,
             &format!("attention H{heads} dh{dh} T{t} block {block} masked {masked}"),
         );
+    }
+}
+
+/// `out (+)= x · mask`: plain, accumulating, and with core's dropout mask
+/// (the same elements dropped as on the CPU), across the 2-D grid's rows.
+#[test]
+fn add_into_matches_the_cpu_with_and_without_dropout() {
+    for n in [1usize, 257, 1_048_579] {
+        let x = random(n, 21);
+        let before = random(n, 22);
+        for (accumulate, p) in [(false, 0.0f32), (true, 0.0), (false, 0.5), (true, 0.3)] {
+            let seed = dropout::stream_seed(9, 4);
+            let got = run(|g| {
+                let (sx, out) = (g.constant(&x, "x"), g.constant(&before, "out"));
+                let mut params = AddParams::new(n, accumulate);
+                if p > 0.0 {
+                    params = params.dropout(seed, p);
+                }
+                add_into(g, sx, out, params);
+                (out, n)
+            });
+            let mask = dropout::mask(seed, n, p);
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    let v = x[i] as f64 * mask[i] as f64;
+                    if accumulate {
+                        v + before[i] as f64
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            assert_close(
+                &got,
+                &want,
+                1e-6,
+                &format!("add n={n} acc={accumulate} p={p}"),
+            );
+        }
     }
 }
 

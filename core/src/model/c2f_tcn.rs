@@ -47,7 +47,8 @@ pub enum Mode<'a> {
     },
 }
 
-/// A same-padded 1-D convolution computed as im2col + one matrix product.
+/// A same-padded (dilated) 1-D convolution computed as im2col + one matrix
+/// product.
 ///
 /// candle's own `conv1d` is fast forward but its backward (a transposed
 /// convolution and a convolution over swapped axes) was 6× slower than the
@@ -58,12 +59,25 @@ pub struct TemporalConv {
     weight: Tensor,
     bias: Tensor,
     k: usize,
+    dilation: usize,
 }
 
 impl TemporalConv {
     /// Creates or loads `weight` `[C_out, C_in, k]` and `bias` `[C_out]` with
     /// PyTorch's default initialisation (uniform ±1/√fan_in).
     pub fn new(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::dilated(cin, cout, k, 1, vb)
+    }
+
+    /// [`TemporalConv::new`] with taps `dilation` frames apart (padding
+    /// `dilation · k/2` on both sides).
+    pub fn dilated(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        dilation: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let bound = 1.0 / ((cin * k) as f64).sqrt();
         let init = Init::Uniform {
             lo: -bound,
@@ -71,7 +85,12 @@ impl TemporalConv {
         };
         let weight = vb.get_with_hints((cout, cin, k), "weight", init)?;
         let bias = vb.get_with_hints(cout, "bias", init)?;
-        Ok(TemporalConv { weight, bias, k })
+        Ok(TemporalConv {
+            weight,
+            bias,
+            k,
+            dilation,
+        })
     }
 
     /// The weight `[C_out, C_in, k]`.
@@ -84,18 +103,20 @@ impl TemporalConv {
         &self.bias
     }
 
-    /// `[B, C_in, T]` → `[B, C_out, T]`, zero padding k/2 on both sides.
+    /// `[B, C_in, T]` → `[B, C_out, T]`, zero padding `dilation · k/2` on
+    /// both sides.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, cin, t) = x.dims3()?;
         let cout = self.weight.dim(0)?;
         let cols = if self.k == 1 {
             x.clone()
         } else {
-            let p = self.k / 2;
-            let xp = x.pad_with_zeros(2, p, self.k - 1 - p)?;
-            // cols[b, c*k + j, t] = xp[b, c, t + j]: the weight's own layout.
+            let d = self.dilation;
+            let p = d * (self.k / 2);
+            let xp = x.pad_with_zeros(2, p, d * (self.k - 1) - p)?;
+            // cols[b, c*k + j, t] = xp[b, c, t + j·d]: the weight's own layout.
             let shifted: Vec<Tensor> = (0..self.k)
-                .map(|j| xp.narrow(2, j, t))
+                .map(|j| xp.narrow(2, j * d, t))
                 .collect::<candle_core::Result<_>>()?;
             Tensor::stack(&shifted, 2)?.reshape((b, cin * self.k, t))?
         };
@@ -114,7 +135,8 @@ impl TemporalConv {
         let cout = self.weight.dim(0)?;
         let w = self.weight.broadcast_mul(&scale.reshape((cout, 1, 1))?)?;
         let b = ((&self.bias * &scale)? + shift)?;
-        x.conv1d(&w, self.k / 2, 1, 1, 1)?
+        let d = self.dilation;
+        x.conv1d(&w, d * (self.k / 2), 1, d, 1)?
             .broadcast_add(&b.reshape((1, cout, 1))?)
     }
 }

@@ -7,6 +7,7 @@ use candle_core::Tensor;
 
 use super::batch_norm::MaskedBatchNorm;
 use super::c2f_tcn::{maxpool, TemporalConv};
+use super::dropout;
 use super::interp::linear;
 use super::ops::{Act, ConvSpec, Ops};
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ impl CandleLayers {
     pub fn new(specs: &[ConvSpec], vb: &candle_nn::VarBuilder) -> Result<Self> {
         let mut layers = CandleLayers::default();
         for s in specs {
-            let conv = TemporalConv::new(s.cin, s.cout, s.k, vb.pp(&s.name))?;
+            let conv = TemporalConv::dilated(s.cin, s.cout, s.k, s.dilation, vb.pp(&s.name))?;
             layers.convs.insert(s.name.clone(), conv);
             if let Some(norm) = &s.norm {
                 let bn = MaskedBatchNorm::new(s.cout, vb.pp(norm))?;
@@ -51,16 +52,31 @@ impl CandleLayers {
 }
 
 /// Runs ops on candle tensors, in training mode (batch statistics,
-/// running-statistic updates) or eval mode (BatchNorm folded).
+/// running-statistic updates, dropout) or eval mode (BatchNorm folded, no
+/// dropout).
 pub struct CandleOps<'a> {
     layers: &'a CandleLayers,
     train: bool,
+    /// The step's dropout seed, and how many dropout ops ran so far.
+    dropout_seed: u64,
+    dropout_streams: u32,
 }
 
 impl<'a> CandleOps<'a> {
     /// Ops over `layers`; `train` selects batch statistics.
     pub fn new(layers: &'a CandleLayers, train: bool) -> Self {
-        CandleOps { layers, train }
+        CandleOps {
+            layers,
+            train,
+            dropout_seed: 0,
+            dropout_streams: 0,
+        }
+    }
+
+    /// Draws this step's dropout masks from `seed`.
+    pub fn with_dropout_seed(mut self, seed: u64) -> Self {
+        self.dropout_seed = seed;
+        self
     }
 }
 
@@ -106,6 +122,21 @@ impl Ops for CandleOps<'_> {
         } else {
             y
         })
+    }
+
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a + b)?)
+    }
+
+    fn dropout(&mut self, x: &Tensor, p: f32) -> Result<Tensor> {
+        if !self.train || p == 0.0 {
+            return Ok(x.clone());
+        }
+        let seed = dropout::stream_seed(self.dropout_seed, self.dropout_streams);
+        self.dropout_streams += 1;
+        let m = dropout::mask(seed, x.elem_count(), p);
+        let m = Tensor::from_vec(m, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * m)?)
     }
 
     fn ensemble(&mut self, heads: &[Tensor], weights: &[f32]) -> Result<Tensor> {

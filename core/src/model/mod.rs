@@ -8,9 +8,11 @@ pub mod candle_ops;
 pub mod checkpoint;
 pub mod config;
 pub mod declare;
+pub mod dropout;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 pub mod interp;
+pub mod ms_tcn;
 pub mod ops;
 pub mod pth;
 

@@ -42,8 +42,10 @@ pub struct ConvSpec {
     pub cin: usize,
     /// Output channels.
     pub cout: usize,
-    /// Kernel size (odd; padding k/2 on both sides).
+    /// Kernel size (odd).
     pub k: usize,
+    /// Frames between taps (padding `dilation · k/2` on both sides).
+    pub dilation: usize,
     /// The BatchNorm's parameter prefix, if the convolution has one.
     pub norm: Option<String>,
     /// Applied last.
@@ -58,8 +60,22 @@ impl ConvSpec {
             cin,
             cout,
             k,
+            dilation: 1,
             norm: None,
             act: Act::None,
+        }
+    }
+
+    /// This convolution with taps `dilation` frames apart.
+    pub fn dilated(self, dilation: usize) -> Self {
+        ConvSpec { dilation, ..self }
+    }
+
+    /// This convolution followed by a ReLU.
+    pub fn relu(self) -> Self {
+        ConvSpec {
+            act: Act::Relu,
+            ..self
         }
     }
 
@@ -105,4 +121,17 @@ pub trait Ops {
     /// `Σ wᵢ softmax(resample(headsᵢ, T)) / Σ w` over classes, at the frames
     /// T of the first head; heads of weight 0 are skipped.
     fn ensemble(&mut self, heads: &[Self::T], weights: &[f32]) -> Result<Self::T>;
+
+    /// Softmax over channels at every frame.
+    fn softmax(&mut self, x: &Self::T) -> Result<Self::T> {
+        self.ensemble(std::slice::from_ref(x), &[1.0])
+    }
+
+    /// Element-wise `a + b` (a residual connection).
+    fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+
+    /// Dropout with drop probability `p` in training (the kept elements
+    /// scaled by 1/(1 − p), chosen by [`super::dropout::keep`] from the
+    /// backend's seed for this step), the identity otherwise.
+    fn dropout(&mut self, x: &Self::T, p: f32) -> Result<Self::T>;
 }

@@ -61,6 +61,8 @@ pub struct ConvWeights {
     pub cout: usize,
     pub cin: usize,
     pub k: usize,
+    /// Frames between taps (padding `dilation · k/2` on both sides).
+    pub dilation: usize,
 }
 
 /// One input part: `channels` rows of `x` that are input channels
@@ -149,8 +151,8 @@ pub fn conv_batch(
             t_in: frames as u32,
             t_out: frames as u32,
             k: w.k as u32,
-            pad: (w.k / 2) as u32,
-            dil: 1,
+            pad: (w.dilation * (w.k / 2)) as u32,
+            dil: w.dilation as u32,
             w_cin: w.cin as u32,
             w_ci0: part.ci0 as u32,
             w_co0: out.co0 as u32,

@@ -5,6 +5,7 @@
 
 pub mod activation_grad;
 pub mod adam;
+pub mod add;
 pub mod attention;
 pub mod attention_grad;
 pub mod batch_norm;
@@ -81,6 +82,7 @@ pub const ALL: &[Kernel] = &[
     attention_grad::ATTENTION_GRAD_STATS,
     attention_grad::ATTENTION_GRAD_Q,
     attention_grad::ATTENTION_GRAD_KV,
+    add::ADD_INTO,
 ];
 
 /// Number of workgroups of `size` that cover `n` items.

@@ -24,6 +24,7 @@ use syncseg_core::model::ops::{Act, ConvSpec, Ops};
 use syncseg_core::{Error, Result};
 
 use crate::graph::{Graph, ParamsId, Slot};
+use crate::kernels::add::{add_into, AddParams};
 use crate::kernels::batch_norm::{bn_apply, bn_stats, BatchNormSlots};
 use crate::kernels::conv::{conv_batch, Activation, Batch, ConvWeights, InputPart, OutputRows};
 use crate::kernels::ensemble::{ensemble_head_batch, EnsembleParams};
@@ -72,6 +73,28 @@ pub struct Recorder<'a> {
     tables: HashMap<(usize, usize), Slot>,
     /// All-ones masks by length (BatchNorm over every frame).
     ones: HashMap<usize, Slot>,
+    /// The dropout ops in order, whose masks the host seeds per step.
+    dropouts: Vec<DropoutStream>,
+}
+
+/// One dropout op of a training graph: the parameter blocks (forward and
+/// backward) that carry its seed, rewritten per step with
+/// `AddParams::dropout(model::dropout::stream_seed(step seed, index), p)`.
+pub struct DropoutStream {
+    pub p: f32,
+    pub blocks: Vec<(ParamsId, AddParams)>,
+}
+
+impl DropoutStream {
+    /// Sets this op's masks for the step seeded `step_seed`; `index` is the
+    /// op's position among the graph's dropouts.
+    pub fn seed(&self, g: &Graph, step_seed: u64, index: usize) {
+        let seed = syncseg_core::model::dropout::stream_seed(step_seed, index as u32);
+        for (id, template) in &self.blocks {
+            let p = template.dropout(seed, self.p);
+            g.set_params(*id, bytemuck::bytes_of(&p));
+        }
+    }
 }
 
 /// The inputs of a segmentation loss the host writes before each replay.
@@ -111,6 +134,7 @@ impl<'a> Recorder<'a> {
             tape,
             tables: HashMap::new(),
             ones: HashMap::new(),
+            dropouts: Vec::new(),
         }
     }
 
@@ -221,8 +245,19 @@ impl<'a> Recorder<'a> {
             .tape
             .take()
             .ok_or_else(|| Error::invalid("internal: backward of an inference graph"))?;
-        tape.replay(self.g, &self.values, self.batch, &mut self.tables)?;
+        tape.replay(
+            self.g,
+            &self.values,
+            self.batch,
+            &mut self.tables,
+            &mut self.dropouts,
+        )?;
         Ok(tape.params_with_grad())
+    }
+
+    /// The graph's dropout ops, in order (their seeds are set per step).
+    pub fn take_dropouts(&mut self) -> Vec<DropoutStream> {
+        std::mem::take(&mut self.dropouts)
     }
 
     fn train_tape(&mut self) -> Result<&mut Tape> {
@@ -385,7 +420,8 @@ impl Ops for Recorder<'_> {
         };
         match self.weights {
             Weights::Folded(w) => {
-                let cw = w.get(&spec.name)?.bind(self.g);
+                let mut cw = w.get(&spec.name)?.bind(self.g);
+                cw.dilation = spec.dilation;
                 let y = self.alloc_value(cout, len, "act");
                 let slot = self.values[y].slot;
                 conv_batch(self.g, &cw, &parts, rows(slot), len, batch, fused, false);
@@ -399,6 +435,7 @@ impl Ops for Recorder<'_> {
                     cout: cp.cout,
                     cin: cp.cin,
                     k: cp.k,
+                    dilation: spec.dilation,
                 };
                 let dw = self.g.import(&p.params[cp.weight].grad);
                 let db = self.g.import(&p.params[cp.bias].grad);
@@ -498,6 +535,49 @@ impl Ops for Recorder<'_> {
             out.push(y);
         }
         Ok(self.tensor(out))
+    }
+
+    fn add(&mut self, a: &DTensor, b: &DTensor) -> Result<DTensor> {
+        let (sa, sb) = (self.slot(a)?, self.slot(b)?);
+        if (a.channels, a.len) != (b.channels, b.len) {
+            return Err(Error::invalid(format!(
+                "adding tensors of {} × {} and {} × {}",
+                a.channels, a.len, b.channels, b.len
+            )));
+        }
+        let out = self.alloc_value(a.channels, a.len, "add");
+        let (va, vb) = (a.parts[0], b.parts[0]);
+        self.values[out].needs_grad = self.values[va].needs_grad || self.values[vb].needs_grad;
+        let so = self.values[out].slot;
+        let n = self.batch * a.channels * a.len;
+        add_into(self.g, sa, so, AddParams::new(n, false));
+        add_into(self.g, sb, so, AddParams::new(n, true));
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push(Entry::Add { a: va, b: vb, out });
+        }
+        Ok(self.tensor(vec![out]))
+    }
+
+    fn dropout(&mut self, x: &DTensor, p: f32) -> Result<DTensor> {
+        if self.tape.is_none() || p == 0.0 {
+            return Ok(x.clone());
+        }
+        let sx = self.slot(x)?;
+        let vx = x.parts[0];
+        let y = self.alloc_value(x.channels, x.len, "dropout");
+        self.values[y].needs_grad = self.values[vx].needs_grad;
+        let sy = self.values[y].slot;
+        let n = self.batch * x.channels * x.len;
+        let template = AddParams::new(n, false);
+        // The seed is set per step (DropoutStream); 0 until then.
+        let id = add_into(self.g, sx, sy, template.dropout(0, p));
+        let stream = self.dropouts.len();
+        self.dropouts.push(DropoutStream {
+            p,
+            blocks: vec![(id, template)],
+        });
+        self.train_tape()?.push(Entry::Dropout { x: vx, y, stream });
+        Ok(self.tensor(vec![y]))
     }
 
     fn ensemble(&mut self, heads: &[DTensor], weights: &[f32]) -> Result<DTensor> {

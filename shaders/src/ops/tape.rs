@@ -13,9 +13,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use syncseg_core::model::ops::Act;
 use syncseg_core::{Error, Result};
 
-use super::Value;
+use super::{DropoutStream, Value};
 use crate::graph::{Graph, Slot};
 use crate::kernels::activation_grad::relu_grad;
+use crate::kernels::add::{add_into, AddParams};
 use crate::kernels::batch_norm::{bn_backward, BatchNormSlots};
 use crate::kernels::conv::{ConvWeights, InputPart};
 use crate::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
@@ -63,6 +64,18 @@ pub(crate) enum Entry {
         x: usize,
         y: usize,
         t_up: usize,
+    },
+    /// `out = a + b`.
+    Add {
+        a: usize,
+        b: usize,
+        out: usize,
+    },
+    /// `y = dropout(x)` with the mask of the graph's `stream`-th dropout.
+    Dropout {
+        x: usize,
+        y: usize,
+        stream: usize,
     },
     /// `probs = Σ wᵢ softmax(resample(headᵢ))` (weights already divided by Σ w).
     Ensemble {
@@ -184,6 +197,7 @@ impl Tape {
         values: &[Value],
         batch: usize,
         tables: &mut HashMap<(usize, usize), Slot>,
+        dropouts: &mut [DropoutStream],
     ) -> Result<()> {
         let entries = std::mem::take(&mut self.entries);
         for entry in entries.iter().rev() {
@@ -214,6 +228,31 @@ impl Tape {
                             resample_grad(
                                 g, dy, table, starts, dx, rows, xv.len, *t_up, yv.len, 0, acc,
                             );
+                        }
+                    }
+                    self.release_grad(values, batch, *y);
+                }
+                Entry::Add { a, b, out } => {
+                    if let Some(dy) = self.written_grad(*out) {
+                        let n = floats(&values[*out], batch);
+                        for v in [*a, *b] {
+                            if values[v].needs_grad {
+                                let (dx, acc) = self.grad_for_write(g, values, batch, v);
+                                add_into(g, dy, dx, AddParams::new(n, acc));
+                            }
+                        }
+                    }
+                    self.release_grad(values, batch, *out);
+                }
+                Entry::Dropout { x, y, stream } => {
+                    if let Some(dy) = self.written_grad(*y) {
+                        if values[*x].needs_grad {
+                            let n = floats(&values[*y], batch);
+                            let (dx, acc) = self.grad_for_write(g, values, batch, *x);
+                            let s = &mut dropouts[*stream];
+                            let template = AddParams::new(n, acc);
+                            let id = add_into(g, dy, dx, template.dropout(0, s.p));
+                            s.blocks.push((id, template));
                         }
                     }
                     self.release_grad(values, batch, *y);

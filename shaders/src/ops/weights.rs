@@ -60,6 +60,7 @@ impl DeviceConv {
             cout: self.cout,
             cin: self.cin,
             k: self.k,
+            dilation: 1,
         }
     }
 

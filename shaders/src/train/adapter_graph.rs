@@ -196,6 +196,7 @@ impl Recorder<'_> {
             cout: l.cout,
             cin: l.cin,
             k: 1,
+            dilation: 1,
         }
     }
 
