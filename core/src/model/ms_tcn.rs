@@ -186,6 +186,54 @@ impl MsTcn {
         Ok((model, varmap))
     }
 
+    /// The model holding `tensors` (a state dict, e.g. the release's
+    /// `.pth`): every parameter of `cfg` must be there with its shape, and
+    /// nothing else; `source` names the file in errors.
+    pub fn from_state_dict(
+        cfg: &MsTcnConfig,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        device: &Device,
+        source: &std::path::Path,
+    ) -> Result<(Self, VarMap)> {
+        let shapes = cfg.param_shapes()?;
+        for (name, shape) in &shapes {
+            let t = tensors.get(name).ok_or_else(|| {
+                Error::format(
+                    source,
+                    format!("missing tensor '{name}': not this MS-TCN++"),
+                )
+            })?;
+            if t.dims() != shape.as_slice() {
+                return Err(Error::format(
+                    source,
+                    format!(
+                        "tensor '{name}' has shape {:?}, the model {shape:?}",
+                        t.dims()
+                    ),
+                ));
+            }
+        }
+        if let Some(extra) = tensors
+            .keys()
+            .find(|n| !shapes.iter().any(|(s, _)| s == *n))
+        {
+            return Err(Error::format(
+                source,
+                format!("unexpected tensor '{extra}': not this MS-TCN++"),
+            ));
+        }
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+            for (name, _) in &shapes {
+                let t = tensors[name].to_dtype(DType::F32)?.to_device(device)?;
+                data.insert(name.clone(), candle_core::Var::from_tensor(&t)?);
+            }
+        }
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        Ok((MsTcn::new(cfg, vb)?, varmap))
+    }
+
     /// The configuration.
     pub fn config(&self) -> &MsTcnConfig {
         &self.cfg
