@@ -87,25 +87,26 @@ impl Prediction {
 
 /// Runs `model` (eval mode) over `features` `[D, T]`, T ≥ 1.
 pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
-    let c = &model.meta.c2f;
-    if features.dim != c.input_dim {
+    let c = &model.meta.backbone;
+    if features.dim != c.input_dim() {
         return Err(Error::invalid(format!(
             "the model expects {}-dimensional features, got {}",
-            c.input_dim, features.dim
+            c.input_dim(),
+            features.dim
         )));
     }
     if features.frames == 0 {
         return Err(Error::invalid("the video has no frames"));
     }
     let device = model.device();
-    let k = c.num_classes;
+    let k = c.num_classes();
     let t_total = features.frames;
     let mut probs = vec![0f32; k * t_total];
     for (chunk, t) in window_batches(t_total, model.meta.window_frames) {
         let (x, _) = features_batch(&[features], &chunk, t, &device)?;
         let x = model.adapt(&x, None)?;
-        let out = model.net.forward(&x, Mode::Eval)?;
-        let p: Tensor = model.net.ensemble(&out)?;
+        let out = model.net.forward(&x, Mode::Eval, model.meta.steps)?;
+        let p: Tensor = model.net.probabilities(&out)?;
         let p = p.to_vec3::<f32>()?;
         for (w, pw) in chunk.iter().zip(p) {
             for (class, row) in pw.iter().enumerate() {

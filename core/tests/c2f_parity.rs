@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use syncseg_core::model::{C2fConfig, Mode, SegModel};
+use syncseg_core::model::{BackboneConfig, C2fConfig, Mode, SegModel};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,10 +36,12 @@ fn imported() -> SegModel {
     let cfg: C2fConfig =
         serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
     // Shapes alone determine everything but the ensemble weights.
-    let mut from_shapes = model.meta.c2f.clone();
+    let BackboneConfig::C2fTcn(mut from_shapes) = model.meta.backbone.clone() else {
+        panic!("imported as {}", model.meta.backbone.kind());
+    };
     from_shapes.ensemble_weights = cfg.ensemble_weights;
     assert_eq!(from_shapes, cfg);
-    model.meta.c2f = cfg;
+    model.meta.backbone = BackboneConfig::C2fTcn(cfg);
     model.rebuild().unwrap();
     assert_eq!(
         model.meta.steps, 1234,
@@ -53,7 +55,7 @@ fn eval_forward_matches_pytorch() {
     let model = imported();
     for t in [400, 517, 1000] {
         let x = npy(&format!("case_T{t}_input.npy")).unsqueeze(0).unwrap();
-        let out = model.net.forward(&x, Mode::Eval).unwrap();
+        let out = model.net.c2f().unwrap().forward(&x, Mode::Eval).unwrap();
         for (head, name) in out.heads.iter().zip(["y", "y5", "y4", "y3", "y2", "y1"]) {
             let want = npy(&format!("case_T{t}_{name}.npy"));
             let err = max_abs_diff(&head.squeeze(0).unwrap(), &want);
@@ -64,7 +66,14 @@ fn eval_forward_matches_pytorch() {
             &npy(&format!("case_T{t}_feat.npy")),
         );
         assert!(feat < 1e-4, "T={t} features: {feat}");
-        let probs = model.net.ensemble(&out).unwrap().squeeze(0).unwrap();
+        let probs = model
+            .net
+            .c2f()
+            .unwrap()
+            .ensemble(&out.heads)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let err = max_abs_diff(&probs, &npy(&format!("case_T{t}_probs.npy")));
         assert!(err < 1e-5, "T={t} ensemble: {err}");
     }
@@ -74,7 +83,12 @@ fn eval_forward_matches_pytorch() {
 fn train_mode_batch_norm_matches_pytorch() {
     let model = imported();
     let x = npy("case_T400_input.npy").unsqueeze(0).unwrap();
-    let out = model.net.forward(&x, Mode::Train { mask: None }).unwrap();
+    let out = model
+        .net
+        .c2f()
+        .unwrap()
+        .forward(&x, Mode::Train { mask: None })
+        .unwrap();
     let err = max_abs_diff(
         &out.heads[0].squeeze(0).unwrap(),
         &npy("case_T400_train_y.npy"),
@@ -129,9 +143,9 @@ fn save_load_round_trip_keeps_outputs() {
     let back = SegModel::load(&path, &Device::Cpu).unwrap();
     assert_eq!(back.meta, model.meta);
     let x = npy("case_T400_input.npy").unsqueeze(0).unwrap();
-    let a = model.net.forward(&x, Mode::Eval).unwrap();
-    let b = back.net.forward(&x, Mode::Eval).unwrap();
-    assert_eq!(max_abs_diff(&a.heads[0], &b.heads[0]), 0.0);
+    let a = model.net.forward(&x, Mode::Eval, 0).unwrap();
+    let b = back.net.forward(&x, Mode::Eval, 0).unwrap();
+    assert_eq!(max_abs_diff(&a[0], &b[0]), 0.0);
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         1,
@@ -206,13 +220,13 @@ fn single_file_bundle_round_trip() {
     let x = npy("case_T400_input.npy").unsqueeze(0).unwrap();
     let a = model
         .net
-        .forward(&model.adapt(&x, None).unwrap(), Mode::Eval)
+        .forward(&model.adapt(&x, None).unwrap(), Mode::Eval, 0)
         .unwrap();
     let b = back
         .net
-        .forward(&back.adapt(&x, None).unwrap(), Mode::Eval)
+        .forward(&back.adapt(&x, None).unwrap(), Mode::Eval, 0)
         .unwrap();
-    assert_eq!(max_abs_diff(&a.heads[0], &b.heads[0]), 0.0);
+    assert_eq!(max_abs_diff(&a[0], &b[0]), 0.0);
 
     // A plain safetensors file (the directory's weights) is not a bundle.
     let plain = dir.path().join("plain.safetensors");

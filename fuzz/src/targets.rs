@@ -357,7 +357,7 @@ fn tiny_model() -> SegModel {
 /// Inputs are sized from the model only within bounds this target chose,
 /// so an accepted but absurd config cannot make the harness allocate.
 fn exercise(model: &SegModel) {
-    let dim = model.meta.c2f.input_dim;
+    let dim = model.meta.backbone.input_dim();
     if dim > 4096 {
         return;
     }

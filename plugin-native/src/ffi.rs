@@ -287,8 +287,8 @@ pub unsafe extern "C" fn syncseg_model_info(
 ) -> SyncsegStatus {
     guard(|| {
         let m = handle(model, "model")?;
-        *out_ptr(out_dim, "out_dim")? = m.model.meta.c2f.input_dim;
-        *out_ptr(out_classes, "out_classes")? = m.model.meta.c2f.num_classes;
+        *out_ptr(out_dim, "out_dim")? = m.model.meta.backbone.input_dim();
+        *out_ptr(out_classes, "out_classes")? = m.model.meta.backbone.num_classes();
         Ok(())
     })
 }
@@ -335,7 +335,7 @@ pub unsafe extern "C" fn syncseg_segment(
                 "frames is 0: nothing to segment",
             );
         }
-        let want = m.model.meta.c2f.input_dim;
+        let want = m.model.meta.backbone.input_dim();
         if dim != want {
             return fail(
                 SYNCSEG_STATUS_INVALID_ARGUMENT,

@@ -67,7 +67,7 @@ impl Segmenter {
             .map_err(|e| JsError::new(&e.to_string()))?;
         drop(model_bytes);
         let classes = Rc::new(model.meta.classes.clone());
-        let input_dim = model.meta.c2f.input_dim;
+        let input_dim = model.meta.backbone.input_dim();
 
         let (gpu, fallback) = on_webgpu(choice, |gpu| {
             let mut seg = WgpuSegmenter::new(gpu, &model).map_err(|e| e.to_string())?;

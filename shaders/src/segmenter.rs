@@ -14,9 +14,10 @@
 use std::sync::Arc;
 
 use syncseg_core::features::Features;
-use syncseg_core::model::c2f_tcn::{c2f_forward, c2f_specs};
+use syncseg_core::model::c2f_tcn::c2f_forward;
+use syncseg_core::model::ms_tcn::ms_tcn_forward;
 use syncseg_core::model::ops::Ops;
-use syncseg_core::model::{C2fConfig, ModelMeta, SegModel, MIN_FRAMES};
+use syncseg_core::model::{BackboneConfig, ModelMeta, SegModel, MIN_FRAMES};
 use syncseg_core::predict::{window_batches, Prediction};
 
 use crate::adapter::{self, AdapterWeights};
@@ -61,7 +62,7 @@ const PLAN_CACHE: usize = 2;
 pub struct WgpuSegmenter {
     gpu: Arc<Gpu>,
     meta: ModelMeta,
-    cfg: C2fConfig,
+    cfg: BackboneConfig,
     c2f: FoldedWeights,
     adapter: Option<AdapterWeights>,
     chunk: Option<ChunkBuffers>,
@@ -78,8 +79,8 @@ pub struct WgpuSegmenter {
 impl WgpuSegmenter {
     /// Uploads `model` (BatchNorm folded; the adapter if it has one).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel) -> Result<Self> {
-        let cfg = model.net.config().clone();
-        let specs = c2f_specs(&cfg)?;
+        let cfg = model.meta.backbone.clone();
+        let specs = cfg.specs()?;
         let c2f = FoldedWeights::upload(&gpu, specs.specs(), model.net.layers())?;
         let adapter = match &model.adapter {
             Some((a, varmap)) => Some(AdapterWeights::upload(&gpu, a, varmap)?),
@@ -117,16 +118,17 @@ impl WgpuSegmenter {
     /// Ensemble probabilities and labels for `features` `[D, T]`, T ≥ 1.
     pub async fn predict(&mut self, features: &Features) -> Result<Prediction> {
         let cfg = self.cfg.clone();
-        if features.dim != cfg.input_dim {
+        if features.dim != cfg.input_dim() {
             return Err(Error::Unsupported(format!(
                 "the model expects {}-dimensional features, got {}",
-                cfg.input_dim, features.dim
+                cfg.input_dim(),
+                features.dim
             )));
         }
         if features.frames == 0 {
             return Err(Error::Unsupported("the video has no frames".into()));
         }
-        let k = cfg.num_classes;
+        let k = cfg.num_classes();
         let total = features.frames;
         let windows: Vec<_> = window_batches(total, self.meta.window_frames)
             .into_iter()
@@ -174,8 +176,8 @@ impl WgpuSegmenter {
     fn chunk_frames(&self, total: usize, longest: usize) -> Result<usize> {
         let cfg = &self.cfg;
         let max_binding = self.gpu.max_binding_bytes();
-        let by_probs = (max_binding / (4 * cfg.num_classes as u64)) as usize;
-        let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim as u64)) as usize;
+        let by_probs = (max_binding / (4 * cfg.num_classes() as u64)) as usize;
+        let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim() as u64)) as usize;
         let window = self.meta.window_frames.max(1);
         let frames = total.min(
             by_probs
@@ -184,7 +186,7 @@ impl WgpuSegmenter {
                 .max(window),
         );
         self.gpu.check_fits(
-            cfg.num_classes * frames.max(longest),
+            cfg.num_classes() * frames.max(longest),
             "the class probabilities of one window",
         )?;
         self.gpu
@@ -207,15 +209,15 @@ impl WgpuSegmenter {
         let cfg = &self.cfg;
         let row_frames = frames.max(longest) as u64;
         let rows_per_part = ((self.gpu.max_binding_bytes() / (4 * row_frames)) as usize)
-            .clamp(1, cfg.input_dim.min(self.max_part_rows));
+            .clamp(1, cfg.input_dim().min(self.max_part_rows));
         let mut parts = Vec::new();
         let mut r = 0;
-        while r < cfg.input_dim {
-            let rows = rows_per_part.min(cfg.input_dim - r);
+        while r < cfg.input_dim() {
+            let rows = rows_per_part.min(cfg.input_dim() - r);
             parts.push((self.gpu.zeros(rows * frames, "features"), r, rows));
             r += rows;
         }
-        let probs = self.gpu.zeros(cfg.num_classes * frames, "probs");
+        let probs = self.gpu.zeros(cfg.num_classes() * frames, "probs");
         self.chunk = Some(ChunkBuffers {
             capacity: frames,
             parts,
@@ -325,8 +327,18 @@ impl WgpuSegmenter {
         let mut r = Recorder::inference(&mut g, &self.c2f);
         let parts: Vec<_> = input.iter().map(|p| r.input(p.x, p.channels, t)).collect();
         let x = r.cat(&parts.iter().collect::<Vec<_>>())?;
-        let out = c2f_forward(&mut r, &self.cfg, &x, None)?;
-        let ensemble = r.ensemble_into(&out.heads, &self.cfg.ensemble_weights, probs)?;
+        // The heads' ensemble (C2F-TCN), the last stage's softmax (MS-TCN++).
+        let ensemble = match &self.cfg {
+            BackboneConfig::C2fTcn(cfg) => {
+                let out = c2f_forward(&mut r, cfg, &x, None)?;
+                r.ensemble_into(&out.heads, &cfg.ensemble_weights, probs)?
+            }
+            BackboneConfig::MsTcn(cfg) => {
+                let stages = ms_tcn_forward(&mut r, cfg, &x)?;
+                let last = stages.last().cloned().into_iter().collect::<Vec<_>>();
+                r.ensemble_into(&last, &[1.0], probs)?
+            }
+        };
         self.gpu.check()?;
         Ok(Plan {
             graph: g,

@@ -113,6 +113,37 @@ fn segmenter_matches_cpu_at_every_length() {
     }
 }
 
+/// MS-TCN++ (its last stage's softmax), cut into windows and chunks with
+/// feature channels in parts, as the C2F-TCN.
+#[test]
+fn ms_tcn_segmenter_matches_cpu() {
+    let (dim, classes) = (24, 6);
+    let cfg = syncseg_core::model::ms_tcn::MsTcnConfig {
+        f_maps: 12,
+        layers_pg: 6,
+        layers_r: 4,
+        refinements: 2,
+        ..syncseg_core::model::ms_tcn::MsTcnConfig::reference(dim, classes)
+    };
+    let names = (0..classes).map(|i| format!("c{i}")).collect();
+    let meta = ModelMeta::new(cfg, names, vec![], 500);
+    let m = SegModel::new_seeded(meta, &Device::Cpu, 4).unwrap();
+    let mut seg = WgpuSegmenter::new(gpu(), &m).unwrap();
+    for (i, frames) in [1usize, 383, 500, 1337].into_iter().enumerate() {
+        let f = features(dim, frames, 60 + i as u64);
+        let cpu = predict(&m, &f).unwrap();
+        let gpu = seg.predict_blocking(&f).unwrap();
+        compare(&cpu, &gpu, &format!("ms-tcn, {frames} frames"));
+    }
+    seg.limit_chunks(1100, 7);
+    let f = features(dim, 2600, 70);
+    compare(
+        &predict(&m, &f).unwrap(),
+        &seg.predict_blocking(&f).unwrap(),
+        "ms-tcn, chunked",
+    );
+}
+
 #[test]
 fn segmenter_with_adapter_matches_cpu() {
     let (dim, classes) = (20, 5);

@@ -236,6 +236,68 @@ fn one_step_matches_autodiff_gradients_statistics_and_adam() {
     assert_same_after_adam(&values(&cpu), &values(&dev));
 }
 
+/// MS-TCN++ (written once in core, recorded by the device): one supervised
+/// step — the loss summed over every stage, dropout drawn from the model's
+/// step count — against candle's autodiff: loss, every gradient, and every
+/// parameter after Adam.
+#[test]
+fn ms_tcn_step_matches_autodiff_with_dropout() {
+    let train = videos();
+    let objective = Supervised::new(
+        &train,
+        &[],
+        400,
+        vec![0],
+        SupervisedLoss::default(),
+        Device::Cpu,
+    );
+    let names: Vec<String> = (0..CLASSES).map(|c| format!("c{c}")).collect();
+    let cfg = syncseg_core::model::ms_tcn::MsTcnConfig {
+        f_maps: 8,
+        layers_pg: 5,
+        layers_r: 3,
+        refinements: 2,
+        ..syncseg_core::model::ms_tcn::MsTcnConfig::reference(DIM, CLASSES)
+    };
+    let meta = ModelMeta::new(cfg, names, vec!["c0".into()], 400);
+    let make = || {
+        let mut m = SegModel::new_seeded(meta.clone(), &Device::Cpu, 3).unwrap();
+        m.meta.steps = 17;
+        m
+    };
+    let (cpu, mut dev) = (make(), make());
+    let mut stepper = WgpuStepper::new(gpu(), &dev, ADAM).unwrap();
+    let grads = first_step(&objective, &cpu, &dev, &mut stepper, "ms-tcn");
+    let gpu_grads = pollster::block_on(stepper.gradients()).unwrap();
+    let trainable = syncseg_core::train::trainable_vars(&cpu);
+    assert_eq!(gpu_grads.len(), trainable.len());
+    let mut worst = (0f32, String::new());
+    for (name, var) in &trainable {
+        let want: Vec<f32> = grads
+            .get(var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let e = rel(&gpu_grads[name], &want, 1e-6);
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    eprintln!(
+        "{} gradients, worst relative error {:.2e} ({})",
+        trainable.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(worst.0 <= 1e-4, "gradient of {}: {:.2e}", worst.1, worst.0);
+    let mut adam = Adam::new(trainable, ADAM).unwrap();
+    adam.step(&grads).unwrap();
+    syncseg_core::train::step::Stepper::sync(&mut stepper, &mut dev).unwrap();
+    assert_same_after_adam(&values(&cpu), &values(&dev));
+}
+
 /// Ten steps over the four windows of the two videos (batches of two, two
 /// of them padded). Adam makes training chaotic at the rounding level: a
 /// CPU run on inputs scaled by (1 + 1e-7) leaves the CPU's own curve by

@@ -317,8 +317,8 @@ impl C2fTcn {
     }
 
     /// The ensemble probabilities `[B, K, T]`: Σ wᵢ softmax(upsample(headᵢ)) / Σ w.
-    pub fn ensemble(&self, out: &C2fOutput) -> Result<Tensor> {
-        CandleOps::new(&self.layers, false).ensemble(&out.heads, &self.cfg.ensemble_weights)
+    pub fn ensemble(&self, heads: &[Tensor]) -> Result<Tensor> {
+        CandleOps::new(&self.layers, false).ensemble(heads, &self.cfg.ensemble_weights)
     }
 }
 

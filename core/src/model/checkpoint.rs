@@ -24,8 +24,9 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::adapter::{Adapter, AdapterConfig};
-use super::c2f_tcn::C2fTcn;
+use super::backbone::{BackboneConfig, Network};
 use super::config::C2fConfig;
+use super::ms_tcn::MsTcnConfig;
 use crate::error::{Error, Result};
 
 /// File names inside a model directory.
@@ -47,6 +48,18 @@ pub const MAX_WINDOW_FRAMES: usize = 1 << 24;
 /// The most parameters a model may have (2^32: 16 GiB of f32).
 pub const MAX_PARAMS: u64 = 1 << 32;
 
+impl From<C2fConfig> for BackboneConfig {
+    fn from(c: C2fConfig) -> Self {
+        BackboneConfig::C2fTcn(c)
+    }
+}
+
+impl From<MsTcnConfig> for BackboneConfig {
+    fn from(c: MsTcnConfig) -> Self {
+        BackboneConfig::MsTcn(c)
+    }
+}
+
 /// What a model directory says about its model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelMeta {
@@ -54,8 +67,10 @@ pub struct ModelMeta {
     pub format: String,
     /// The syncseg version that wrote it.
     pub syncseg_version: String,
-    /// The architecture and its widths.
-    pub c2f: C2fConfig,
+    /// The network and its widths: the C2F-TCN's under `c2f`, MS-TCN++'s
+    /// under `ms_tcn`.
+    #[serde(flatten)]
+    pub backbone: BackboneConfig,
     /// Class names, index = output channel.
     pub classes: Vec<String>,
     /// Classes ignored by the training loss (and usual background for evaluation).
@@ -79,7 +94,7 @@ pub struct ModelMeta {
 impl ModelMeta {
     /// Metadata for a new model.
     pub fn new(
-        c2f: C2fConfig,
+        backbone: impl Into<BackboneConfig>,
         classes: Vec<String>,
         background: Vec<String>,
         window_frames: usize,
@@ -87,7 +102,7 @@ impl ModelMeta {
         ModelMeta {
             format: FORMAT.to_string(),
             syncseg_version: env!("CARGO_PKG_VERSION").to_string(),
-            c2f,
+            backbone: backbone.into(),
             classes,
             background,
             window_frames,
@@ -109,12 +124,12 @@ impl ModelMeta {
                 self.format
             ));
         }
-        self.c2f.validate().map_err(|e| e.to_string())?;
-        if self.classes.len() != self.c2f.num_classes {
+        self.backbone.validate().map_err(|e| e.to_string())?;
+        if self.classes.len() != self.backbone.num_classes() {
             return Err(format!(
-                "model config: {} class names for {} classes (c2f.num_classes); give one name per class",
+                "model config: {} class names for {} classes (num_classes); give one name per class",
                 self.classes.len(),
-                self.c2f.num_classes
+                self.backbone.num_classes()
             ));
         }
         let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -164,11 +179,11 @@ impl ModelMeta {
     /// parameters. Nothing is allocated from the sizes.
     pub fn param_shapes(&self) -> std::result::Result<ParamShapes, String> {
         self.validate()?;
-        let net = self.c2f.param_shapes().map_err(|e| e.to_string())?;
+        let net = self.backbone.param_shapes().map_err(|e| e.to_string())?;
         let adapter = self
             .adapter
             .as_ref()
-            .map(|a| a.param_shapes(self.c2f.input_dim));
+            .map(|a| a.param_shapes(self.backbone.input_dim()));
         let n = super::config::count_params(&net).and_then(|n| {
             n.checked_add(super::config::count_params(
                 adapter.as_deref().unwrap_or(&[]),
@@ -186,22 +201,22 @@ impl ModelMeta {
 /// Names and shapes of a model's tensors ([`ModelMeta::param_shapes`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamShapes {
-    /// The C2F-TCN's.
+    /// The network's.
     pub net: Vec<(String, Vec<usize>)>,
     /// The adapter's, when the model has one.
     pub adapter: Option<Vec<(String, Vec<usize>)>>,
 }
 
-/// A C2F-TCN with its variables and metadata.
+/// A segmentation network (C2F-TCN or MS-TCN++) with its variables and metadata.
 pub struct SegModel {
     /// The metadata.
     pub meta: ModelMeta,
     /// Every tensor of the state dict but `num_batches_tracked`.
     pub varmap: VarMap,
     /// The network reading `varmap`.
-    pub net: C2fTcn,
+    pub net: Network,
     /// The feature adapter and its own variables (kept apart so that the
-    /// C2F-TCN's state dict stays the reference one).
+    /// network's state dict stays the reference one).
     pub adapter: Option<(Adapter, VarMap)>,
 }
 
@@ -209,9 +224,9 @@ impl SegModel {
     /// A freshly initialised model.
     pub fn new(meta: ModelMeta, device: &Device) -> Result<Self> {
         meta.param_shapes().map_err(Error::invalid)?;
-        let (net, varmap) = C2fTcn::init(&meta.c2f, device)?;
+        let (net, varmap) = Network::init(&meta.backbone, device)?;
         let adapter = match &meta.adapter {
-            Some(cfg) => Some(new_adapter(cfg, meta.c2f.input_dim, device)?),
+            Some(cfg) => Some(new_adapter(cfg, meta.backbone.input_dim(), device)?),
             None => None,
         };
         Ok(SegModel {
@@ -225,7 +240,7 @@ impl SegModel {
     /// Adds a fresh feature adapter (the identity at start), seeded.
     pub fn attach_adapter(&mut self, cfg: &AdapterConfig, seed: u64) -> Result<()> {
         let device = self.device();
-        let (adapter, varmap) = new_adapter(cfg, self.meta.c2f.input_dim, &device)?;
+        let (adapter, varmap) = new_adapter(cfg, self.meta.backbone.input_dim(), &device)?;
         adapter.init_seeded(&varmap, seed)?;
         self.adapter = Some((adapter, varmap));
         self.meta.adapter = Some(cfg.clone());
@@ -314,8 +329,9 @@ impl SegModel {
             return Err(Error::format(
                 source,
                 format!(
-                    "unexpected tensor '{first}' ({} unexpected in all): not a C2F-TCN state dict",
-                    extra.len()
+                    "unexpected tensor '{first}' ({} unexpected in all): not the state dict of this {}",
+                    extra.len(),
+                    self.meta.backbone.kind()
                 ),
             ));
         }
@@ -580,9 +596,10 @@ impl SegModel {
         // malformed files (see `model::pth`).
         let mut pth = super::pth::Pth::open(path)?;
         let has_net = |infos: &[super::pth::PthTensorInfo]| {
-            infos
-                .iter()
-                .any(|i| i.name.ends_with("inc.conv.conv.0.weight"))
+            infos.iter().any(|i| {
+                i.name.ends_with("inc.conv.conv.0.weight")
+                    || i.name.ends_with("PG.conv_1x1_in.weight")
+            })
         };
         let mut key = None;
         if !has_net(&pth.tensor_infos(None)?) {
@@ -603,23 +620,28 @@ impl SegModel {
                 )
             })
             .collect();
-        let c2f = config_from_shapes(&tensors, path)?;
+        let backbone = if tensors.contains_key("PG.conv_1x1_in.weight") {
+            BackboneConfig::MsTcn(ms_tcn_config_from_shapes(&tensors, path)?)
+        } else {
+            BackboneConfig::C2fTcn(config_from_shapes(&tensors, path)?)
+        };
+        let k = backbone.num_classes();
         let classes = match classes {
-            Some(c) if c.len() != c2f.num_classes => {
+            Some(c) if c.len() != k => {
                 return Err(Error::format(
                     path,
                     format!(
-                        "the checkpoint has {} classes but the mapping names {}",
-                        c2f.num_classes,
+                        "the checkpoint has {k} classes but the mapping names {}",
                         c.len()
                     ),
                 ))
             }
             Some(c) => c,
-            None => (0..c2f.num_classes).map(|i| format!("class{i}")).collect(),
+            None => (0..k).map(|i| format!("class{i}")).collect(),
         };
-        // The sync release trained on 600-frame windows.
-        let meta = ModelMeta::new(c2f, classes, Vec::new(), 600);
+        // The sync release trained on 600-frame windows (MS-TCN++'s on
+        // whole videos; prediction cuts both into windows of this length).
+        let meta = ModelMeta::new(backbone, classes, Vec::new(), 600);
         let shapes = meta.param_shapes().map_err(|e| Error::format(path, e))?;
         let mut model = SegModel::from_checked(meta, &shapes, &tensors, path, None, device)?;
         model.meta.provenance = serde_json::json!({ "imported_from": path.display().to_string() });
@@ -630,7 +652,7 @@ impl SegModel {
     /// such as new ensemble weights).
     pub fn rebuild(&mut self) -> Result<()> {
         let vb = VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device());
-        self.net = C2fTcn::new(&self.meta.c2f, vb)?;
+        self.net = Network::new(&self.meta.backbone, vb)?;
         Ok(())
     }
 
@@ -723,6 +745,38 @@ fn config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<C2fCon
         // A state dict does not say the pools' sizes (their number is
         // checked with every shape afterwards): the reference's.
         tpp_pools: super::config::TPP_POOLS.to_vec(),
+    })
+}
+
+/// Reads an MS-TCN++'s architecture off a state dict's shapes (the
+/// release's names; checked against every tensor afterwards). Dropout is
+/// not in a state dict: the release's 0.5.
+fn ms_tcn_config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result<MsTcnConfig> {
+    let dims = |name: &str| -> Result<Vec<usize>> {
+        t.get(name).map(|x| x.dims().to_vec()).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("missing tensor '{name}': not an MS-TCN++ state dict"),
+            )
+        })
+    };
+    let count = |f: &dyn Fn(usize) -> String| (0..).take_while(|i| t.contains_key(&f(*i))).count();
+    let input = dims("PG.conv_1x1_in.weight")?;
+    let out = dims("PG.conv_out.weight")?;
+    if input.len() != 3 || out.len() != 3 {
+        return Err(Error::format(
+            path,
+            "PG.conv_1x1_in / PG.conv_out are not 1-D convolution kernels: not an MS-TCN++ state dict",
+        ));
+    }
+    Ok(MsTcnConfig {
+        input_dim: input[1],
+        num_classes: out[0],
+        f_maps: input[0],
+        layers_pg: count(&|i| format!("PG.conv_dilated_1.{i}.weight")),
+        layers_r: count(&|i| format!("Rs.0.layers.{i}.conv_dilated.weight")).max(1),
+        refinements: count(&|s| format!("Rs.{s}.conv_out.weight")),
+        dropout: 0.5,
     })
 }
 

@@ -1,7 +1,8 @@
-//! The segmentation model: C2F-TCN in candle, and its on-disk form; the
-//! feature-distillation adapter.
+//! The segmentation networks (C2F-TCN, MS-TCN++), written once over the op
+//! interface; their on-disk form; the feature-distillation adapter.
 
 pub mod adapter;
+pub mod backbone;
 pub mod batch_norm;
 pub mod c2f_tcn;
 pub mod candle_ops;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod pth;
 
 pub use adapter::{Adapter, AdapterConfig};
+pub use backbone::{BackboneConfig, BackboneKind, Network};
 pub use c2f_tcn::{C2fOutput, C2fTcn, Mode, MIN_FRAMES};
 pub use checkpoint::{ModelMeta, SegModel};
 pub use config::C2fConfig;

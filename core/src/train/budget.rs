@@ -1,4 +1,4 @@
-//! What one C2F-TCN training step needs in memory, checked before a run
+//! What one training step needs in memory, checked before a run
 //! starts so that a batch that cannot fit is an error with a remedy, not
 //! the kernel's OOM killer an hour in.
 //!
@@ -17,15 +17,34 @@
 //! more such tensors at the peak): full width, D = 1024, B = 1, 4, 8.
 
 use crate::error::{Error, Result};
-use crate::model::C2fConfig;
+use crate::model::ms_tcn::MsTcnConfig;
+use crate::model::{BackboneConfig, C2fConfig};
 
 /// Measured ratio of a step's peak activation memory to the floats the
 /// forward keeps (see the module doc).
 const ALPHA: f64 = 5.0;
 
-/// Floats per frame of a window that a training forward keeps, summed over
-/// C2F-TCN's resolutions.
-pub fn kept_floats_per_frame(cfg: &C2fConfig) -> f64 {
+/// Floats per frame of a window that a training forward keeps.
+pub fn kept_floats_per_frame(cfg: &BackboneConfig) -> f64 {
+    match cfg {
+        BackboneConfig::C2fTcn(c) => c2f_kept_floats_per_frame(c),
+        BackboneConfig::MsTcn(c) => ms_tcn_kept_floats_per_frame(c),
+    }
+}
+
+/// MS-TCN++ (every layer at full resolution): a dual dilated layer keeps
+/// two im2col inputs (3F each), their outputs, the concatenation, the
+/// fusion and its ReLU, the dropout's output and mask and the sum (≈ 15F);
+/// a dilated residual layer ≈ 9F; each stage its input and logits.
+fn ms_tcn_kept_floats_per_frame(cfg: &MsTcnConfig) -> f64 {
+    let (f, k) = (cfg.f_maps as f64, cfg.num_classes as f64);
+    let pg = cfg.input_dim as f64 + f + cfg.layers_pg as f64 * 15.0 * f + k;
+    let r = 3.0 * k + f + cfg.layers_r as f64 * 9.0 * f;
+    pg + cfg.refinements as f64 * r + 4.0 * k
+}
+
+/// The C2F-TCN, summed over its resolutions.
+fn c2f_kept_floats_per_frame(cfg: &C2fConfig) -> f64 {
     // A double convolution keeps per frame: the first conv's im2col (3·cin)
     // and the rest (conv out, BatchNorm twice, ReLU, second im2col 3·cout, …).
     let double_conv = |cin: usize, cout: usize| (3 * cin + 11 * cout) as f64;
@@ -45,7 +64,7 @@ pub fn kept_floats_per_frame(cfg: &C2fConfig) -> f64 {
 
 /// Estimated bytes of one training step's activations for `batch` windows
 /// padded to `frames`.
-pub fn step_activation_bytes(cfg: &C2fConfig, batch: usize, frames: usize) -> u64 {
+pub fn step_activation_bytes(cfg: &BackboneConfig, batch: usize, frames: usize) -> u64 {
     (ALPHA * 4.0 * batch as f64 * frames as f64 * kept_floats_per_frame(cfg)) as u64
 }
 
@@ -53,7 +72,7 @@ pub fn step_activation_bytes(cfg: &C2fConfig, batch: usize, frames: usize) -> u6
 /// frames would need more memory than the system has available
 /// (`available` bytes; `None` skips the check where the system does not say).
 pub fn check_step_fits(
-    cfg: &C2fConfig,
+    cfg: &BackboneConfig,
     parameters: usize,
     batch: usize,
     frames: usize,
@@ -85,7 +104,7 @@ mod tests {
 
     #[test]
     fn the_estimate_scales_with_batch_and_frames_and_refuses_what_cannot_fit() {
-        let cfg = C2fConfig::reference(1024, 33);
+        let cfg = BackboneConfig::C2fTcn(C2fConfig::reference(1024, 33));
         let s = kept_floats_per_frame(&cfg);
         // The input's im2col and the first blocks dominate: ~15k floats.
         assert!((12_000.0..20_000.0).contains(&s), "{s}");

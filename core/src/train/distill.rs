@@ -31,8 +31,7 @@ use super::uda::{coral, grl_lambda, mmd, DomainClassifier};
 use super::windows::{features_batch, padded_len, windows, Window};
 use crate::error::{Error, Result};
 use crate::features::Features;
-use crate::model::c2f_tcn::mask_pyramid;
-use crate::model::{Mode, SegModel};
+use crate::model::{BackboneConfig, BackboneKind, Mode, SegModel};
 
 /// The default distilled levels: all six heads. The paper's ablation
 /// (supplementary Table 1) found aligning all levels best; the release summed
@@ -364,6 +363,8 @@ impl Default for LossConfig {
 pub struct Distill<'a> {
     pairs: &'a [Pair],
     val: &'a [Pair],
+    /// The teacher's (and so the student's) network shape.
+    backbone: BackboneConfig,
     levels: Vec<usize>,
     windows: Vec<Window>,
     val_windows: Vec<Window>,
@@ -396,7 +397,7 @@ fn teacher_outputs(
             // track the backprop graph, and a cached output would keep
             // that whole forward's activations alive (8.2 GB at the paper
             // preset's 63 pairs; issue 19).
-            let heads = teacher.net.forward(&x, Mode::Eval)?.heads;
+            let heads = teacher.net.forward(&x, Mode::Eval, teacher.meta.steps)?;
             Ok(heads.iter().map(Tensor::detach).collect())
         })
         .collect()
@@ -460,9 +461,18 @@ impl<'a> Distill<'a> {
             )?),
             _ => None,
         };
-        if levels.is_empty() || levels.iter().any(|&l| l > 5) {
+        let backbone = teacher.meta.backbone.clone();
+        let outputs = backbone.outputs();
+        if levels.is_empty() || levels.iter().any(|&l| l >= outputs) {
+            let choice = match backbone.kind() {
+                BackboneKind::C2fTcn => "0 (full resolution) … 5 (T/32)".to_string(),
+                BackboneKind::MsTcn => format!(
+                    "the MS-TCN++ stages 0 (prediction generation) … {}",
+                    outputs - 1
+                ),
+            };
             return Err(Error::invalid(format!(
-                "--levels {levels:?}: choose among 0 (full resolution) … 5 (T/32)"
+                "--levels {levels:?}: choose among {choice}"
             )));
         }
         let lens = |ps: &[Pair]| ps.iter().map(|p| p.student.frames).collect::<Vec<_>>();
@@ -473,6 +483,7 @@ impl<'a> Distill<'a> {
         Ok(Distill {
             pairs,
             val,
+            backbone,
             levels,
             windows: train_windows,
             val_windows,
@@ -517,7 +528,7 @@ impl<'a> Distill<'a> {
         teacher: &[Tensor],
         mask: &Tensor,
     ) -> Result<Tensor> {
-        let pyramid = mask_pyramid(mask)?;
+        let pyramid = self.backbone.output_masks(mask)?;
         let mut total: Option<Tensor> = None;
         for &l in &self.levels {
             let lens: Vec<f32> = pyramid[l].sum(D::Minus1)?.flatten_all()?.to_vec1()?;
@@ -587,8 +598,8 @@ impl<'a> Distill<'a> {
         let levels = cached.first().map_or(0, |h| h.len());
         let mut teacher = Vec::with_capacity(levels);
         for l in 0..levels {
-            // C2F-TCN's head l has T >> l frames.
-            let tl = t >> l;
+            // C2F-TCN's head l has T >> l frames, MS-TCN++'s stages T.
+            let tl = self.backbone.output_frames(l, t);
             let parts = cached
                 .iter()
                 .map(|h| {
@@ -623,8 +634,8 @@ impl<'a> Distill<'a> {
         // With feature distillation done first ("both"), the student reads
         // its (frozen) adapter's output.
         let x = student.adapt(&x, Some(&mask))?;
-        let out = student.net.forward(&x, mode)?;
-        for (l, (s, t)) in out.heads.iter().zip(&teacher).enumerate() {
+        let out = student.net.forward(&x, mode, student.meta.steps)?;
+        for (l, (s, t)) in out.iter().zip(&teacher).enumerate() {
             if s.dims() != t.dims() {
                 return Err(Error::invalid(format!(
                     "head {l}: the student has {:?} where the teacher has {:?}",
@@ -634,10 +645,15 @@ impl<'a> Distill<'a> {
             }
         }
         if self.loss.loss == AdaptLoss::SyncMse {
-            let masks: Vec<Option<Tensor>> = mask_pyramid(&mask)?.into_iter().map(Some).collect();
-            return Ok(level_mse(&out.heads, &teacher, &self.levels, &masks)?);
+            let masks: Vec<Option<Tensor>> = self
+                .backbone
+                .output_masks(&mask)?
+                .into_iter()
+                .map(Some)
+                .collect();
+            return Ok(level_mse(&out, &teacher, &self.levels, &masks)?);
         }
-        self.unpaired_loss(&out.heads, &teacher, &mask)
+        self.unpaired_loss(&out, &teacher, &mask)
     }
 
     /// The cached teacher heads of each training window in `batch`; a
@@ -686,6 +702,7 @@ impl Objective for Distill<'_> {
         Ok(Some(TrainBatch {
             x,
             mask,
+            step: model.meta.steps,
             loss: BatchLoss::OutputDistillation {
                 teacher,
                 levels: self.levels.clone(),

@@ -74,11 +74,12 @@ impl Objective for FeatureDistill<'_> {
         self.batch_loss(model, self.pairs, batch)
     }
 
-    fn train_batch(&self, _model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
+    fn train_batch(&self, model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
         let (x, mask, target) = self.tensors(self.pairs, batch)?;
         Ok(Some(TrainBatch {
             x,
             mask,
+            step: model.meta.steps,
             loss: BatchLoss::FeatureDistillation { target },
         }))
     }

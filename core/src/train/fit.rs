@@ -368,17 +368,22 @@ fn read_progress(last: &Path, epochs: usize) -> Result<Progress> {
 /// Refuses a checkpoint whose model is not shaped as the one being trained.
 fn check_same_shape(model: &SegModel, saved: &SegModel, last: &Path) -> Result<()> {
     let (mine, theirs) = (&model.meta, &saved.meta);
-    let what = if theirs.c2f.input_dim != mine.c2f.input_dim {
+    let (a, b) = (&theirs.backbone, &mine.backbone);
+    let what = if a.kind() != b.kind() {
+        format!("is a {}, this run's model a {}", a.kind(), b.kind())
+    } else if a.input_dim() != b.input_dim() {
         format!(
             "takes {}-dimensional features, this run's model {}",
-            theirs.c2f.input_dim, mine.c2f.input_dim
+            a.input_dim(),
+            b.input_dim()
         )
-    } else if theirs.c2f.num_classes != mine.c2f.num_classes {
+    } else if a.num_classes() != b.num_classes() {
         format!(
             "has {} classes, this run's model {}",
-            theirs.c2f.num_classes, mine.c2f.num_classes
+            a.num_classes(),
+            b.num_classes()
         )
-    } else if theirs.c2f != mine.c2f || theirs.adapter != mine.adapter {
+    } else if a != b || theirs.adapter != mine.adapter {
         "has other layer widths or another adapter than this run's model".to_string()
     } else {
         return Ok(());

@@ -25,6 +25,8 @@ pub struct TrainBatch {
     pub x: Tensor,
     /// Real frames `[B, T]` (1) and padding (0).
     pub mask: Tensor,
+    /// The model's step count, which seeds the step's dropout masks.
+    pub step: u64,
     /// What to minimise.
     pub loss: BatchLoss,
 }
@@ -32,8 +34,9 @@ pub struct TrainBatch {
 /// The losses a device engine implements.
 #[derive(Debug, Clone)]
 pub enum BatchLoss {
-    /// Core's supervised loss on the heads' ensemble: cross-entropy over
-    /// frames of non-zero `weight` plus `smoothing` · truncated MSE (τ).
+    /// Core's supervised loss on the heads' ensemble (C2F-TCN; MS-TCN++:
+    /// on every stage, summed): cross-entropy over frames of non-zero
+    /// `weight` plus `smoothing` · truncated MSE (τ).
     Segmentation {
         /// Class per frame `[B, T]` (u32).
         labels: Tensor,
@@ -45,13 +48,15 @@ pub enum BatchLoss {
         tau: f64,
     },
     /// Distillation of the output: Σ over `levels` of the masked MSE
-    /// between the student's head logits and the teacher's
-    /// ([`super::losses::level_mse`]).
+    /// between the student's outputs' logits and the teacher's
+    /// ([`super::losses::level_mse`]; C2F-TCN heads or MS-TCN++ stages).
     OutputDistillation {
-        /// The teacher's head logits, one `[B, K, T >> l]` per level l = 0 … 5
-        /// (levels not distilled may be empty tensors).
+        /// The teacher's output logits, one `[B, K, Tₗ]` per level (C2F-TCN:
+        /// Tₗ = T >> l, l = 0 … 5; MS-TCN++: T for every stage; levels not
+        /// distilled may be empty tensors).
         teacher: Vec<Tensor>,
-        /// Distilled levels (0 = full resolution … 5 = T/32).
+        /// Distilled levels (C2F-TCN: 0 = full resolution … 5 = T/32;
+        /// MS-TCN++: stage indices, 0 = prediction generation).
         levels: Vec<usize>,
     },
     /// Distillation of features through the model's adapter: the masked

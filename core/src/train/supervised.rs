@@ -100,18 +100,28 @@ impl Objective for Supervised<'_> {
 
     fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor> {
         let (x, mask, y, weight) = self.tensors(batch)?;
-        let out = model.net.forward(&x, Mode::Train { mask: Some(&mask) })?;
-        let probs = model.net.ensemble(&out)?;
-        let ce = ensemble_cross_entropy(&probs, &y, &weight)?;
-        let sm = truncated_mse(&probs, &mask, self.loss.tau)?;
-        Ok((ce + (sm * self.loss.smoothing)?)?)
+        let mode = Mode::Train { mask: Some(&mask) };
+        let out = model.net.forward(&x, mode, model.meta.steps)?;
+        // The ensemble's (C2F-TCN), or every stage's summed (MS-TCN++).
+        let mut total: Option<Tensor> = None;
+        for probs in model.net.loss_probabilities(&out)? {
+            let ce = ensemble_cross_entropy(&probs, &y, &weight)?;
+            let sm = truncated_mse(&probs, &mask, self.loss.tau)?;
+            let term = (ce + (sm * self.loss.smoothing)?)?;
+            total = Some(match total {
+                Some(t) => (t + term)?,
+                None => term,
+            });
+        }
+        total.ok_or_else(|| crate::Error::invalid("the network has no output"))
     }
 
-    fn train_batch(&self, _model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
+    fn train_batch(&self, model: &SegModel, batch: &[Window]) -> Result<Option<TrainBatch>> {
         let (x, mask, labels, weight) = self.tensors(batch)?;
         Ok(Some(TrainBatch {
             x,
             mask,
+            step: model.meta.steps,
             loss: BatchLoss::Segmentation {
                 labels,
                 weight,

@@ -107,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let batch = TrainBatch {
             x: x.clone(),
             mask: mask.clone(),
+            step: 0,
             loss: BatchLoss::Segmentation {
                 labels: y.clone(),
                 weight: mask.clone(),
@@ -152,13 +153,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let infer = time(&mut || {
-        let out = model.net.forward(&x, Mode::Eval)?;
-        model.net.ensemble(&out)?.sum_all()?.to_scalar::<f32>()?;
+        let out = model.net.forward(&x, Mode::Eval, 0)?;
+        model
+            .net
+            .probabilities(&out)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
         Ok(())
     })?;
     let step = time(&mut || {
-        let out = model.net.forward(&x, Mode::Train { mask: Some(&mask) })?;
-        let p = model.net.ensemble(&out)?;
+        let out = model
+            .net
+            .forward(&x, Mode::Train { mask: Some(&mask) }, 0)?;
+        let p = model.net.probabilities(&out)?;
         let weights = SupervisedLoss::default();
         let smoothing = truncated_mse(&p, &mask, weights.tau)? * weights.smoothing;
         let loss = (ensemble_cross_entropy(&p, &y, &mask)? + smoothing?)?;
@@ -227,6 +234,7 @@ fn adapter_step(args: &Args) -> anyhow::Result<()> {
             let batch = TrainBatch {
                 x: x.clone(),
                 mask: mask.clone(),
+                step: 0,
                 loss: BatchLoss::FeatureDistillation { target },
             };
             let step = timed(args, &mut || {

@@ -244,7 +244,7 @@ pub fn check_cpu_step_fits(
         .map(|(_, v)| v.elem_count())
         .sum();
     syncseg_core::train::budget::check_step_fits(
-        &model.meta.c2f,
+        &model.meta.backbone,
         parameters,
         batch_size.min(windows.len()).max(1),
         frames,

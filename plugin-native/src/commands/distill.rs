@@ -345,7 +345,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(b) => load_task_videos(&args, b, &teacher, layout)?,
         None => Vec::new(),
     };
-    let dim = teacher.meta.c2f.input_dim;
+    let dim = teacher.meta.backbone.input_dim();
     if let Some(p) = pairs
         .iter()
         .chain(&val)

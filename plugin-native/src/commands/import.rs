@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use syncseg_core::labels::Mapping;
-use syncseg_core::model::SegModel;
+use syncseg_core::model::{BackboneConfig, SegModel};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,13 +30,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut model = SegModel::import_pth(&args.pth, classes, &Device::Cpu)?;
     model.meta.window_frames = args.window_frames.max(1);
     model.save(&args.out)?;
-    let c = &model.meta.c2f;
+    let shape = match &model.meta.backbone {
+        BackboneConfig::C2fTcn(c) => format!("widths {:?}/{}", c.encoder_widths, c.decoder_width),
+        BackboneConfig::MsTcn(c) => format!(
+            "{} maps, {} + {} × {} layers",
+            c.f_maps, c.layers_pg, c.refinements, c.layers_r
+        ),
+    };
+    let b = &model.meta.backbone;
     eprintln!(
-        "imported C2F-TCN (D={}, K={}, widths {:?}/{}) to {}",
-        c.input_dim,
-        c.num_classes,
-        c.encoder_widths,
-        c.decoder_width,
+        "imported {} (D={}, K={}, {shape}) to {}",
+        b.kind(),
+        b.input_dim(),
+        b.num_classes(),
         args.out.display()
     );
     Ok(())

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // One device for the ViT and the model.
     let gpu = super::device::open_gpu(args.vit.device)?;
     let mut vit = args.vit.encoder(gpu.clone())?;
-    let want = model.meta.c2f.input_dim;
+    let want = model.meta.backbone.input_dim();
     if vit.dim() != want {
         bail!(
             "{}: the model takes {want}-dimensional features, the ViT in {} gives {}: use the ViT the model was trained on",

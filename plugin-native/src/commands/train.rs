@@ -148,12 +148,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
         let model = SegModel::load(&last, &device)?;
-        let c2f = &model.meta.c2f;
-        if c2f.input_dim != dim {
+        let backbone = &model.meta.backbone;
+        if backbone.input_dim() != dim {
             bail!(
                 "{}: the checkpoint's model takes {}-dimensional features, --features {} has {dim}: resume with the features the run was started with, or train into a new --out",
                 last.join(syncseg_core::model::checkpoint::META_FILE).display(),
-                c2f.input_dim,
+                backbone.input_dim(),
                 args.features.display()
             );
         }

@@ -102,8 +102,9 @@ pub struct SegLossInputs {
     /// Labels `[B, T]` (u32) and cross-entropy weights `[B, T]`.
     pub labels: Slot,
     pub weight: Slot,
-    /// The loss's parameter block (normalisers depend on the batch).
-    pub params: ParamsId,
+    /// Each term's parameter block (normalisers depend on the batch; the
+    /// same for every term).
+    pub params: Vec<ParamsId>,
 }
 
 /// One distilled tensor's inputs: the teacher `[B, C, T]` and the term's
@@ -266,45 +267,55 @@ impl<'a> Recorder<'a> {
             .ok_or_else(|| Error::invalid("internal: a loss in an inference graph"))
     }
 
-    /// Core's supervised loss on ensemble probabilities `probs` `[B, K, T]`
-    /// (cross-entropy plus smoothing over the real frames `mask`); writes
-    /// ∂L/∂probs for the backward. Returns what the host writes per batch,
-    /// and the loss (one float).
+    /// Σ over `probs` (each `[B, K, T]`) of core's supervised loss
+    /// (cross-entropy plus smoothing over the real frames `mask`), every
+    /// term on the same labels; writes each ∂L/∂probs for the backward.
+    /// Returns what the host writes per batch, and the loss (one float).
     pub fn segmentation_loss(
         &mut self,
-        probs: &DTensor,
+        probs: &[DTensor],
         mask: &DTensor,
     ) -> Result<(SegLossInputs, Slot)> {
-        let (b, t) = (self.batch, probs.len);
-        let pv = probs.parts[0];
-        let probs_slot = self.slot(probs)?;
+        let (b, t) = (self.batch, mask.len);
         let mask = self.mask_slot(Some(mask), t)?;
         let labels = self.g.alloc(b * t, "labels");
         let weight = self.g.alloc(b * t, "weight");
-        let frame_loss = self.g.alloc(b * t, "frame_loss");
-        let tape = self
-            .tape
-            .as_mut()
-            .ok_or_else(|| Error::invalid("internal: a loss in an inference graph"))?;
-        let dprobs = tape.fresh_grad(self.g, &self.values, b, pv)?;
-        let slots = SegLossSlots {
-            probs: probs_slot,
-            labels,
-            weight,
-            mask,
-            dprobs,
-            frame_loss,
-            batch: b,
-        };
-        let placeholder = SegLossParams::new(probs.channels, t, &[], &[], 0.0, 1.0);
-        let params = seg_loss_grad(self.g, &slots, &placeholder);
-        let loss = self.sum(frame_loss, b * t);
+        let total = self.g.alloc(1, "loss");
+        let mut params = Vec::with_capacity(probs.len());
+        for (i, p) in probs.iter().enumerate() {
+            if p.len != t {
+                return Err(Error::invalid(format!(
+                    "internal: probabilities of {} frames for a {t}-frame batch",
+                    p.len
+                )));
+            }
+            let probs_slot = self.slot(p)?;
+            let frame_loss = self.g.alloc(b * t, "frame_loss");
+            let tape = self
+                .tape
+                .as_mut()
+                .ok_or_else(|| Error::invalid("internal: a loss in an inference graph"))?;
+            let dprobs = tape.fresh_grad(self.g, &self.values, b, p.parts[0])?;
+            let slots = SegLossSlots {
+                probs: probs_slot,
+                labels,
+                weight,
+                mask,
+                dprobs,
+                frame_loss,
+                batch: b,
+            };
+            let placeholder = SegLossParams::new(p.channels, t, &[], &[], 0.0, 1.0);
+            params.push(seg_loss_grad(self.g, &slots, &placeholder));
+            let term = self.sum(frame_loss, b * t);
+            add_into(self.g, term, total, AddParams::new(1, i > 0));
+        }
         let inputs = SegLossInputs {
             labels,
             weight,
             params,
         };
-        Ok((inputs, loss))
+        Ok((inputs, total))
     }
 
     /// Σ over `terms` of the masked MSE between each student tensor and a

@@ -12,15 +12,14 @@
 //! format, so a run may resume on the other device).
 
 pub mod adapter_graph;
-pub mod c2f_step;
+pub mod net_step;
 pub mod params;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{Tensor, Var};
-use syncseg_core::model::c2f_tcn::c2f_specs;
-use syncseg_core::model::{C2fConfig, SegModel};
+use syncseg_core::model::{BackboneConfig, SegModel};
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::step::{BatchLoss, TrainBatch};
 
@@ -30,7 +29,7 @@ use crate::graph::{Graph, ParamsId, Slot};
 use crate::kernels::adam::AdamParams;
 use crate::kernels::mse_grad::MseParams;
 use adapter_graph::{AdapterGraph, AdapterParams};
-use c2f_step::TrainGraph;
+use net_step::TrainGraph;
 use params::{DeviceParam, NetParams};
 
 /// Recorded graphs kept for reuse: full batches, the epoch's last partial
@@ -39,8 +38,10 @@ const GRAPH_CACHE: usize = 3;
 
 /// What is trained, with its graphs.
 enum Engine {
-    C2f {
-        cfg: C2fConfig,
+    Net {
+        backbone: BackboneConfig,
+        /// Widest layer, in channels (what one activation binding holds per frame).
+        widest: usize,
         params: NetParams,
         graphs: Vec<TrainGraph>,
     },
@@ -84,16 +85,23 @@ fn cached<G>(
 }
 
 impl WgpuStepper {
-    /// Trains `model`'s C2F-TCN. An adapter in front of it stays frozen
-    /// (the objective applies it to the batch on the host).
+    /// Trains `model`'s network (C2F-TCN or MS-TCN++). An adapter in front
+    /// of it stays frozen (the objective applies it to the batch on the host).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel, adam: AdamConfig) -> Result<Self> {
-        let cfg = model.net.config().clone();
-        let specs = c2f_specs(&cfg)?;
+        let backbone = model.meta.backbone.clone();
+        let specs = backbone.specs()?;
         let params = NetParams::upload(&gpu, specs.specs(), &params::vars_of(model))?;
+        let widest = specs
+            .specs()
+            .iter()
+            .map(|s| s.cin.max(s.cout))
+            .max()
+            .unwrap_or(1);
         Self::with(
             gpu,
-            Engine::C2f {
-                cfg,
+            Engine::Net {
+                backbone,
+                widest,
                 params,
                 graphs: Vec::new(),
             },
@@ -128,7 +136,7 @@ impl WgpuStepper {
 
     fn params(&self) -> &[DeviceParam] {
         match &self.engine {
-            Engine::C2f { params, .. } => &params.params,
+            Engine::Net { params, .. } => &params.params,
             Engine::Adapter { params, .. } => &params.params,
         }
     }
@@ -162,41 +170,37 @@ impl WgpuStepper {
         let gpu = self.gpu.clone();
         // Find or record the graph and write the batch into it...
         let (i, bytes) = match &mut self.engine {
-            Engine::C2f {
-                cfg,
+            Engine::Net {
+                backbone,
+                widest,
                 params,
                 graphs,
             } => {
-                if d != cfg.input_dim {
+                if d != backbone.input_dim() {
                     return Err(Error::Unsupported(format!(
                         "the model expects {}-dimensional features, got {d}",
-                        cfg.input_dim
+                        backbone.input_dim()
                     )));
                 }
-                if t < syncseg_core::model::c2f_tcn::MIN_FRAMES {
+                let c2f = matches!(backbone, BackboneConfig::C2fTcn(_));
+                if c2f && t < syncseg_core::model::c2f_tcn::MIN_FRAMES {
                     return Err(Error::Unsupported(format!(
                         "C2F-TCN needs at least {} frames, got {t}",
                         syncseg_core::model::c2f_tcn::MIN_FRAMES
                     )));
                 }
-                let kind = c2f_step::loss_kind(batch)?;
-                let widest = cfg
-                    .encoder_widths
-                    .iter()
-                    .copied()
-                    .chain([cfg.decoder_width, cfg.input_dim])
-                    .max()
-                    .unwrap_or(1);
+                let kind = net_step::loss_kind(backbone, batch)?;
+                let widest = *widest;
                 let i = cached(
                     graphs,
                     |g| g.batch == b && g.frames == t && g.kind == kind,
                     || {
                         gpu.check_fits(b * widest * t, "a training batch's activation")?;
-                        c2f_step::record(gpu.clone(), cfg, params, b, t, &kind)
+                        net_step::record(gpu.clone(), backbone, params, b, t, &kind)
                     },
                 )?;
                 let g = &graphs[i];
-                c2f_step::write_inputs(&gpu, g, batch)?;
+                net_step::write_inputs(&gpu, g, batch)?;
                 (i, (g.activation_bytes, g.largest_buffer_bytes))
             }
             Engine::Adapter { params, graphs } => {
@@ -237,7 +241,7 @@ impl WgpuStepper {
         // ... then set this step's Adam parameters and run it.
         self.step += 1;
         let (graph, adam, loss): (&Graph, &[(ParamsId, usize)], Slot) = match &self.engine {
-            Engine::C2f { graphs, .. } => (&graphs[i].graph, &graphs[i].adam, graphs[i].loss),
+            Engine::Net { graphs, .. } => (&graphs[i].graph, &graphs[i].adam, graphs[i].loss),
             Engine::Adapter { graphs, .. } => (&graphs[i].graph, &graphs[i].adam, graphs[i].loss),
         };
         let params = self.params();
@@ -259,7 +263,7 @@ impl WgpuStepper {
             (Engine::Adapter { .. }, None) => {
                 return Err(Error::Unsupported("the model has no adapter".into()))
             }
-            (Engine::C2f { .. }, _) => model
+            (Engine::Net { .. }, _) => model
                 .varmap
                 .data()
                 .lock()
@@ -271,7 +275,7 @@ impl WgpuStepper {
     /// Copies the parameters (and BatchNorm running statistics) into `model`.
     pub async fn read_into(&self, model: &SegModel) -> Result<()> {
         match &self.engine {
-            Engine::C2f { params, .. } => {
+            Engine::Net { params, .. } => {
                 params.read_into(&self.gpu, &params::vars_of(model)).await
             }
             Engine::Adapter { params, .. } => {
@@ -298,7 +302,7 @@ impl WgpuStepper {
     /// Restores the parameters from `model` and Adam from `state`.
     pub fn load(&mut self, model: &SegModel, state: &HashMap<String, Tensor>) -> Result<()> {
         match &self.engine {
-            Engine::C2f { params, .. } => params.write_from(&self.gpu, &params::vars_of(model))?,
+            Engine::Net { params, .. } => params.write_from(&self.gpu, &params::vars_of(model))?,
             Engine::Adapter { params, .. } => {
                 params::write_values(&self.gpu, &params.params, &self.vars(model)?)?
             }
