@@ -134,6 +134,7 @@ pub(super) fn train_args(
         out,
         epochs: b.epochs,
         lr: b.lr,
+        backbone: syncseg_core::model::BackboneKind::default(),
         weight_decay: 1e-4,
         batch_size: 4,
         seed,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use candle_core::Device;
 use syncseg_core::labels::{read_bundle, Mapping};
-use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
+use syncseg_core::model::{BackboneKind, ModelMeta, SegModel};
 use syncseg_core::npy::FeatureLayout;
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::data::load_labeled;
@@ -65,7 +65,12 @@ pub struct Args {
     /// Feature files are `[T, D]` instead of `[D, T]`.
     #[arg(long)]
     pub time_major: bool,
-    /// Multiply every channel width of the reference C2F-TCN (256/128) by this.
+    /// The temporal network: `c2f-tcn` (the sync paper's C2F-TCN) or `ms-tcn`
+    /// (MS-TCN++: 11 + 3 × 10 dilated layers of 64 maps).
+    #[arg(long, default_value_t = BackboneKind::default())]
+    pub backbone: BackboneKind,
+    /// Multiply every channel width of the reference network (C2F-TCN
+    /// 256/128, MS-TCN++ 64) by this.
     #[arg(long, default_value_t = 1.0)]
     pub width_scale: f64,
     /// Continue an interrupted run from OUT/last (on either device).
@@ -149,6 +154,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
         let model = SegModel::load(&last, &device)?;
         let backbone = &model.meta.backbone;
+        if backbone.kind() != args.backbone {
+            bail!(
+                "{}: the checkpoint's model is a {}, not a {} (--backbone): resume with the backbone the run was started with, or train into a new --out",
+                last.join(syncseg_core::model::checkpoint::META_FILE).display(),
+                backbone.kind(),
+                args.backbone
+            );
+        }
         if backbone.input_dim() != dim {
             bail!(
                 "{}: the checkpoint's model takes {}-dimensional features, --features {} has {dim}: resume with the features the run was started with, or train into a new --out",
@@ -169,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model
     } else {
         let meta = ModelMeta::new(
-            C2fConfig::scaled(dim, mapping.len(), args.width_scale),
+            args.backbone.config(dim, mapping.len(), args.width_scale),
             mapping.names().to_vec(),
             args.background.clone(),
             args.max_frames,
