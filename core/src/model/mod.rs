@@ -16,6 +16,7 @@ pub mod interp;
 pub mod ms_tcn;
 pub mod ops;
 pub mod pth;
+pub mod tolerance;
 
 pub use adapter::{Adapter, AdapterConfig};
 pub use backbone::{BackboneConfig, BackboneKind, Network};
