@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use candle_core::Device;
 use common::gpu;
 use syncseg_core::features::Features;
+use syncseg_core::model::tolerance::Tolerance;
 use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
 use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_core::train::fit::Objective;
@@ -75,14 +76,14 @@ fn values(model: &SegModel) -> HashMap<String, Vec<f32>> {
         .collect()
 }
 
-/// max |got − want| / max(|want|∞, floor) over one tensor.
+/// max |got − want| / max(|want|∞, floor) over one tensor (the suite's
+/// one [`Tolerance`] rule).
 fn rel(got: &[f32], want: &[f32], floor: f32) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(floor, |m, v| m.max(v.abs()));
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs() / scale)
-        .fold(0f32, f32::max)
+    Tolerance {
+        floor,
+        ..Tolerance::PARITY
+    }
+    .error(got, want)
 }
 
 /// The bias of a block's convolution `conv.0` or `conv.3`, each followed by
@@ -150,6 +151,44 @@ fn assert_same_after_adam(want: &HashMap<String, Vec<f32>>, got: &HashMap<String
     assert!(
         flipped * 1000 <= total,
         "{flipped} of {total} parameters differ after Adam"
+    );
+}
+
+/// Every one of `vars`' gradients on the device against the CPU's, within
+/// 1e-4 of each tensor's largest.
+fn assert_gradients_match(
+    stepper: &WgpuStepper,
+    grads: &candle_core::backprop::GradStore,
+    vars: &[(String, candle_core::Var)],
+    what: &str,
+) {
+    let gpu_grads = pollster::block_on(stepper.gradients()).unwrap();
+    assert_eq!(gpu_grads.len(), vars.len(), "{what}");
+    let mut worst = (0f32, String::new());
+    for (name, var) in vars {
+        let want: Vec<f32> = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no CPU gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let e = rel(&gpu_grads[name], &want, 1e-6);
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    eprintln!(
+        "{what}: {} gradients, worst relative error {:.2e} ({})",
+        vars.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(
+        worst.0 <= 1e-4,
+        "{what}: gradient of {}: {:.2e}",
+        worst.1,
+        worst.0
     );
 }
 
@@ -268,30 +307,8 @@ fn ms_tcn_step_matches_autodiff_with_dropout() {
     let (cpu, mut dev) = (make(), make());
     let mut stepper = WgpuStepper::new(gpu(), &dev, ADAM).unwrap();
     let grads = first_step(&objective, &cpu, &dev, &mut stepper, "ms-tcn");
-    let gpu_grads = pollster::block_on(stepper.gradients()).unwrap();
     let trainable = syncseg_core::train::trainable_vars(&cpu);
-    assert_eq!(gpu_grads.len(), trainable.len());
-    let mut worst = (0f32, String::new());
-    for (name, var) in &trainable {
-        let want: Vec<f32> = grads
-            .get(var)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let e = rel(&gpu_grads[name], &want, 1e-6);
-        if e > worst.0 {
-            worst = (e, name.clone());
-        }
-    }
-    eprintln!(
-        "{} gradients, worst relative error {:.2e} ({})",
-        trainable.len(),
-        worst.0,
-        worst.1
-    );
-    assert!(worst.0 <= 1e-4, "gradient of {}: {:.2e}", worst.1, worst.0);
+    assert_gradients_match(&stepper, &grads, &trainable, "ms-tcn");
     let mut adam = Adam::new(trainable, ADAM).unwrap();
     adam.step(&grads).unwrap();
     syncseg_core::train::step::Stepper::sync(&mut stepper, &mut dev).unwrap();
@@ -498,31 +515,9 @@ fn adapter_step_matches_autodiff() {
     let mut stepper = WgpuStepper::adapter(gpu(), &dev, ADAM).unwrap();
     let grads = first_step(&objective, &cpu, &dev, &mut stepper, "feature distillation");
 
-    let gpu_grads = pollster::block_on(stepper.gradients()).unwrap();
     let (adapter, varmap) = cpu.adapter.as_ref().unwrap();
     let vars = adapter.named_vars(varmap).unwrap();
-    assert_eq!(gpu_grads.len(), vars.len());
-    let mut worst = (0f32, String::new());
-    for (name, var) in &vars {
-        let want: Vec<f32> = grads
-            .get(var)
-            .unwrap_or_else(|| panic!("no CPU gradient for {name}"))
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let e = rel(&gpu_grads[name], &want, 1e-6);
-        if e > worst.0 {
-            worst = (e, name.clone());
-        }
-    }
-    eprintln!(
-        "{} adapter gradients, worst relative error {:.2e} ({})",
-        vars.len(),
-        worst.0,
-        worst.1
-    );
-    assert!(worst.0 <= 1e-4, "gradient of {}: {:.2e}", worst.1, worst.0);
+    assert_gradients_match(&stepper, &grads, &vars, "adapter");
 
     let mut adam = Adam::new(vars, ADAM).unwrap();
     adam.step(&grads).unwrap();
