@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, Access, Kernel};
+use crate::kernel::{Access, Kernel};
+use crate::kernels;
 
 /// A wgpu device with every kernel's pipeline.
 pub struct Gpu {

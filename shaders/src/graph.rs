@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::gpu::Gpu;
-use crate::kernels::Kernel;
+use crate::kernel::Kernel;
 
 /// A buffer of the graph (its own or imported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod kernel;
 pub mod kernels;
 pub mod ops;
 pub mod segmenter;
