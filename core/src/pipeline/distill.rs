@@ -362,6 +362,9 @@ pub fn distill(
     if o.epochs == 0 || o.batch_size == 0 {
         return Err(Error::invalid("`epochs` and `batch_size` must be positive"));
     }
+    if o.level != Level::Feature {
+        crate::train::distill::check_settings(&o.levels, &o.loss_config())?;
+    }
     let device = Device::Cpu;
     let out = &inputs.out;
     if o.resume && !out.is_dir() {

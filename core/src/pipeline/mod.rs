@@ -338,6 +338,16 @@ mod tests {
             .to_string();
         assert!(err.contains("`drop_rate` 1.5: must be in [0, 1)"), "{err}");
         assert!(!refused.exists(), "nothing written");
+        let bad = DistillOptions {
+            levels: vec![6],
+            ..options.clone()
+        };
+        let err = distill(&inputs_refused, &bad, &mut CpuEngine, &mut Silent)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("`levels` [6]"), "{err}");
+        assert!(!refused.exists(), "nothing written");
 
         let pred = dir.path().join("pred");
         let report = predict(

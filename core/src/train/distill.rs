@@ -383,6 +383,24 @@ impl Default for LossConfig {
     }
 }
 
+/// Refuses distilled `levels` or `loss` settings that
+/// [`Distill::with_loss`] cannot use (for a caller to check before any
+/// work).
+pub fn check_settings(levels: &[usize], loss: &LossConfig) -> Result<()> {
+    if !(loss.weight >= 0.0 && loss.weight.is_finite()) {
+        return Err(Error::invalid(format!(
+            "`loss_weight` {}: must be a non-negative number",
+            loss.weight
+        )));
+    }
+    if levels.is_empty() || levels.iter().any(|&l| l > 5) {
+        return Err(Error::invalid(format!(
+            "`levels` {levels:?}: choose among 0 (full resolution) … 5 (T/32)"
+        )));
+    }
+    Ok(())
+}
+
 /// The distillation objective.
 pub struct Distill<'a> {
     pairs: &'a [Pair],
@@ -467,12 +485,7 @@ impl<'a> Distill<'a> {
                 loss.loss.name()
             )));
         }
-        if !(loss.weight >= 0.0 && loss.weight.is_finite()) {
-            return Err(Error::invalid(format!(
-                "`loss_weight` {}: must be a non-negative number",
-                loss.weight
-            )));
-        }
+        check_settings(&levels, &loss)?;
         let classifier = match loss.loss {
             AdaptLoss::Grl => Some(DomainClassifier::seeded(
                 teacher.meta.classes.len(),
@@ -483,11 +496,6 @@ impl<'a> Distill<'a> {
             )?),
             _ => None,
         };
-        if levels.is_empty() || levels.iter().any(|&l| l > 5) {
-            return Err(Error::invalid(format!(
-                "`levels` {levels:?}: choose among 0 (full resolution) … 5 (T/32)"
-            )));
-        }
         let lens = |ps: &[Pair]| ps.iter().map(|p| p.student.frames).collect::<Vec<_>>();
         let val_windows = windows(&lens(val), window_frames);
         let train_windows = windows(&lens(pairs), window_frames);
