@@ -19,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod npy;
+pub mod pipeline;
 pub mod predict;
 pub mod report;
 pub mod segments;

@@ -4,16 +4,23 @@ mod commands;
 mod progress;
 mod video;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = commands::Cli::parse();
+    let matches = commands::Cli::command().get_matches();
+    let cli = commands::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
+    let flags = commands::flags_of(&matches);
     match commands::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the context chain joined by ": ".
-            eprintln!("error: {err:#}");
+            // One line: the context chain joined by ": ", with the options
+            // core names (`max_frames`) as this command's flags (--max-frames).
+            let text = syncseg_core::pipeline::rename_options(&format!("{err:#}"), |name| {
+                let flag = name.replace('_', "-");
+                flags.contains(&flag).then(|| format!("--{flag}"))
+            });
+            eprintln!("error: {text}");
             std::process::ExitCode::FAILURE
         }
     }

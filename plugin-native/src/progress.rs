@@ -143,3 +143,97 @@ impl syncseg_core::train::fit::Observer for EpochBars {
         tracing::debug!(epoch = record.epoch, loss = record.train_loss, "epoch done");
     }
 }
+
+/// How the command line follows a pipeline job: "training on …" and the
+/// saved model on stderr, epoch bars, a bar over videos, notes.
+pub struct CliMonitor {
+    /// The command's stages have their name before each line (`distill`).
+    prefixed: bool,
+    bars: Option<EpochBars>,
+    /// The prefix of the bar over items, and the bar once the total is known.
+    items: Option<(&'static str, Option<ProgressBar>)>,
+}
+
+impl CliMonitor {
+    /// A monitor of `syncseg train` (one stage, lines without its name).
+    pub fn train() -> Self {
+        CliMonitor {
+            prefixed: false,
+            bars: None,
+            items: None,
+        }
+    }
+
+    /// A monitor of `syncseg distill` (lines name their stage).
+    pub fn distill() -> Self {
+        CliMonitor {
+            prefixed: true,
+            ..CliMonitor::train()
+        }
+    }
+
+    /// A monitor of a job over videos (`predict`): a bar labelled `prefix`.
+    pub fn items(prefix: &'static str) -> Self {
+        CliMonitor {
+            items: Some((prefix, None)),
+            ..CliMonitor::train()
+        }
+    }
+}
+
+impl syncseg_core::train::fit::Observer for CliMonitor {
+    fn step(&mut self, epoch: usize, done: usize, total: usize, loss: f32) {
+        if let Some(bars) = &mut self.bars {
+            bars.step(epoch, done, total, loss);
+        }
+    }
+    fn epoch(&mut self, record: &syncseg_core::train::fit::EpochRecord, epochs: usize) {
+        if let Some(bars) = &mut self.bars {
+            bars.epoch(record, epochs);
+        }
+    }
+}
+
+impl syncseg_core::pipeline::Monitor for CliMonitor {
+    fn stage_started(&mut self, stage: &str, device: &str) {
+        if self.prefixed {
+            eprintln!("{stage}: training on {device}");
+        } else {
+            eprintln!("training on {device}");
+        }
+        self.bars = Some(EpochBars::new(stage));
+    }
+
+    fn stage_finished(&mut self, r: &syncseg_core::pipeline::StageReport) {
+        if let Some(mut bars) = self.bars.take() {
+            bars.finish();
+        }
+        let out = r.out.display();
+        let name = &r.stage;
+        match (r.best, self.prefixed) {
+            (Some((score, epoch)), false) if r.validated => eprintln!(
+                "best epoch {epoch} (validation F1@{{10,25,50}}+Edit+MoF = {score:.2}) saved to {out}"
+            ),
+            (_, false) => eprintln!("last epoch saved to {out} (no validation videos)"),
+            (Some((score, epoch)), true) if r.validated => eprintln!(
+                "{name}: saved {out} (epoch {epoch}, held-out loss {:.5})",
+                -score
+            ),
+            (_, true) => eprintln!("{name}: saved {out} (last epoch; no held-out pairs)"),
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    fn item_done(&mut self, done: usize, total: usize) {
+        if let Some((prefix, pb)) = &mut self.items {
+            let pb = pb.get_or_insert_with(|| bar(total as u64, prefix, "videos"));
+            pb.set_position(done as u64);
+            if done == total {
+                pb.finish_and_clear();
+            }
+        }
+    }
+}

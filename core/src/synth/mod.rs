@@ -139,7 +139,7 @@ impl SynthConfig {
         let dim = dim.unwrap_or(default_dim);
         if !(1..=4096).contains(&dim) {
             return Err(Error::invalid(format!(
-                "--dim {dim}: the feature dimension must be between 1 and 4096"
+                "`dim` {dim}: the feature dimension must be between 1 and 4096"
             )));
         }
         Ok(SynthConfig {
@@ -384,7 +384,7 @@ impl Generator {
                 .is_none();
             if !empty {
                 return Err(Error::invalid(format!(
-                    "{}: already exists and is not empty; choose another --out or remove it",
+                    "{}: already exists and is not empty; choose another `out` or remove it",
                     out.display()
                 )));
             }

@@ -88,7 +88,7 @@ pub fn check_step_fits(
         return Err(Error::invalid(format!(
             "a training step on {batch} window(s) of {frames} frames needs about {:.1} GiB \
              (activations {:.1} GiB, model and optimizer {:.2} GiB) but {:.1} GiB of memory \
-             are available: lower --batch-size or --max-frames",
+             are available: lower `batch_size` or `max_frames`",
             gib(model + step),
             gib(step),
             gib(model),
@@ -118,7 +118,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("8 window(s) of 100000 frames") && err.contains("--max-frames"),
+            err.contains("8 window(s) of 100000 frames") && err.contains("`max_frames`"),
             "{err}"
         );
     }

@@ -53,6 +53,23 @@ pub enum Pairing {
     SameProcedure,
 }
 
+impl Pairing {
+    /// The pairing's name (`synchronized`, `random`, `same-procedure`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Pairing::Synchronized => "synchronized",
+            Pairing::Random => "random",
+            Pairing::SameProcedure => "same-procedure",
+        }
+    }
+}
+
+impl std::fmt::Display for Pairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for Pairing {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -83,7 +100,7 @@ pub struct PairOptions {
 impl Default for PairOptions {
     fn default() -> Self {
         PairOptions {
-            pairing: Pairing::Synchronized,
+            pairing: Pairing::default(),
             drop_rate: 0.0,
             fraction: 1.0,
             seed: 0,
@@ -117,7 +134,7 @@ fn drop_frames(f: &Features, rate: f64, rng: &mut impl Rng) -> Result<Features> 
     let keep: Vec<usize> = (0..f.frames).filter(|_| !rng.random_bool(rate)).collect();
     if keep.is_empty() {
         return Err(Error::invalid(format!(
-            "--drop-rate {rate} dropped every frame of a video"
+            "`drop_rate` {rate} dropped every frame of a video"
         )));
     }
     f.select_frames(&keep)
@@ -158,12 +175,12 @@ pub fn make_pairs(
     } = *options;
     if !(0.0..1.0).contains(&drop_rate) {
         return Err(Error::invalid(format!(
-            "--drop-rate {drop_rate}: must be in [0, 1)"
+            "`drop_rate` {drop_rate}: must be in [0, 1)"
         )));
     }
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(Error::invalid(format!(
-            "--pairs-fraction {fraction}: must be in (0, 1]"
+            "`pairs_fraction` {fraction}: must be in (0, 1]"
         )));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd157_1770);
@@ -190,7 +207,7 @@ pub fn make_pairs(
             for (i, r) in recordings.iter().enumerate() {
                 let proc = procedures.get(&r.0).ok_or_else(|| {
                     Error::invalid(format!(
-                        "--pairing same-procedure: no procedure is known for '{}'",
+                        "`pairing` same-procedure: no procedure is known for '{}'",
                         r.0
                     ))
                 })?;
@@ -210,7 +227,7 @@ pub fn make_pairs(
             }
             if partner.iter().all(|&p| p == usize::MAX) {
                 return Err(Error::invalid(
-                    "--pairing same-procedure: no two videos share a procedure",
+                    "`pairing` same-procedure: no two videos share a procedure",
                 ));
             }
             partner
@@ -314,6 +331,12 @@ impl AdaptLoss {
     }
 }
 
+impl std::fmt::Display for AdaptLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for AdaptLoss {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -349,7 +372,7 @@ pub struct LossConfig {
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
-            loss: AdaptLoss::SyncMse,
+            loss: AdaptLoss::default(),
             weight: 1.0,
             sdtw_gamma: 1.0,
             tcc_temperature: 0.1,
@@ -357,6 +380,37 @@ impl Default for LossConfig {
             seed: 0,
         }
     }
+}
+
+/// Refuses `loss` settings that [`Distill::with_loss`] cannot use (for a
+/// caller to check before any work).
+pub fn check_loss(loss: &LossConfig) -> Result<()> {
+    if !(loss.weight >= 0.0 && loss.weight.is_finite()) {
+        return Err(Error::invalid(format!(
+            "`loss_weight` {}: must be a non-negative number",
+            loss.weight
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses distilled `levels` that are not outputs of `backbone`: the
+/// C2F-TCN's heads 0 … 5, MS-TCN++'s stages.
+pub fn check_levels(levels: &[usize], backbone: &BackboneConfig) -> Result<()> {
+    let outputs = backbone.outputs();
+    if levels.is_empty() || levels.iter().any(|&l| l >= outputs) {
+        let choice = match backbone.kind() {
+            BackboneKind::C2fTcn => "0 (full resolution) … 5 (T/32)".to_string(),
+            BackboneKind::MsTcn => format!(
+                "the MS-TCN++ stages 0 (prediction generation) … {}",
+                outputs - 1
+            ),
+        };
+        return Err(Error::invalid(format!(
+            "`levels` {levels:?}: choose among {choice}"
+        )));
+    }
+    Ok(())
 }
 
 /// The distillation objective.
@@ -441,16 +495,12 @@ impl<'a> Distill<'a> {
     ) -> Result<Self> {
         if loss.loss.is_uda() && task.is_none() {
             return Err(Error::invalid(format!(
-                "--loss {}: a UDA loss trains with the task loss on labelled teacher-view videos; give them (--task-videos)",
+                "`loss` {}: a UDA loss trains with the task loss on labelled teacher-view videos; give them (`task_videos`)",
                 loss.loss.name()
             )));
         }
-        if !(loss.weight >= 0.0 && loss.weight.is_finite()) {
-            return Err(Error::invalid(format!(
-                "--loss-weight {}: must be a non-negative number",
-                loss.weight
-            )));
-        }
+        check_loss(&loss)?;
+        check_levels(&levels, &teacher.meta.backbone)?;
         let classifier = match loss.loss {
             AdaptLoss::Grl => Some(DomainClassifier::seeded(
                 teacher.meta.classes.len(),
@@ -462,19 +512,6 @@ impl<'a> Distill<'a> {
             _ => None,
         };
         let backbone = teacher.meta.backbone.clone();
-        let outputs = backbone.outputs();
-        if levels.is_empty() || levels.iter().any(|&l| l >= outputs) {
-            let choice = match backbone.kind() {
-                BackboneKind::C2fTcn => "0 (full resolution) … 5 (T/32)".to_string(),
-                BackboneKind::MsTcn => format!(
-                    "the MS-TCN++ stages 0 (prediction generation) … {}",
-                    outputs - 1
-                ),
-            };
-            return Err(Error::invalid(format!(
-                "--levels {levels:?}: choose among {choice}"
-            )));
-        }
         let lens = |ps: &[Pair]| ps.iter().map(|p| p.student.frames).collect::<Vec<_>>();
         let val_windows = windows(&lens(val), window_frames);
         let train_windows = windows(&lens(pairs), window_frames);
@@ -865,7 +902,7 @@ mod tests {
         );
         for bad in [0.0, 1.5, f64::NAN] {
             let err = make_pairs(recordings(3), &opts(bad, 1), &none).unwrap_err();
-            assert!(err.to_string().contains("--pairs-fraction"), "{err}");
+            assert!(err.to_string().contains("`pairs_fraction`"), "{err}");
         }
     }
 

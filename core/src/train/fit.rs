@@ -173,7 +173,7 @@ pub fn fit_with(
     if resume {
         let last = out.committed_last()?.ok_or_else(|| {
             Error::invalid(format!(
-                "--resume: {} has no interrupted run to resume (no last/ folder): run without --resume",
+                "`resume`: {} has no interrupted run to resume (no last/ folder): run without `resume`",
                 out.path().display()
             ))
         })?;
@@ -357,7 +357,7 @@ fn read_progress(last: &Path, epochs: usize) -> Result<Progress> {
         return Err(Error::format(
             &path,
             format!(
-                "{} epochs are done, more than --epochs {epochs}: resume with --epochs {} or more",
+                "{} epochs are done, more than `epochs` {epochs}: resume with `epochs` {} or more",
                 progress.epochs_done, progress.epochs_done
             ),
         ));
@@ -460,7 +460,7 @@ mod tests {
         assert!(err.contains("unreadable progress"), "{err}");
         let err = refused(&progress_json("3", 3), 2);
         assert!(
-            err.contains("3 epochs are done, more than --epochs 2") && err.contains("--epochs 3"),
+            err.contains("3 epochs are done, more than `epochs` 2") && err.contains("`epochs` 3"),
             "{err}"
         );
         // 2^64 − 1 epochs: refused, no overflow in the epoch loop.

@@ -125,7 +125,7 @@ impl RunDir {
                 };
                 return Err(Error::invalid(format!(
                     "{}: another syncseg run ({holder}) is writing into this folder \
-                     (it holds {LOCK_FILE}); wait for it to finish, or choose another --out",
+                     (it holds {LOCK_FILE}); wait for it to finish, or choose another `out`",
                     root.display()
                 )));
             }
@@ -157,7 +157,7 @@ impl RunDir {
             Ok(m) if m.is_dir() => Ok(Some(last)),
             Ok(_) => Err(Error::format(
                 &last,
-                "not a folder: remove it, or choose another --out",
+                "not a folder: remove it, or choose another `out`",
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&last, e)),
@@ -442,7 +442,7 @@ mod tests {
         assert!(
             err.contains(&out.path().display().to_string())
                 && err.contains(&format!("process {}", std::process::id()))
-                && err.contains("another --out"),
+                && err.contains("another `out`"),
             "{err}"
         );
         assert!(!err.contains('\n'), "{err}");

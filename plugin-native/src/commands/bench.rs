@@ -37,7 +37,7 @@ pub struct Args {
     json: bool,
     /// Where the training step runs: candle on the CPU or the WGSL training
     /// kernels on the wgpu adapter (inference there: `bench predict`).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::default())]
     device: DeviceChoice,
     /// Warm-up iterations before timing.
     #[arg(long, default_value_t = 2)]

@@ -25,7 +25,7 @@ pub enum AdapterSize {
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
     /// Where the model runs.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::default())]
     device: DeviceChoice,
     /// Feature dimension D.
     #[arg(long, default_value_t = 1024)]
@@ -170,7 +170,7 @@ pub struct VitBenchArgs {
     #[arg(long, default_value_t = 3)]
     iters: usize,
     /// Where the ViT runs: cpu, wgpu or auto.
-    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::default())]
     device: super::device::DeviceChoice,
     /// Print one JSON object instead of text.
     #[arg(long)]

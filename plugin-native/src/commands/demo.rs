@@ -11,21 +11,20 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use candle_core::Device;
 use serde::Serialize;
 use syncseg_core::labels::{read_bundle, Mapping};
-use syncseg_core::metrics::{EvalOptions, Evaluator, Scores};
-use syncseg_core::model::SegModel;
+use syncseg_core::metrics::Scores;
+use syncseg_core::model::BackboneKind;
 use syncseg_core::npy::FeatureLayout;
-use syncseg_core::predict::predict;
+use syncseg_core::pipeline::study::{score, Budget};
+use syncseg_core::pipeline::{CpuEngine, Level};
 use syncseg_core::report::scores_table;
 use syncseg_core::report::timeline::{timeline_svg, TimelineVideo};
 use syncseg_core::synth::{Generator, Preset, SynthConfig};
 use syncseg_core::train::data::load_labeled;
 use syncseg_core::train::distill::Pairing;
 
-use super::device::DeviceChoice;
-use super::{distill, train};
+use crate::progress::CliMonitor;
 
 /// Marks a folder as the demo's own, so a re-run may replace it.
 const MARKER: &str = ".syncseg-demo";
@@ -52,36 +51,10 @@ pub struct Args {
     /// the preset's budget (small 15, paper 30).
     #[arg(long)]
     distill_epochs: Option<usize>,
-}
-
-/// Training budgets per preset.
-pub(super) struct Budget {
-    pub width_scale: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub distill_epochs: usize,
-    pub distill_lr: f64,
-}
-
-pub(super) fn budget(preset: Preset) -> Budget {
-    match preset {
-        // A quarter-width C2F-TCN: the small benchmark has 64-D features and
-        // ~20 training videos; the full width only costs time there.
-        Preset::Small => Budget {
-            width_scale: 0.25,
-            epochs: 20,
-            lr: 1e-3,
-            distill_epochs: 15,
-            distill_lr: 5e-4,
-        },
-        Preset::Paper => Budget {
-            width_scale: 1.0,
-            epochs: 50,
-            lr: 5e-4,
-            distill_epochs: 30,
-            distill_lr: 1e-4,
-        },
-    }
+    /// The temporal network of every model: `c2f-tcn` (the paper's) or
+    /// `ms-tcn` (MS-TCN++; TAS distillation then distils its stages).
+    #[arg(long, default_value_t = BackboneKind::default())]
+    backbone: BackboneKind,
 }
 
 /// One row of the table.
@@ -118,126 +91,12 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn train_args(
-    data: &Path,
-    view: &str,
-    out: PathBuf,
-    b: &Budget,
-    seed: u64,
-) -> train::Args {
-    train::Args {
-        features: data.join("features").join(view),
-        labels: data.join("groundTruth"),
-        mapping: data.join("mapping.txt"),
-        videos: data.join(format!("splits/{view}_train.bundle")),
-        val_videos: Some(data.join(format!("splits/{view}_val.bundle"))),
-        out,
-        epochs: b.epochs,
-        lr: b.lr,
-        backbone: syncseg_core::model::BackboneKind::default(),
-        weight_decay: 1e-4,
-        batch_size: 4,
-        seed,
-        background: vec!["background".into()],
-        max_frames: 600,
-        smoothing: syncseg_core::train::supervised::SupervisedLoss::default().smoothing,
-        patience: None,
-        time_major: false,
-        width_scale: b.width_scale,
-        resume: false,
-        // The demo and the paper's benchmark train with candle on the CPU:
-        // their figures are the reference the GPU path is compared with.
-        device: DeviceChoice::Cpu,
-        log_json: None,
-    }
-}
-
-pub(super) fn distill_args(
-    data: &Path,
-    teacher: PathBuf,
-    out: PathBuf,
-    level: distill::Level,
-    pairing: Pairing,
-    b: &Budget,
-    seed: u64,
-) -> distill::Args {
-    distill::Args {
-        teacher,
-        teacher_features: None,
-        student_features: None,
-        dataset: Some(data.to_path_buf()),
-        teacher_view: Some("exo".into()),
-        student_view: Some("ego".into()),
-        videos: data.join("splits/adapt.bundle"),
-        val_videos: Some(data.join("splits/adapt_val.bundle")),
-        out,
-        levels: None,
-        pairing,
-        procedures: None,
-        drop_rate: 0.0,
-        pairs_fraction: 1.0,
-        loss: syncseg_core::train::distill::AdaptLoss::SyncMse,
-        loss_weight: 1.0,
-        sdtw_gamma: 1.0,
-        tcc_temperature: 0.1,
-        task_videos: None,
-        task_val_videos: None,
-        task_labels: None,
-        epochs: b.distill_epochs,
-        lr: b.distill_lr,
-        weight_decay: 1e-4,
-        batch_size: 4,
-        seed,
-        time_major: false,
-        resume: false,
-        level,
-        adapter_layers: 2,
-        adapter_heads: 4,
-        adapter_width: 64,
-        adapter_ffn: 128,
-        adapter_epochs: Some(b.distill_epochs),
-        adapter_lr: 1e-3,
-        device: DeviceChoice::Cpu,
-        log_json: None,
-    }
-}
-
-/// Predictions of `model` on `view`'s test split, scored with background removed.
-pub(super) fn score(
-    model_dir: &Path,
-    data: &Path,
-    view: &str,
-    mapping: &Mapping,
-) -> anyhow::Result<(Scores, Vec<Vec<u32>>)> {
-    let model = SegModel::load(model_dir, &Device::Cpu)?;
-    let names = read_bundle(data.join(format!("splits/{view}_test.bundle")))?;
-    let bg = mapping.id_of("background").into_iter().collect::<Vec<_>>();
-    let mut eval = Evaluator::new(EvalOptions::with_background(bg));
-    let mut preds = Vec::new();
-    // One video in memory at a time: the paper preset's test split is GBs.
-    for name in &names {
-        let v = load_labeled(
-            &data.join("features").join(view),
-            &data.join("groundTruth"),
-            mapping,
-            std::slice::from_ref(name),
-            FeatureLayout::DimByTime,
-        )?
-        .remove(0);
-        let p = predict(&model, &v.features)?;
-        eval.add_video(&v.labels, &p.labels)
-            .with_context(|| format!("video '{}'", v.name))?;
-        preds.push(p.labels);
-    }
-    Ok((eval.finish(), preds))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     prepare_out(&args.out)?;
     let data = args.out.join("data");
     let models = args.out.join("models");
-    let mut b = budget(args.preset);
+    let mut b = Budget::for_preset(args.preset);
     if let Some(e) = args.epochs {
         if e == 0 {
             bail!("--epochs must be positive");
@@ -274,9 +133,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("[2/5] training the exo teacher (exo oracle) and the ego oracle, with labels");
     for (view, dir) in [("exo", "exo_teacher"), ("ego", "ego_oracle")] {
-        let mut a = train_args(&data, view, models.join(dir), &b, args.seed);
-        a.log_json = Some(logs.join(format!("{dir}.jsonl")));
-        train::run(a)?;
+        // The demo and the paper's benchmark train with candle on the CPU:
+        // their figures are the reference the GPU path is compared with.
+        let (inputs, mut options) = b.train(&data, view, models.join(dir), args.seed);
+        options.backbone = args.backbone;
+        options.log_json = Some(logs.join(format!("{dir}.jsonl")));
+        syncseg_core::pipeline::train(&inputs, &options, &mut CpuEngine, &mut CliMonitor::train())?;
         stage_done(dir);
     }
 
@@ -285,20 +147,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let teacher = models.join("exo_teacher");
     let runs = [
-        (
-            "feature_distill",
-            distill::Level::Feature,
-            Pairing::Synchronized,
-        ),
-        ("tas_distill", distill::Level::Tas, Pairing::Synchronized),
-        ("both_distill", distill::Level::Both, Pairing::Synchronized),
-        ("random_pairs", distill::Level::Tas, Pairing::Random),
+        ("feature_distill", Level::Feature, Pairing::Synchronized),
+        ("tas_distill", Level::Tas, Pairing::Synchronized),
+        ("both_distill", Level::Both, Pairing::Synchronized),
+        ("random_pairs", Level::Tas, Pairing::Random),
     ];
     for (dir, level, pairing) in runs {
         let out = models.join(dir);
-        let mut a = distill_args(&data, teacher.clone(), out, level, pairing, &b, args.seed);
-        a.log_json = Some(logs.join(format!("{dir}.jsonl")));
-        distill::run(a)?;
+        let (inputs, mut options) =
+            b.distill(&data, teacher.clone(), out, level, pairing, args.seed);
+        options.log_json = Some(logs.join(format!("{dir}.jsonl")));
+        syncseg_core::pipeline::distill(
+            &inputs,
+            &options,
+            &mut CpuEngine,
+            &mut CliMonitor::distill(),
+        )?;
         stage_done(dir);
     }
 
@@ -364,6 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let results = serde_json::json!({
         "preset": args.preset,
         "seed": args.seed,
+        "backbone": args.backbone,
         "rows": rows,
         "note": "Scores on the ego test split (exo-oracle: exo test split); background removed from segments, kept in MoF.",
         "seconds": started.elapsed().as_secs_f64(),
@@ -398,13 +263,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .collect(),
         })
         .collect();
-    let bg = mapping.id_of("background").into_iter().collect::<Vec<_>>();
+    let bg = mapping
+        .id_of(syncseg_core::pipeline::study::BACKGROUND)
+        .into_iter()
+        .collect::<Vec<_>>();
     let svg = timeline_svg(&videos, mapping.names(), &bg);
     syncseg_core::fsio::write_bytes_atomic(args.out.join("timeline.svg"), svg.as_bytes())?;
 
     println!(
-        "Exo→ego transfer on the synthetic benchmark ({:?} preset, seed {}):\n",
-        args.preset, args.seed
+        "Exo→ego transfer on the synthetic benchmark ({:?} preset, seed {}, {}):\n",
+        args.preset, args.seed, args.backbone
     );
     print!("{table}");
     println!(

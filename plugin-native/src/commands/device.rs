@@ -5,10 +5,10 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor, Var};
 use syncseg_core::features::Features;
 use syncseg_core::model::SegModel;
+use syncseg_core::pipeline::{CpuEngine, Engine, Segmenter, Trained, Trainer};
 use syncseg_core::predict::{predict, Prediction};
 use syncseg_core::train::adam::AdamConfig;
 use syncseg_core::train::fit::Objective;
-use syncseg_core::train::step::{AutodiffStepper, Stepper};
 use syncseg_core::vision::Vit;
 use syncseg_shaders::train::WgpuStepper;
 use syncseg_shaders::vit::DEFAULT_BATCH;
@@ -66,22 +66,6 @@ pub fn open_gpu(choice: DeviceChoice) -> anyhow::Result<Option<Arc<Gpu>>> {
     }
 }
 
-/// Which part of the model a run trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trained {
-    /// The C2F-TCN (an adapter in front of it stays frozen).
-    Network,
-    /// The feature adapter (the C2F-TCN stays frozen).
-    Adapter,
-}
-
-/// What takes a training run's steps, and where.
-pub struct Trainer {
-    pub stepper: Box<dyn Stepper>,
-    /// "cpu" or the adapter's description.
-    pub device: String,
-}
-
 /// The stepper `choice` stands for when training `model`'s `vars` under
 /// `objective`. `gpu_unsupported` names why this run cannot train on the
 /// GPU (an objective without device kernels): an error for `wgpu`, the CPU
@@ -96,12 +80,8 @@ pub fn trainer(
     adam: AdamConfig,
     gpu_unsupported: Option<&str>,
 ) -> anyhow::Result<Trainer> {
-    let cpu = |mut vars: Vec<(String, Var)>| -> anyhow::Result<Trainer> {
-        vars.extend(objective.extra_vars());
-        Ok(Trainer {
-            stepper: Box::new(AutodiffStepper::new(vars, adam)?),
-            device: "cpu".into(),
-        })
+    let cpu = |vars: Vec<(String, Var)>| -> anyhow::Result<Trainer> {
+        Ok(CpuEngine::trainer(vars, objective, adam)?)
     };
     let gpu = match (choice, gpu_unsupported) {
         (DeviceChoice::Cpu, _) => return cpu(vars),
@@ -165,6 +145,53 @@ impl<'m> Runner<'m> {
     }
 }
 
+impl Segmenter for Runner<'_> {
+    fn predict(&mut self, features: &Features) -> syncseg_core::Result<Prediction> {
+        Runner::predict(self, features).map_err(|e| syncseg_core::Error::invalid(format!("{e:#}")))
+    }
+    fn describe(&self) -> String {
+        Runner::describe(self)
+    }
+}
+
+/// The pipeline's engine for `--device`: the training steps and the
+/// predictions of core's jobs run where `choice` says.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceEngine(pub DeviceChoice);
+
+impl Engine for DeviceEngine {
+    fn check_cpu_only(&mut self, why: &str) -> syncseg_core::Result<()> {
+        match self.0 {
+            DeviceChoice::Wgpu => Err(syncseg_core::Error::invalid(format!(
+                "--device wgpu: {why}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn trainer(
+        &mut self,
+        model: &SegModel,
+        trained: Trained,
+        vars: Vec<(String, Var)>,
+        objective: &dyn Objective,
+        adam: AdamConfig,
+        cpu_only: Option<&str>,
+    ) -> syncseg_core::Result<Trainer> {
+        trainer(self.0, model, trained, vars, objective, adam, cpu_only)
+            .map_err(|e| syncseg_core::Error::invalid(format!("{e:#}")))
+    }
+
+    fn segmenter<'m>(
+        &mut self,
+        model: &'m SegModel,
+    ) -> syncseg_core::Result<Box<dyn Segmenter + 'm>> {
+        let runner = Runner::open(self.0, model)
+            .map_err(|e| syncseg_core::Error::invalid(format!("{e:#}")))?;
+        Ok(Box::new(runner))
+    }
+}
+
 /// A DINOv2 ViT ready to embed frames on one backend.
 pub enum FrameEncoder {
     Cpu(Vit),
@@ -223,32 +250,4 @@ impl FrameEncoder {
             FrameEncoder::Wgpu(v) => v.gpu().describe(),
         }
     }
-}
-
-/// Refuses, before training, a C2F-TCN step on the CPU that cannot fit in
-/// the memory the system has available (core's estimate).
-pub fn check_cpu_step_fits(
-    model: &SegModel,
-    objective: &dyn Objective,
-    batch_size: usize,
-) -> anyhow::Result<()> {
-    let windows = objective.windows();
-    let frames = windows
-        .iter()
-        .map(|w| w.len)
-        .max()
-        .unwrap_or(0)
-        .max(syncseg_core::model::MIN_FRAMES);
-    let parameters: usize = syncseg_core::train::trainable_vars(model)
-        .iter()
-        .map(|(_, v)| v.elem_count())
-        .sum();
-    syncseg_core::train::budget::check_step_fits(
-        &model.meta.backbone,
-        parameters,
-        batch_size.min(windows.len()).max(1),
-        frames,
-        syncseg_core::memory::available_bytes(),
-    )?;
-    Ok(())
 }

@@ -69,26 +69,11 @@ pub fn beside(
     segments: &[PredictedSegment],
     frames: usize,
 ) -> anyhow::Result<()> {
-    let (Some(format), Some(fps)) = (format, fps) else {
-        return Ok(());
-    };
-    let opts = ExportOptions {
-        title: video.to_string(),
-        video_frames: Some(frames as u64),
-        ..Default::default()
-    };
-    let rendered = match render(format, segments, fps, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("warning: {video}: not exported as {format}: {e}");
-            return Ok(());
-        }
-    };
-    for note in &rendered.notes {
-        eprintln!("note: {video}: {note}");
+    for line in
+        syncseg_core::pipeline::predict::export_beside(format, fps, out, video, segments, frames)?
+    {
+        eprintln!("{line}");
     }
-    let path = out.join(format!("{video}.{}", format.extension()));
-    syncseg_core::fsio::write_bytes_atomic(path, rendered.text.as_bytes())?;
     Ok(())
 }
 

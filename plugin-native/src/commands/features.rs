@@ -36,7 +36,7 @@ pub struct VitArgs {
     #[arg(long, default_value_t = 224)]
     pub crop: usize,
     /// Where the ViT (and, for `segment`, the model) runs: cpu, wgpu or auto.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = DeviceChoice::default())]
     pub device: DeviceChoice,
 }
 

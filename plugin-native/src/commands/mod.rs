@@ -74,6 +74,24 @@ pub enum BenchCommand {
     Paper(bench_paper::Args),
 }
 
+/// The long flags of the subcommand `matches` ran (`max-frames`, …), by
+/// which errors name core's options.
+pub fn flags_of(matches: &clap::ArgMatches) -> std::collections::HashSet<String> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        match cmd.find_subcommand(name) {
+            Some(c) => cmd = c.clone(),
+            None => break,
+        }
+        m = sub;
+    }
+    cmd.get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(a) => demo::run(a),

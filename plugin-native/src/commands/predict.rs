@@ -1,13 +1,11 @@
-//! `syncseg predict`: per-frame labels, segments and probabilities.
+//! `syncseg predict`: per-frame labels, segments and probabilities: the
+//! flags of [`syncseg_core::pipeline::predict`].
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use candle_core::Device;
-use syncseg_core::export::segments_file::SegmentsFile;
-use syncseg_core::labels::{read_bundle, write_frame_labels};
-use syncseg_core::model::SegModel;
-use syncseg_core::npy::{read_features, write_npy, FeatureLayout};
+use syncseg_core::pipeline::{PredictInputs, PredictOptions};
+
+use crate::progress::CliMonitor;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,64 +34,35 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true)]
     fps: Option<syncseg_core::export::FrameRate>,
     /// Where the model runs: cpu, wgpu (the GPU through Vulkan/Metal/DX12) or auto.
-    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::Cpu)]
+    #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::default())]
     device: super::device::DeviceChoice,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let device = Device::Cpu;
-    let model = SegModel::load(&args.model, &device)?;
-    let names = read_bundle(&args.videos)?;
-    let layout = if args.time_major {
-        FeatureLayout::TimeByDim
-    } else {
-        FeatureLayout::DimByTime
+    let inputs = PredictInputs {
+        model: args.model,
+        features: args.features,
+        videos: args.videos,
+        out: args.out,
     };
-    let mut runner = super::device::Runner::open(args.device, &model)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
-    let pb = crate::progress::bar(names.len() as u64, "predict", "videos");
-    for name in &names {
-        let fpath = args.features.join(format!("{name}.npy"));
-        let features = read_features(&fpath, layout)?;
-        let pred = runner
-            .predict(&features)
-            .with_context(|| format!("{}", fpath.display()))?;
-        let label_names: Vec<&str> = pred
-            .labels
-            .iter()
-            .map(|&l| model.meta.classes[l as usize].as_str())
-            .collect();
-        write_frame_labels(args.out.join(format!("{name}.txt")), &label_names)?;
-        SegmentsFile {
-            video: name.clone(),
-            frames: pred.labels.len() as u64,
-            fps: None,
-            segments: pred.segments(&model.meta.classes),
-        }
-        .write(args.out.join(format!("{name}.segments.json")))?;
-        super::export::beside(
-            args.export,
-            args.fps,
-            &args.out,
-            name,
-            &pred.segments(&model.meta.classes),
-            pred.labels.len(),
-        )?;
-        if args.save_probs {
-            write_npy(
-                args.out.join(format!("{name}.probs.npy")),
-                &[pred.classes, pred.labels.len()],
-                &pred.probs,
-            )?;
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
+    let options = PredictOptions {
+        save_probs: args.save_probs,
+        time_major: args.time_major,
+        export: args.export,
+        fps: args.fps,
+    };
+    let mut engine = super::device::DeviceEngine(args.device);
+    let report = syncseg_core::pipeline::predict(
+        &inputs,
+        &options,
+        &mut engine,
+        &mut CliMonitor::items("predict"),
+    )?;
     eprintln!(
         "segmented {} videos into {} ({})",
-        names.len(),
-        args.out.display(),
-        runner.describe()
+        report.videos,
+        inputs.out.display(),
+        report.device
     );
     Ok(())
 }

@@ -23,8 +23,10 @@ use syncseg_core::fsio::write_bytes_atomic;
 use syncseg_core::labels::Mapping;
 use syncseg_core::synth::{Generator, Preset, SynthConfig};
 
-use super::demo::{budget, distill_args, score, train_args};
-use super::{distill, train};
+use syncseg_core::pipeline::study::{score, Budget};
+use syncseg_core::pipeline::{CpuEngine, Level};
+
+use crate::progress::CliMonitor;
 use plan::{Cell, Job};
 use report::CellResult;
 
@@ -147,7 +149,7 @@ fn compute_cell(
     mapping: &Mapping,
 ) -> anyhow::Result<CellResult> {
     let started = Instant::now();
-    let mut b = budget(args.preset);
+    let mut b = Budget::for_preset(args.preset);
     if let Some(e) = args.epochs {
         b.epochs = e;
         b.distill_epochs = e;
@@ -159,34 +161,45 @@ fn compute_cell(
     }
     let mut pairs = None;
     match &cell.job {
-        Job::Train { view } => train::run(train_args(data, view, dir.clone(), &b, seed))?,
+        Job::Train { view } => {
+            let (inputs, options) = b.train(data, view, dir.clone(), seed);
+            syncseg_core::pipeline::train(
+                &inputs,
+                &options,
+                &mut CpuEngine,
+                &mut CliMonitor::train(),
+            )?;
+        }
         Job::Distill(job) => {
-            let mut a = distill_args(
+            let (mut inputs, mut options) = b.distill(
                 data,
                 models.join(job.teacher),
                 dir.clone(),
-                distill::Level::Tas,
+                Level::Tas,
                 job.pairing,
-                &b,
                 seed,
             );
-            a.teacher_view = Some(job.teacher_view.into());
-            a.student_view = Some(job.student_view.into());
-            a.loss = job.loss;
-            a.pairs_fraction = job.pairs_fraction;
-            a.drop_rate = job.drop_rate;
-            a.levels = Some(job.levels.clone());
+            inputs.teacher_view = Some(job.teacher_view.into());
+            inputs.student_view = Some(job.student_view.into());
+            options.loss = job.loss;
+            options.pairs_fraction = job.pairs_fraction;
+            options.drop_rate = job.drop_rate;
+            options.levels = Some(job.levels.clone());
             if !job.held_out {
-                a.val_videos = None;
+                inputs.val_videos = None;
             }
             if job.loss.is_uda() {
                 let split = |s: &str| data.join(format!("splits/{}_{s}.bundle", job.teacher_view));
-                a.task_videos = Some(split("train"));
-                a.task_val_videos = Some(split("val"));
+                inputs.task_videos = Some(split("train"));
+                inputs.task_val_videos = Some(split("val"));
             }
-            distill::run(a)?;
-            let meta = syncseg_core::model::SegModel::load(&dir, &candle_core::Device::Cpu)?.meta;
-            pairs = meta.provenance["pairs"].as_u64().map(|p| p as usize);
+            let report = syncseg_core::pipeline::distill(
+                &inputs,
+                &options,
+                &mut CpuEngine,
+                &mut CliMonitor::distill(),
+            )?;
+            pairs = Some(report.pairs);
         }
     }
     let mut scores = BTreeMap::new();

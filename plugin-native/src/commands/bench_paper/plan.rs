@@ -4,6 +4,7 @@
 //! synchronized TAS distillation is the last line of Tables 3 to 5, line 4
 //! of Table 6 and the last line of the layer ablation).
 
+use syncseg_core::pipeline::DistillOptions;
 use syncseg_core::train::distill::{AdaptLoss, Pairing, DEFAULT_LEVELS};
 
 /// One training run.
@@ -35,17 +36,20 @@ pub struct DistillJob {
 }
 
 impl DistillJob {
-    /// The method: synchronized exo → ego pairs, MSE on every head.
+    /// The method (the distillation options' defaults): synchronized exo →
+    /// ego pairs, MSE on every head.
     fn method() -> Self {
+        let d = DistillOptions::default();
         DistillJob {
             teacher: EXO_TEACHER,
             teacher_view: "exo",
             student_view: "ego",
-            loss: AdaptLoss::SyncMse,
-            pairing: Pairing::Synchronized,
-            pairs_fraction: 1.0,
-            drop_rate: 0.0,
-            levels: DEFAULT_LEVELS.to_vec(),
+            loss: d.loss,
+            pairing: d.pairing,
+            pairs_fraction: d.pairs_fraction,
+            drop_rate: d.drop_rate,
+            // The study's networks are C2F-TCNs: all six heads.
+            levels: d.levels.unwrap_or_else(|| DEFAULT_LEVELS.to_vec()),
             held_out: true,
         }
     }

@@ -1,0 +1,181 @@
+//! Segmenting a split of videos with a trained model: per-frame labels,
+//! segments, optionally probabilities and editor markers.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::{layout, Engine, Monitor};
+use crate::error::{Error, Result};
+use crate::export::segments_file::SegmentsFile;
+use crate::export::{render, ExportFormat, ExportOptions, FrameRate};
+use crate::labels::{read_bundle, write_frame_labels};
+use crate::model::SegModel;
+use crate::npy::{read_features, write_npy};
+use crate::predict::PredictedSegment;
+
+/// What a prediction run reads and where it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictInputs {
+    /// Model directory (from `train`, `distill` or an import).
+    pub model: PathBuf,
+    /// Folder of `<video>.npy` features.
+    pub features: PathBuf,
+    /// Videos to segment (a split bundle).
+    pub videos: PathBuf,
+    /// Output folder: `<video>.txt`, `<video>.segments.json` (and more).
+    pub out: PathBuf,
+}
+
+/// What to write besides labels and segments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PredictOptions {
+    /// Also write the ensemble probabilities `[K, T]` as `<video>.probs.npy`.
+    pub save_probs: bool,
+    /// Feature files are `[T, D]` instead of `[D, T]`.
+    pub time_major: bool,
+    /// Also export the segments as `<video>.<ext>` (needs `fps`).
+    #[serde(with = "by_name")]
+    pub export: Option<ExportFormat>,
+    /// Frame rate of the videos, for `export`.
+    #[serde(with = "by_name")]
+    pub fps: Option<FrameRate>,
+}
+
+/// Serde of an optional value by its `Display`/`FromStr` text.
+mod by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+        D: Deserializer<'de>,
+    {
+        Option::<String>::deserialize(d)?
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// What a prediction run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictReport {
+    /// Videos segmented.
+    pub videos: usize,
+    /// Where the model ran.
+    pub device: String,
+}
+
+/// Segments every video of `inputs.videos` into `inputs.out`.
+pub fn predict(
+    inputs: &PredictInputs,
+    options: &PredictOptions,
+    engine: &mut dyn Engine,
+    monitor: &mut dyn Monitor,
+) -> Result<PredictReport> {
+    if options.export.is_some() && options.fps.is_none() {
+        return Err(Error::invalid(
+            "`export` needs `fps` (the videos' frame rate)",
+        ));
+    }
+    let model = SegModel::load(&inputs.model, &Device::Cpu)?;
+    let names = read_bundle(&inputs.videos)?;
+    let layout = layout(options.time_major);
+    let mut segmenter = engine.segmenter(&model)?;
+    let out = &inputs.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for (done, name) in names.iter().enumerate() {
+        let fpath = inputs.features.join(format!("{name}.npy"));
+        let features = read_features(&fpath, layout)?;
+        let pred = segmenter
+            .predict(&features)
+            .map_err(|e| Error::invalid(format!("{}: {e}", fpath.display())))?;
+        let label_names: Vec<&str> = pred
+            .labels
+            .iter()
+            .map(|&l| model.meta.classes[l as usize].as_str())
+            .collect();
+        write_frame_labels(out.join(format!("{name}.txt")), &label_names)?;
+        let segments = pred.segments(&model.meta.classes);
+        SegmentsFile {
+            video: name.clone(),
+            frames: pred.labels.len() as u64,
+            fps: None,
+            segments: segments.clone(),
+        }
+        .write(out.join(format!("{name}.segments.json")))?;
+        for line in export_beside(
+            options.export,
+            options.fps,
+            out,
+            name,
+            &segments,
+            pred.labels.len(),
+        )? {
+            monitor.note(&line);
+        }
+        if options.save_probs {
+            write_npy(
+                out.join(format!("{name}.probs.npy")),
+                &[pred.classes, pred.labels.len()],
+                &pred.probs,
+            )?;
+        }
+        monitor.item_done(done + 1, names.len());
+    }
+    Ok(PredictReport {
+        videos: names.len(),
+        device: segmenter.describe(),
+    })
+}
+
+/// Writes `<out>/<video>.<ext>` when a format and a frame rate are given.
+/// A video the format cannot represent is skipped, not an error (a batch's
+/// main outputs are already written): the returned lines say so
+/// (`warning: …`), with the format's notes (`note: …`).
+pub fn export_beside(
+    format: Option<ExportFormat>,
+    fps: Option<FrameRate>,
+    out: &Path,
+    video: &str,
+    segments: &[PredictedSegment],
+    frames: usize,
+) -> Result<Vec<String>> {
+    let (Some(format), Some(fps)) = (format, fps) else {
+        return Ok(Vec::new());
+    };
+    let opts = ExportOptions {
+        title: video.to_string(),
+        video_frames: Some(frames as u64),
+        ..Default::default()
+    };
+    let rendered = match render(format, segments, fps, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(vec![format!(
+                "warning: {video}: not exported as {format}: {e}"
+            )])
+        }
+    };
+    let lines = rendered
+        .notes
+        .iter()
+        .map(|note| format!("note: {video}: {note}"))
+        .collect();
+    let path = out.join(format!("{video}.{}", format.extension()));
+    crate::fsio::write_bytes_atomic(path, rendered.text.as_bytes())?;
+    Ok(lines)
+}
