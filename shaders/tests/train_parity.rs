@@ -16,7 +16,7 @@ use syncseg_core::features::Features;
 use syncseg_core::model::tolerance::Tolerance;
 use syncseg_core::model::{C2fConfig, ModelMeta, SegModel};
 use syncseg_core::train::adam::{Adam, AdamConfig};
-use syncseg_core::train::fit::Objective;
+use syncseg_core::train::objective::Objective;
 use syncseg_core::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 use syncseg_core::train::windows::Window;
 use syncseg_shaders::train::WgpuStepper;

@@ -20,7 +20,8 @@ use crate::train::distill::{
     make_pairs, read_procedures, AdaptLoss, Distill, LossConfig, Pair, PairOptions, Pairing,
 };
 use crate::train::feature_distill::FeatureDistill;
-use crate::train::fit::{fit_with, FitConfig, Objective};
+use crate::train::fit::{fit_with, FitConfig};
+use crate::train::objective::Objective;
 use crate::train::run_dir::RunDir;
 use crate::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
 

@@ -32,7 +32,8 @@ use crate::model::SegModel;
 use crate::npy::FeatureLayout;
 use crate::predict::Prediction;
 use crate::train::adam::AdamConfig;
-use crate::train::fit::{EpochRecord, Objective, Observer, Silent};
+use crate::train::fit::{EpochRecord, Observer, Silent};
+use crate::train::objective::Objective;
 use crate::train::step::{AutodiffStepper, Stepper};
 
 pub use distill::{distill, DistillInputs, DistillOptions, DistillReport, Level};

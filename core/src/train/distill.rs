@@ -23,9 +23,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::alignment::{soft_dtw_divergence, tcc};
-use super::fit::{Objective, Validation};
 use super::losses::level_mse;
-use super::step::{BatchLoss, TrainBatch};
+use super::objective::{BatchLoss, Objective, TrainBatch, Validation};
 use super::supervised::Supervised;
 use super::uda::{coral, grl_lambda, mmd, DomainClassifier};
 use super::windows::{features_batch, padded_len, windows, Window};

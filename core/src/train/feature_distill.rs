@@ -11,8 +11,7 @@
 use candle_core::{Device, Tensor};
 
 use super::distill::Pair;
-use super::fit::{Objective, Validation};
-use super::step::{BatchLoss, TrainBatch};
+use super::objective::{BatchLoss, Objective, TrainBatch, Validation};
 use super::windows::{features_batch, windows, Window};
 use crate::error::Result;
 use crate::features::Features;

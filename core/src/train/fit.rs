@@ -29,8 +29,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::adam::AdamConfig;
+use super::objective::{Objective, Validation};
 use super::run_dir::{failpoint, RunDir};
-use super::step::{AutodiffStepper, Stepper, TrainBatch};
+use super::step::{AutodiffStepper, Stepper};
 use super::windows::Window;
 use crate::error::{Error, Result};
 use crate::model::SegModel;
@@ -48,43 +49,6 @@ pub struct FitConfig {
     pub seed: u64,
     /// Stop after this many epochs without a better validation score.
     pub patience: Option<usize>,
-}
-
-/// What an objective reports after validation: higher `score` is better.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Validation {
-    /// Selection score (higher is better).
-    pub score: f64,
-    /// Details to log and keep in the history (metrics, losses).
-    pub details: serde_json::Value,
-}
-
-/// A training objective: which windows exist, and the loss of a batch.
-pub trait Objective {
-    /// Every training window (the loop shuffles and batches them).
-    fn windows(&self) -> &[Window];
-    /// The loss of one batch, with the model in train mode.
-    fn loss(&self, model: &SegModel, batch: &[Window]) -> Result<Tensor>;
-    /// The batch described for an engine without autodiff (inputs and a
-    /// loss it implements), or `None` when only [`Objective::loss`] can
-    /// express this objective. `model` is the one being trained (for parts
-    /// of it that stay frozen, such as an adapter in front of a distilled
-    /// network).
-    fn train_batch(&self, _model: &SegModel, _batch: &[Window]) -> Result<Option<TrainBatch>> {
-        Ok(None)
-    }
-    /// Scores the current model on held-out data, if the objective has any.
-    fn validate(&self, model: &SegModel) -> Result<Option<Validation>>;
-    /// Called before each step's `loss` with the run's global step (0-based,
-    /// counted across resumptions) and the run's total number of steps, for
-    /// schedules and for objectives that draw extra batches.
-    fn begin_step(&self, _step: u64, _total_steps: u64) {}
-    /// Trainable variables the objective owns besides the model's (a domain
-    /// classifier): optimised with the model, kept in `last/` for resuming,
-    /// not part of the saved model.
-    fn extra_vars(&self) -> Vec<(String, Var)> {
-        Vec::new()
-    }
 }
 
 /// Where [`fit`] keeps an objective's own variables between resumptions.

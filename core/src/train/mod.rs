@@ -10,6 +10,7 @@ pub mod feature_distill;
 pub mod fit;
 pub mod log;
 pub mod losses;
+pub mod objective;
 pub mod run_dir;
 pub mod step;
 pub mod supervised;

@@ -4,7 +4,7 @@
 //! own backward kernels (`syncseg-shaders`' trainer).
 //!
 //! An engine without autodiff cannot run an arbitrary loss closure, so an
-//! objective also *describes* its batch ([`TrainBatch`]): the inputs and
+//! objective also *describes* its batch ([`super::objective::TrainBatch`]): the inputs and
 //! which loss to minimise over them. Objectives whose loss has no such
 //! description (the UDA and alignment baselines) train on the CPU.
 
@@ -13,59 +13,10 @@ use std::collections::HashMap;
 use candle_core::{Tensor, Var};
 
 use super::adam::{Adam, AdamConfig};
-use super::fit::Objective;
+use super::objective::Objective;
 use super::windows::Window;
 use crate::error::Result;
 use crate::model::SegModel;
-
-/// One batch as an engine without autodiff needs it.
-#[derive(Debug, Clone)]
-pub struct TrainBatch {
-    /// Features `[B, D, T]`, zero after each window's end.
-    pub x: Tensor,
-    /// Real frames `[B, T]` (1) and padding (0).
-    pub mask: Tensor,
-    /// The model's step count, which seeds the step's dropout masks.
-    pub step: u64,
-    /// What to minimise.
-    pub loss: BatchLoss,
-}
-
-/// The losses a device engine implements.
-#[derive(Debug, Clone)]
-pub enum BatchLoss {
-    /// Core's supervised loss on the heads' ensemble (C2F-TCN; MS-TCN++:
-    /// on every stage, summed): cross-entropy over frames of non-zero
-    /// `weight` plus `smoothing` · truncated MSE (τ).
-    Segmentation {
-        /// Class per frame `[B, T]` (u32).
-        labels: Tensor,
-        /// Cross-entropy weight per frame `[B, T]` (0 on padding and ignored classes).
-        weight: Tensor,
-        /// λ of the smoothing loss.
-        smoothing: f64,
-        /// τ of the smoothing loss.
-        tau: f64,
-    },
-    /// Distillation of the output: Σ over `levels` of the masked MSE
-    /// between the student's outputs' logits and the teacher's
-    /// ([`super::losses::level_mse`]; C2F-TCN heads or MS-TCN++ stages).
-    OutputDistillation {
-        /// The teacher's output logits, one `[B, K, Tₗ]` per level (C2F-TCN:
-        /// Tₗ = T >> l, l = 0 … 5; MS-TCN++: T for every stage; levels not
-        /// distilled may be empty tensors).
-        teacher: Vec<Tensor>,
-        /// Distilled levels (C2F-TCN: 0 = full resolution … 5 = T/32;
-        /// MS-TCN++: stage indices, 0 = prediction generation).
-        levels: Vec<usize>,
-    },
-    /// Distillation of features through the model's adapter: the masked
-    /// MSE between θ(`x`) and `target` (core's `FeatureDistill`).
-    FeatureDistillation {
-        /// The teacher view's features `[B, D, T]`.
-        target: Tensor,
-    },
-}
 
 /// Takes optimisation steps of a model's variables.
 pub trait Stepper {

@@ -9,9 +9,8 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::fit::{Objective, Validation};
 use super::losses::{ensemble_cross_entropy, truncated_mse};
-use super::step::{BatchLoss, TrainBatch};
+use super::objective::{BatchLoss, Objective, TrainBatch, Validation};
 use super::windows::{features_batch, labels_batch, padded_len, windows, Window};
 use crate::error::Result;
 use crate::features::Features;

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use syncseg_core::model::{AdapterConfig, C2fConfig, Mode, ModelMeta, SegModel};
 use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_core::train::losses::{ensemble_cross_entropy, truncated_mse};
-use syncseg_core::train::step::{BatchLoss, TrainBatch};
+use syncseg_core::train::objective::{BatchLoss, TrainBatch};
 use syncseg_core::train::supervised::SupervisedLoss;
 use syncseg_shaders::train::WgpuStepper;
 

@@ -8,7 +8,7 @@ use syncseg_core::model::SegModel;
 use syncseg_core::pipeline::{CpuEngine, Engine, Segmenter, Trained, Trainer};
 use syncseg_core::predict::{predict, Prediction};
 use syncseg_core::train::adam::AdamConfig;
-use syncseg_core::train::fit::Objective;
+use syncseg_core::train::objective::Objective;
 use syncseg_core::vision::Vit;
 use syncseg_shaders::train::WgpuStepper;
 use syncseg_shaders::vit::DEFAULT_BATCH;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use candle_core::{Tensor, Var};
 use syncseg_core::model::{BackboneConfig, SegModel};
 use syncseg_core::train::adam::AdamConfig;
-use syncseg_core::train::step::{BatchLoss, TrainBatch};
+use syncseg_core::train::objective::{BatchLoss, TrainBatch};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -363,7 +363,7 @@ impl syncseg_core::train::step::Stepper for WgpuStepper {
     fn step(
         &mut self,
         model: &mut SegModel,
-        objective: &dyn syncseg_core::train::fit::Objective,
+        objective: &dyn syncseg_core::train::objective::Objective,
         batch: &[syncseg_core::train::windows::Window],
     ) -> syncseg_core::Result<f32> {
         let described = objective.train_batch(model, batch)?.ok_or_else(|| {

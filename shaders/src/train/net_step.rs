@@ -12,7 +12,7 @@ use syncseg_core::model::c2f_tcn::c2f_forward;
 use syncseg_core::model::ms_tcn::ms_tcn_forward;
 use syncseg_core::model::ops::Ops;
 use syncseg_core::model::BackboneConfig;
-use syncseg_core::train::step::{BatchLoss, TrainBatch};
+use syncseg_core::train::objective::{BatchLoss, TrainBatch};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
