@@ -250,7 +250,7 @@ impl<'a> Recorder<'a> {
             self.g,
             &self.values,
             self.batch,
-            &mut self.tables,
+            &self.tables,
             &mut self.dropouts,
         )?;
         Ok(tape.params_with_grad())
@@ -264,7 +264,7 @@ impl<'a> Recorder<'a> {
     fn train_tape(&mut self) -> Result<&mut Tape> {
         self.tape
             .as_mut()
-            .ok_or_else(|| Error::invalid("internal: a loss in an inference graph"))
+            .ok_or_else(|| Error::invalid("internal: a training op in an inference graph"))
     }
 
     /// Σ over `probs` (each `[B, K, T]`) of core's supervised loss

@@ -21,7 +21,6 @@ use crate::kernels::batch_norm::{bn_backward, BatchNormSlots};
 use crate::kernels::conv::{ConvWeights, InputPart};
 use crate::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
 use crate::kernels::ensemble_grad::ensemble_head_grad;
-use crate::kernels::pool::resample_table;
 use crate::kernels::pool_grad::{max_pool_grad, resample_grad, resample_grad_starts};
 use crate::kernels::row_sum::row_sum;
 
@@ -196,7 +195,7 @@ impl Tape {
         g: &mut Graph,
         values: &[Value],
         batch: usize,
-        tables: &mut HashMap<(usize, usize), Slot>,
+        tables: &HashMap<(usize, usize), Slot>,
         dropouts: &mut [DropoutStream],
     ) -> Result<()> {
         let entries = std::mem::take(&mut self.entries);
@@ -266,9 +265,9 @@ impl Tape {
                             if !hv.needs_grad {
                                 continue;
                             }
-                            let table = tables.get(&(hv.len, t)).copied().unwrap_or_else(|| {
-                                g.constant_u32(&resample_table(hv.len, t), "resample.table")
-                            });
+                            let table = *tables
+                                .get(&(hv.len, t))
+                                .ok_or_else(|| Error::invalid("internal: no resampling table"))?;
                             let dz = self.temp(g, batch * k * t);
                             ensemble_head_grad(g, hv.slot, table, dp, dz, batch, k, hv.len, t, w);
                             let starts = self.starts(g, hv.len, t);
