@@ -72,5 +72,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p syncseg-wasm --target wasm32-unknown-unknown --locked -- -D warnings
-echo "== cargo test"
-cargo test --workspace --locked
+# Both tiers: the fast one (`cargo test`: units, op conformance, parity,
+# the quick end-to-end runs) and the slow one (`#[ignore = "slow tier …"]`:
+# the demo over three seeds, the paper study, the memory soaks, the kill
+# campaign, the browser).
+echo "== cargo test (fast and slow tiers)"
+cargo test --workspace --locked -- --include-ignored

@@ -344,53 +344,70 @@ fn train_predict_distill_without_labels() {
     assert!(!dir.path().join("z").exists(), "nothing half-written");
 }
 
-/// The paper's finding on a benchmark of another seed and dimension than the
-/// one syncseg was developed on (seed 0, D = 64): TAS distillation recovers
-/// most of the exo→ego gap, random pairing does not.
+/// The paper's findings on benchmarks of other seeds than the one syncseg
+/// was developed on (seed 0, D = 64), over three seeds (7, 8, 9; D = 48),
+/// with the thresholds written before the three were run (2026-12-02):
+/// on the mean over seeds, for Edit, F1@25 and MoF,
+/// * TAS distillation beats no adaptation by ≥ 20 (it recovers the gap),
+/// * the ego oracle beats no adaptation by ≥ 20 (the domain gap is real),
+/// * TAS distillation beats random pairs by ≥ 15 (synchronization, not the
+///   extra data, carries the adaptation);
+/// and on every seed, TAS distillation beats no adaptation.
 #[test]
-fn demo_shows_clear_improvement_over_no_adaptation() {
+#[ignore = "slow tier (three demo runs): bash scripts/test.sh runs it"]
+fn demo_findings_hold_over_three_seeds() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let table = ok(&["demo", "--out", p(&out), "--seed", "7", "--dim", "48"]);
-    assert!(table.contains("TAS distillation"), "{table}");
-    assert!(out.join("timeline.svg").exists());
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let row = |name: &str| -> serde_json::Value {
-        results["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["method"].as_str().unwrap().starts_with(name))
-            .unwrap()["scores"]
-            .clone()
-    };
-    let (none, tas, ego, rnd) = (
-        row("no adaptation"),
-        row("TAS"),
-        row("ego-oracle"),
-        row("Rnd"),
-    );
-    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
-    eprintln!("{table}");
-    for k in ["edit", "f1_25", "mof"] {
-        assert!(
-            f(&tas, k) > f(&none, k) + 20.0,
-            "{k}: TAS {} vs none {}",
-            f(&tas, k),
-            f(&none, k)
+    let metrics = ["edit", "f1_25", "mof"];
+    let (mut tas_gain, mut gap, mut sync_gain) = ([0f64; 3], [0f64; 3], [0f64; 3]);
+    let seeds = ["7", "8", "9"];
+    for seed in seeds {
+        let out = dir.path().join(format!("demo{seed}"));
+        let table = ok(&["demo", "--out", p(&out), "--seed", seed, "--dim", "48"]);
+        assert!(table.contains("TAS distillation"), "{table}");
+        assert!(out.join("timeline.svg").exists());
+        eprintln!("seed {seed}:\n{table}");
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        let row = |name: &str| -> serde_json::Value {
+            results["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["method"].as_str().unwrap().starts_with(name))
+                .unwrap()["scores"]
+                .clone()
+        };
+        let (none, tas, ego, rnd) = (
+            row("no adaptation"),
+            row("TAS"),
+            row("ego-oracle"),
+            row("Rnd"),
         );
-        assert!(
-            f(&ego, k) > f(&none, k) + 20.0,
-            "{k}: the domain gap must be real"
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        for (i, k) in metrics.iter().enumerate() {
+            assert!(
+                f(&tas, k) > f(&none, k),
+                "seed {seed}, {k}: TAS {} vs none {}",
+                f(&tas, k),
+                f(&none, k)
+            );
+            tas_gain[i] += (f(&tas, k) - f(&none, k)) / seeds.len() as f64;
+            gap[i] += (f(&ego, k) - f(&none, k)) / seeds.len() as f64;
+            sync_gain[i] += (f(&tas, k) - f(&rnd, k)) / seeds.len() as f64;
+        }
+    }
+    for (i, k) in metrics.iter().enumerate() {
+        eprintln!(
+            "{k}, mean over seeds: TAS − none {:.2}, ego − none {:.2}, TAS − random pairs {:.2}",
+            tas_gain[i], gap[i], sync_gain[i]
         );
-        // 15, not 20: with max pooling's gradient fixed, this seed's Edit
-        // gap is 16.4 (random pairs still smooth the labels; NOTES.md).
+        assert!(tas_gain[i] >= 20.0, "{k}: TAS − none {:.2}", tas_gain[i]);
+        assert!(gap[i] >= 20.0, "{k}: the domain gap {:.2}", gap[i]);
         assert!(
-            f(&rnd, k) < f(&tas, k) - 15.0,
-            "{k}: random pairs {} vs TAS {}",
-            f(&rnd, k),
-            f(&tas, k)
+            sync_gain[i] >= 15.0,
+            "{k}: TAS − random pairs {:.2}",
+            sync_gain[i]
         );
     }
 }
@@ -538,6 +555,7 @@ fn distill_baselines_and_studies() {
 /// epoch a run): every table reported, cells cached and resumed, a changed
 /// configuration refused.
 #[test]
+#[ignore = "slow tier (the paper study): bash scripts/test.sh runs it"]
 fn bench_paper_reports_every_table_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("paper");

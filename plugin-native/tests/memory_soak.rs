@@ -226,12 +226,14 @@ fn soak(device: &str) {
 }
 
 #[test]
+#[ignore = "slow tier (a soak): bash scripts/test.sh runs it"]
 fn training_memory_is_flat_over_epochs_on_the_cpu() {
     soak("cpu");
 }
 
 /// On lavapipe the device memory the soak checks is wgpu's own account.
 #[test]
+#[ignore = "slow tier (a soak): bash scripts/test.sh runs it"]
 fn training_memory_is_flat_over_epochs_on_wgpu() {
     soak("wgpu");
 }
