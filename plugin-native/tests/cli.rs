@@ -352,6 +352,7 @@ fn train_predict_distill_without_labels() {
 /// * the ego oracle beats no adaptation by ≥ 20 (the domain gap is real),
 /// * TAS distillation beats random pairs by ≥ 15 (synchronization, not the
 ///   extra data, carries the adaptation);
+///
 /// and on every seed, TAS distillation beats no adaptation.
 #[test]
 #[ignore = "slow tier (three demo runs): bash scripts/test.sh runs it"]
