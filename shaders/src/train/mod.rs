@@ -81,6 +81,7 @@ fn cached<G>(
         graphs.remove(0);
     }
     graphs.push(record()?);
+    tracing::debug!(cached = graphs.len(), "recorded a training graph");
     Ok(graphs.len() - 1)
 }
 
