@@ -107,7 +107,7 @@ impl TrainOptions {
     }
 }
 
-/// Trains a C2F-TCN on `inputs` into `inputs.out`; the steps run on
+/// Trains a network (C2F-TCN or MS-TCN++) on `inputs` into `inputs.out`; the steps run on
 /// `engine`. Nothing is written when the inputs or options are refused.
 pub fn train(
     inputs: &TrainInputs,
