@@ -6,9 +6,9 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Slot};
-use crate::kernels::attention::attention;
+use crate::kernels::attention::{attention, Attention, SeqLayout};
 use crate::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
-use crate::kernels::layer_norm::layer_norm;
+use crate::kernels::layer_norm::{layer_norm, NormFrames};
 use crate::kernels::pool::{max_pool, resample, resample_table};
 
 /// One kernel's measured time.
@@ -109,7 +109,21 @@ pub fn time_kernels(
                 g.alloc(w * ta, "v"),
             );
             let o = g.alloc(w * ta, "o");
-            attention(g, q, k, v, None, o, heads, dh, ta, ta);
+            let layout = SeqLayout::side_by_side(ta, ta);
+            let a = Attention {
+                q: (q, 0),
+                k: (k, 0),
+                v: (v, 0),
+                input: layout,
+                o,
+                output: layout,
+                key_mask: None,
+                heads,
+                head_dim: dh,
+                frames: ta,
+                block: ta,
+            };
+            attention(g, &a);
             o
         },
     )?;
@@ -121,7 +135,7 @@ pub fn time_kernels(
             let x = g.alloc(1024 * t, "x");
             let (gm, bt) = (g.alloc(1024, "g"), g.alloc(1024, "b"));
             let y = g.alloc(1024 * t, "y");
-            layer_norm(g, x, gm, bt, y, 1024, t, 1e-5);
+            layer_norm(g, x, gm, bt, y, NormFrames::whole(1024, t), 1e-5);
             y
         },
     )?;

@@ -7,15 +7,13 @@
 //! * [`graph`] — recorded dispatch sequences replayed per window;
 //! * [`ops`] — core's op interface on wgpu: the networks written once in
 //!   core recorded as graphs (inference, and training with a backward tape);
-//! * [`adapter`] — the feature adapter as a graph;
-//! * [`train`] — the C2F-TCN's training step (forward, backward, Adam) on the device;
+//! * [`train`] — a network's training step (forward, backward, Adam) on the device;
 //! * [`segmenter`] — frame-wise prediction agreeing with the CPU path;
 //! * [`vit`] — DINOv2 frame features (the CLS token) agreeing with the CPU model.
 //!
-//! Layout convention: activations are channel-major `[C, T]` f32, as the
+//! Layout convention: activations are channel-major `[B, C, T]` f32, as the
 //! features on disk; a linear layer is a 1×1 temporal convolution.
 
-pub mod adapter;
 // Times with `Instant` and blocks on readbacks: native only.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -14,16 +14,16 @@
 use std::sync::Arc;
 
 use syncseg_core::features::Features;
+use syncseg_core::model::adapter::{adapter_forward, adapter_specs};
 use syncseg_core::model::c2f_tcn::c2f_forward;
 use syncseg_core::model::ms_tcn::ms_tcn_forward;
 use syncseg_core::model::ops::Ops;
-use syncseg_core::model::{BackboneConfig, ModelMeta, SegModel, MIN_FRAMES};
+use syncseg_core::model::{AdapterConfig, BackboneConfig, ModelMeta, SegModel, MIN_FRAMES};
 use syncseg_core::predict::{window_batches, Prediction};
 
-use crate::adapter::{self, AdapterWeights};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, ParamsId, Slot};
+use crate::graph::{Graph, ParamsId};
 use crate::kernels::conv::InputPart;
 use crate::kernels::copy::{copy_window, WindowParams};
 use crate::kernels::ensemble::EnsembleParams;
@@ -64,7 +64,7 @@ pub struct WgpuSegmenter {
     meta: ModelMeta,
     cfg: BackboneConfig,
     c2f: FoldedWeights,
-    adapter: Option<AdapterWeights>,
+    adapter: Option<(AdapterConfig, FoldedWeights)>,
     chunk: Option<ChunkBuffers>,
     /// Recorded graphs by padded window length, most recently used last,
     /// at most [`PLAN_CACHE`]: every video's last window has a length of
@@ -80,10 +80,13 @@ impl WgpuSegmenter {
     /// Uploads `model` (BatchNorm folded; the adapter if it has one).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel) -> Result<Self> {
         let cfg = model.meta.backbone.clone();
-        let specs = cfg.specs()?;
-        let c2f = FoldedWeights::upload(&gpu, specs.specs(), model.net.layers())?;
+        let c2f = FoldedWeights::upload(&gpu, &cfg.specs()?, model.net.layers())?;
         let adapter = match &model.adapter {
-            Some((a, varmap)) => Some(AdapterWeights::upload(&gpu, a, varmap)?),
+            Some((a, _)) => {
+                let declared = adapter_specs(a.config(), a.input_dim())?;
+                let weights = FoldedWeights::upload(&gpu, &declared, a.layers())?;
+                Some((a.config().clone(), weights))
+            }
             None => None,
         };
         gpu.check()?;
@@ -191,8 +194,12 @@ impl WgpuSegmenter {
         )?;
         self.gpu
             .check_fits(frames.max(longest), "one feature channel of one window")?;
-        if let Some(a) = &self.adapter {
-            a.check_fits(&self.gpu, longest)?;
+        if let Some((a, _)) = &self.adapter {
+            // The adapter's widest activations, and its output: the adapted
+            // features of one window are one buffer.
+            let widest = (3 * a.width).max(a.ffn).max(cfg.input_dim());
+            self.gpu
+                .check_fits(widest * longest, "the adapter's activations for one window")?;
         }
         Ok(frames)
     }
@@ -309,17 +316,18 @@ impl WgpuSegmenter {
             });
         }
         let input = match &self.adapter {
-            Some(a) => {
-                let adapted: Vec<Slot> = window
-                    .iter()
-                    .map(|p| g.alloc(p.channels * t, "adapted"))
-                    .collect();
-                adapter::record(&mut g, a, &window, &adapted, t)?;
-                window
-                    .iter()
-                    .zip(adapted)
-                    .map(|(p, x)| InputPart { x, ..*p })
-                    .collect()
+            Some((cfg, weights)) => {
+                let mut r = Recorder::inference(&mut g, weights);
+                let parts: Vec<_> = window.iter().map(|p| r.input(p.x, p.channels, t)).collect();
+                let x = r.cat(&parts.iter().collect::<Vec<_>>())?;
+                // No key mask, as the CPU path: a window's padding is
+                // attended to alike on both.
+                let adapted = adapter_forward(&mut r, cfg, &x, None)?;
+                vec![InputPart {
+                    x: r.slot(&adapted)?,
+                    ci0: 0,
+                    channels: r.dims(&adapted).0,
+                }]
             }
             None => window,
         };

@@ -18,16 +18,15 @@ use candle_core::{Tensor, D};
 use candle_nn::{LayerNorm, Linear};
 use syncseg_core::vision::{Mlp, Vit, VitConfig};
 
-use crate::adapter::DeviceNorm;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Slot};
-use crate::kernels::attention::{attention, MAX_HEAD_DIM};
+use crate::kernels::attention::{attention, Attention, SeqLayout, MAX_HEAD_DIM};
 use crate::kernels::conv::{conv, Activation, InputPart, OutputRows};
 use crate::kernels::copy::{copy_window, WindowParams};
-use crate::kernels::layer_norm::layer_norm;
+use crate::kernels::layer_norm::{layer_norm, NormFrames};
 use crate::kernels::swiglu::swiglu;
-use crate::ops::weights::DeviceConv;
+use crate::ops::weights::{DeviceConv, DeviceNorm};
 
 /// Images per forward pass unless the bindings say fewer.
 pub const DEFAULT_BATCH: usize = 8;
@@ -317,7 +316,7 @@ impl WgpuVit {
         );
         for blk in &self.blocks {
             let (g1, b1) = blk.norm1.bind(&mut g);
-            layer_norm(&mut g, h, g1, b1, a, d, t, self.eps);
+            layer_norm(&mut g, h, g1, b1, a, NormFrames::whole(d, t), self.eps);
             let qkv = blk.qkv.bind(&mut g);
             for (i, dst) in [q, k, v].into_iter().enumerate() {
                 conv(
@@ -330,7 +329,22 @@ impl WgpuVit {
                     false,
                 );
             }
-            attention(&mut g, q, k, v, None, ctx, heads, d / heads, t, n);
+            // The images side by side: sequences of n tokens.
+            let layout = SeqLayout::side_by_side(t, n);
+            let att = Attention {
+                q: (q, 0),
+                k: (k, 0),
+                v: (v, 0),
+                input: layout,
+                o: ctx,
+                output: layout,
+                key_mask: None,
+                heads,
+                head_dim: d / heads,
+                frames: t,
+                block: n,
+            };
+            attention(&mut g, &att);
             let proj = blk.proj.bind(&mut g);
             conv(
                 &mut g,
@@ -342,7 +356,7 @@ impl WgpuVit {
                 true,
             );
             let (g2, b2) = blk.norm2.bind(&mut g);
-            layer_norm(&mut g, h, g2, b2, a, d, t, self.eps);
+            layer_norm(&mut g, h, g2, b2, a, NormFrames::whole(d, t), self.eps);
             let mlp_in = blk.mlp_in.bind(&mut g);
             match f2 {
                 None => conv(
@@ -398,7 +412,7 @@ impl WgpuVit {
         );
         let output = g.alloc(d * b, "vit.out");
         let (gn, bn) = self.norm.bind(&mut g);
-        layer_norm(&mut g, cls, gn, bn, output, d, b, self.eps);
+        layer_norm(&mut g, cls, gn, bn, output, NormFrames::whole(d, b), self.eps);
         Plan {
             graph: g,
             input,

@@ -21,9 +21,17 @@
 //!   deep stacks (12 layers in the paper) trainable without warm-up tricks.
 //! * No dropout: forward passes are deterministic.
 //!
-//! Memory: each layer materialises a `[B, heads, T, T]` score tensor, which is
-//! fine for one window of up to a few thousand frames. Long videos are cut
-//! into windows by the caller (see `train::windows`), not here.
+//! The topology is written once, [`adapter_forward`], over the op interface
+//! ([`super::ops::Ops`]) and channel-major tensors `[B, C, T]`: every linear
+//! layer acts per frame, LayerNorm over each frame's channels, attention
+//! across one window's frames. [`Adapter`] runs it on candle (the CPU path,
+//! with autodiff); the wgpu recorder runs the same function for inference
+//! and training.
+//!
+//! Memory on the CPU: each layer materialises a `[B, heads, T, T]` score
+//! tensor, which is fine for one window of up to a few thousand frames. Long
+//! videos are cut into windows by the caller (see `train::windows`), not
+//! here. (The GPU kernels stream the keys and never store the scores.)
 //!
 //! Tensor names under the [`VarBuilder`] (W = width, F = ffn, D = input dim):
 //!
@@ -42,17 +50,16 @@
 //! Within a head of size `W / heads`, head `h` uses columns `h·W/heads ..
 //! (h+1)·W/heads` of q, k and v, as PyTorch does.
 
-use candle_core::{DType, Result, Tensor, Var, D};
-use candle_nn::{Init, LayerNorm, LayerNormConfig, Linear, Module, VarBuilder, VarMap};
+use candle_core::{Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::candle_ops::{CandleLayers, CandleOps};
+use super::declare::{Declare, Layer};
+use super::ops::{LayerNormSpec, LinearInit, LinearSpec, Ops};
+use crate::error::{Error, Result};
 
 /// LayerNorm epsilon, PyTorch's default.
 const LN_EPS: f64 = 1e-5;
-
-/// Added to the attention scores of padded keys. Large enough that
-/// `exp(score − 1e9 − max)` is exactly 0 in f32 and f64, small enough to stay
-/// finite in f32 (so a window that is all padding gives a uniform softmax
-/// rather than NaN).
-const MASK_PENALTY: f64 = 1e9;
 
 /// The most encoder layers an adapter may have (the paper's has 12).
 pub const MAX_LAYERS: usize = 1024;
@@ -125,242 +132,105 @@ impl AdapterConfig {
     }
 
     /// Every tensor of the adapter with its shape (the table in the module
-    /// documentation), without allocating any; call
+    /// documentation), from its topology, without allocating any; call
     /// [`AdapterConfig::validate`] first.
     pub fn param_shapes(&self, input_dim: usize) -> Vec<(String, Vec<usize>)> {
-        let (w, f, d) = (self.width, self.ffn, input_dim);
-        let mut out = Vec::with_capacity(4 + 12 * self.layers + 4);
-        let mut linear = |name: String, cin: usize, cout: usize| {
-            out.push((format!("{name}.weight"), vec![cout, cin]));
-            out.push((format!("{name}.bias"), vec![cout]));
-        };
-        linear("in_proj".into(), d, w);
-        for i in 0..self.layers {
-            linear(format!("layers.{i}.attn.qkv"), w, 3 * w);
-            linear(format!("layers.{i}.attn.out"), w, w);
-            linear(format!("layers.{i}.ffn.fc1"), w, f);
-            linear(format!("layers.{i}.ffn.fc2"), f, w);
-        }
-        linear("out_proj".into(), w, d);
-        for i in 0..self.layers {
-            for n in ["norm1", "norm2"] {
-                out.push((format!("layers.{i}.{n}.weight"), vec![w]));
-                out.push((format!("layers.{i}.{n}.bias"), vec![w]));
-            }
-        }
-        out.push(("norm.weight".into(), vec![w]));
-        out.push(("norm.bias".into(), vec![w]));
-        out
+        adapter_specs(self, input_dim)
+            .map(|d| d.param_shapes())
+            .unwrap_or_default()
     }
 
     /// Number of trainable scalars for features of dimension `input_dim`.
     pub fn num_params(&self, input_dim: usize) -> usize {
-        let (w, f, d) = (self.width, self.ffn, input_dim);
-        let layer = 2 * 2 * w          // norm1, norm2
-            + 3 * w * w + 3 * w        // qkv
-            + w * w + w                // attn.out
-            + f * w + f                // fc1
-            + w * f + w; // fc2
-        d * w + w + self.layers * layer + 2 * w + w * d + d
+        self.param_shapes(input_dim)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }
 
-/// How [`Adapter::init_seeded`] sets one parameter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ParamInit {
-    /// Uniform in ±1/√fan_in (PyTorch's `nn.Linear` default for weight and bias).
-    Uniform { fan_in: usize },
-    /// All zeros (`out_proj`, LayerNorm bias).
-    Zero,
-    /// All ones (LayerNorm weight).
-    One,
+/// The adapter's topology, θ(x) = x + Enc(x), over `x` `[D, T]`; `mask`
+/// `[1, T]` (1 real, 0 padding) keeps every frame from attending to
+/// padded ones.
+pub fn adapter_forward<O: Ops>(
+    ops: &mut O,
+    cfg: &AdapterConfig,
+    x: &O::T,
+    mask: Option<&O::T>,
+) -> Result<O::T> {
+    let (d, t) = ops.dims(x);
+    let (w, f) = (cfg.width, cfg.ffn);
+    let norm = |name: String| LayerNormSpec {
+        name,
+        channels: w,
+        eps: LN_EPS,
+    };
+    let h = ops.linear(&LinearSpec::new("in_proj", d, w), x)?;
+    let mut h = ops.add_constant(&h, &sinusoidal_table(t, w))?;
+    for i in 0..cfg.layers {
+        let p = format!("layers.{i}");
+        // h += Attn(LN₁ h)
+        let a = ops.layer_norm(&norm(format!("{p}.norm1")), &h)?;
+        let qkv = ops.linear(&LinearSpec::new(format!("{p}.attn.qkv"), w, 3 * w), &a)?;
+        let ctx = ops.attention(&qkv, cfg.heads, mask)?;
+        let out = ops.linear(&LinearSpec::new(format!("{p}.attn.out"), w, w), &ctx)?;
+        h = ops.add(&h, &out)?;
+        // h += FFN(LN₂ h)
+        let a = ops.layer_norm(&norm(format!("{p}.norm2")), &h)?;
+        let z = ops.linear(&LinearSpec::new(format!("{p}.ffn.fc1"), w, f), &a)?;
+        let z = ops.gelu(&z)?;
+        let z = ops.linear(&LinearSpec::new(format!("{p}.ffn.fc2"), f, w), &z)?;
+        h = ops.add(&h, &z)?;
+    }
+    let a = ops.layer_norm(&norm("norm".into()), &h)?;
+    let delta = ops.linear(&LinearSpec::new("out_proj", w, d).zero(), &a)?;
+    ops.add(x, &delta)
 }
 
-/// LayerNorm over the last dimension, built from differentiable primitives.
-///
-/// candle_nn's [`LayerNorm`] holds the parameters (names `weight`/`bias`,
-/// initialised 1/0), but its forward takes a fused kernel on contiguous input
-/// that has no backward pass; the adapter must be trained, so the forward is
-/// written out here.
-#[derive(Debug, Clone)]
-struct Norm(LayerNorm);
-
-impl Norm {
-    fn new(width: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = LayerNormConfig {
-            eps: LN_EPS,
-            ..Default::default()
-        };
-        Ok(Norm(candle_nn::layer_norm(width, cfg, vb)?))
+/// The adapter's layers for `input_dim`-dimensional features.
+pub fn adapter_specs(cfg: &AdapterConfig, input_dim: usize) -> Result<Declare> {
+    cfg.validate()?;
+    if input_dim == 0 {
+        return Err(Error::invalid("adapter: input_dim must be positive"));
     }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-        let x = x.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
-        let x = x.broadcast_mul(self.0.weight())?;
-        match self.0.bias() {
-            Some(b) => x.broadcast_add(b),
-            None => Ok(x),
-        }
-    }
+    let mut d = Declare::new();
+    // One frame declares every layer.
+    adapter_forward(&mut d, cfg, &(input_dim, 1), Some(&(1, 1)))?;
+    Ok(d)
 }
 
-/// Exact (erf) GELU, PyTorch's `nn.GELU()` default. Written with `erf`
-/// rather than candle's `gelu_erf` because the latter's backward uses a
-/// 6-digit constant, which would make gradients only ~1e-6 accurate.
-fn gelu(x: &Tensor) -> Result<Tensor> {
-    let cdf = ((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)?;
-    (x * cdf)? * 0.5
-}
-
-/// One pre-LayerNorm encoder layer.
-#[derive(Debug, Clone)]
-struct EncoderLayer {
-    norm1: Norm,
-    qkv: Linear,
-    attn_out: Linear,
-    norm2: Norm,
-    fc1: Linear,
-    fc2: Linear,
-    heads: usize,
-}
-
-impl EncoderLayer {
-    fn new(cfg: &AdapterConfig, vb: VarBuilder) -> Result<Self> {
-        let w = cfg.width;
-        let attn = vb.pp("attn");
-        let ffn = vb.pp("ffn");
-        Ok(EncoderLayer {
-            norm1: Norm::new(w, vb.pp("norm1"))?,
-            qkv: candle_nn::linear(w, 3 * w, attn.pp("qkv"))?,
-            attn_out: candle_nn::linear(w, w, attn.pp("out"))?,
-            norm2: Norm::new(w, vb.pp("norm2"))?,
-            fc1: candle_nn::linear(w, cfg.ffn, ffn.pp("fc1"))?,
-            fc2: candle_nn::linear(cfg.ffn, w, ffn.pp("fc2"))?,
-            heads: cfg.heads,
-        })
-    }
-
-    /// `h`: [B, T, W]; `key_bias`: [B, 1, 1, T] (0 or −1e9) or none.
-    fn forward(&self, h: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
-        let h = (h + self.attention(&self.norm1.forward(h)?, key_bias)?)?;
-        let f = self
-            .fc2
-            .forward(&gelu(&self.fc1.forward(&self.norm2.forward(&h)?)?)?)?;
-        h + f
-    }
-
-    /// Multi-head scaled dot-product self-attention across the T frames.
-    fn attention(&self, x: &Tensor, key_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, w) = x.dims3()?;
-        let hd = w / self.heads;
-        let qkv = self.qkv.forward(x)?; // [B, T, 3W]
-                                        // [B, T, W] → [B, heads, T, hd]
-        let split = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * w, w)?
-                .reshape((b, t, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?; // [B, H, T, T]
-        let scores = match key_bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
-        };
-        // The composed softmax (not `softmax_last_dim`) because it has a backward.
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let ctx = attn
-            .matmul(&v)? // [B, H, T, hd]
-            .transpose(1, 2)?
-            .reshape((b, t, w))?;
-        self.attn_out.forward(&ctx)
-    }
-}
-
-/// The residual temporal transformer adapter θ(x) = x + Enc(x).
+/// The residual temporal transformer adapter θ(x) = x + Enc(x) on candle.
 #[derive(Debug, Clone)]
 pub struct Adapter {
     cfg: AdapterConfig,
     input_dim: usize,
-    in_proj: Linear,
-    layers: Vec<EncoderLayer>,
-    norm: Norm,
-    out_proj: Linear,
-    /// Full variable names (with the builder's prefix) and how to initialise them,
-    /// in a fixed order, so that seeded initialisation is reproducible.
-    params: Vec<(String, ParamInit)>,
+    layers: CandleLayers,
+    /// The declared layers (names without the builder's prefix).
+    declared: Vec<Layer>,
+    /// The builder's prefix ("" or "name.").
+    prefix: String,
 }
 
 impl Adapter {
     /// Builds the adapter for features of dimension `input_dim`, creating or
     /// loading its tensors under `vb` (names in the module docs).
     ///
-    /// With a [`VarMap`]-backed builder, the Linear layers get candle's
+    /// With a [`VarMap`]-backed builder, the linear layers get candle's
     /// (unseeded) default initialisation; call [`Adapter::init_seeded`] for
     /// reproducible weights. `out_proj` is created at zero either way.
     pub fn new(cfg: &AdapterConfig, input_dim: usize, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        if input_dim == 0 {
-            candle_core::bail!("adapter: input_dim must be positive");
-        }
-        let w = cfg.width;
-        let in_proj = candle_nn::linear(input_dim, w, vb.pp("in_proj"))?;
-        let layers = (0..cfg.layers)
-            .map(|i| EncoderLayer::new(cfg, vb.pp("layers").pp(i)))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = Norm::new(w, vb.pp("norm"))?;
-        let out_vb = vb.pp("out_proj");
-        let out_proj = Linear::new(
-            out_vb.get_with_hints((input_dim, w), "weight", Init::Const(0.0))?,
-            Some(out_vb.get_with_hints(input_dim, "bias", Init::Const(0.0))?),
-        );
-
-        let prefix = vb.prefix();
-        let full = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            }
+        let declared = adapter_specs(cfg, input_dim)?;
+        let layers = CandleLayers::new(&declared, &vb)?;
+        let prefix = match vb.prefix() {
+            p if p.is_empty() => String::new(),
+            p => format!("{p}."),
         };
-        let mut params = Vec::new();
-        let mut linear = |name: &str, fan_in: usize| {
-            params.push((
-                full(&format!("{name}.weight")),
-                ParamInit::Uniform { fan_in },
-            ));
-            params.push((full(&format!("{name}.bias")), ParamInit::Uniform { fan_in }));
-        };
-        linear("in_proj", input_dim);
-        for i in 0..cfg.layers {
-            linear(&format!("layers.{i}.attn.qkv"), w);
-            linear(&format!("layers.{i}.attn.out"), w);
-            linear(&format!("layers.{i}.ffn.fc1"), w);
-            linear(&format!("layers.{i}.ffn.fc2"), cfg.ffn);
-        }
-        let mut norms = vec!["norm".to_string()];
-        for i in 0..cfg.layers {
-            norms.push(format!("layers.{i}.norm1"));
-            norms.push(format!("layers.{i}.norm2"));
-        }
-        for n in norms {
-            params.push((full(&format!("{n}.weight")), ParamInit::One));
-            params.push((full(&format!("{n}.bias")), ParamInit::Zero));
-        }
-        params.push((full("out_proj.weight"), ParamInit::Zero));
-        params.push((full("out_proj.bias"), ParamInit::Zero));
-
         Ok(Adapter {
             cfg: cfg.clone(),
             input_dim,
-            in_proj,
             layers,
-            norm,
-            out_proj,
-            params,
+            declared: declared.layers().to_vec(),
+            prefix,
         })
     }
 
@@ -374,10 +244,19 @@ impl Adapter {
         self.input_dim
     }
 
+    /// The candle layers (for uploads to a device).
+    pub fn layers(&self) -> &CandleLayers {
+        &self.layers
+    }
+
     /// The full names of the adapter's variables (including the builder's
-    /// prefix), in a fixed order.
+    /// prefix), layer by layer in the topology's order.
     pub fn param_names(&self) -> Vec<String> {
-        self.params.iter().map(|(n, _)| n.clone()).collect()
+        self.declared
+            .iter()
+            .flat_map(Layer::param_shapes)
+            .map(|(n, _)| format!("{}{n}", self.prefix))
+            .collect()
     }
 
     /// The adapter's own variables in `varmap` (the one its builder came
@@ -385,21 +264,20 @@ impl Adapter {
     /// nothing else (the teacher's and student's backbones stay frozen).
     /// A name missing from `varmap` is an error.
     pub fn named_vars(&self, varmap: &VarMap) -> Result<Vec<(String, Var)>> {
-        let data = varmap.data().lock().expect("varmap poisoned");
-        self.params
-            .iter()
-            .map(|(name, _)| {
-                data.get(name)
-                    .map(|v| (name.clone(), v.clone()))
-                    .ok_or_else(|| {
-                        candle_core::Error::Msg(format!("adapter: variable {name} not in varmap"))
-                    })
+        let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        self.param_names()
+            .into_iter()
+            .map(|name| {
+                let var = data.get(&name).cloned().ok_or_else(|| {
+                    Error::invalid(format!("adapter: variable {name} not in varmap"))
+                })?;
+                Ok((name, var))
             })
             .collect()
     }
 
     /// Re-initialises every adapter variable in `varmap` from `seed`:
-    /// Linear weights and biases uniform in ±1/√fan_in (PyTorch's default),
+    /// linear weights and biases uniform in ±1/√fan_in (PyTorch's default),
     /// LayerNorm weight 1 and bias 0, `out_proj` zero (so the adapter is
     /// again the identity). candle's initialisers draw from an unseeded
     /// generator, so without this, runs would not be reproducible. Values
@@ -409,26 +287,46 @@ impl Adapter {
         use rand::SeedableRng;
         use rand_distr::Distribution;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        for (name, var) in self.named_vars(varmap)? {
-            let init = self
-                .params
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, i)| *i)
-                .expect("named_vars returns our own names");
-            let n = var.elem_count();
-            let values: Vec<f64> = match init {
-                ParamInit::Uniform { fan_in } => {
-                    let bound = 1.0 / (fan_in as f64).sqrt();
-                    let dist = rand_distr::Uniform::new_inclusive(-bound, bound)
-                        .expect("finite, ordered bounds");
-                    (0..n).map(|_| dist.sample(&mut rng)).collect()
+        let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        let var = |name: &str| {
+            let full = format!("{}{name}", self.prefix);
+            data.get(&full)
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("adapter: variable {full} not in varmap")))
+        };
+        let fill = |v: &Var, values: Vec<f64>| -> Result<()> {
+            let t = Tensor::from_vec(values, v.shape(), v.device())?.to_dtype(v.dtype())?;
+            Ok(v.set(&t)?)
+        };
+        for layer in &self.declared {
+            match layer {
+                Layer::Linear(s) => {
+                    for part in ["weight", "bias"] {
+                        let v = var(&format!("{}.{part}", s.name))?;
+                        let n = v.elem_count();
+                        let values = match s.init {
+                            LinearInit::Uniform => {
+                                let bound = 1.0 / (s.cin as f64).sqrt();
+                                let dist = rand_distr::Uniform::new_inclusive(-bound, bound)
+                                    .map_err(|e| Error::invalid(format!("adapter init: {e}")))?;
+                                (0..n).map(|_| dist.sample(&mut rng)).collect()
+                            }
+                            LinearInit::Zero => vec![0.0; n],
+                        };
+                        fill(&v, values)?;
+                    }
                 }
-                ParamInit::Zero => vec![0.0; n],
-                ParamInit::One => vec![1.0; n],
-            };
-            let t = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
-            var.set(&t)?;
+                Layer::LayerNorm(s) => {
+                    fill(&var(&format!("{}.weight", s.name))?, vec![1.0; s.channels])?;
+                    fill(&var(&format!("{}.bias", s.name))?, vec![0.0; s.channels])?;
+                }
+                Layer::Conv(s) => {
+                    return Err(Error::invalid(format!(
+                        "adapter: unexpected convolution {}",
+                        s.name
+                    )))
+                }
+            }
         }
         Ok(())
     }
@@ -443,64 +341,50 @@ impl Adapter {
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, d, t) = x.dims3()?;
         if d != self.input_dim {
-            candle_core::bail!(
+            return Err(Error::invalid(format!(
                 "adapter: input has {d} channels, the adapter was built for {}",
                 self.input_dim
-            );
+            )));
         }
-        let key_bias = match mask {
-            Some(m) => {
-                if m.dims() != [b, t] {
-                    candle_core::bail!(
-                        "adapter: mask has shape {:?}, expected [{b}, {t}] for input {:?}",
-                        m.dims(),
-                        x.dims()
-                    );
-                }
-                // 1 → 0, 0 → −1e9, broadcast over heads and queries.
-                let bias = m.to_dtype(x.dtype())?.affine(MASK_PENALTY, -MASK_PENALTY)?;
-                Some(bias.reshape((b, 1, 1, t))?)
+        let mask = match mask {
+            Some(m) if m.dims() != [b, t] => {
+                return Err(Error::invalid(format!(
+                    "adapter: mask has shape {:?}, expected [{b}, {t}] for input {:?}",
+                    m.dims(),
+                    x.dims()
+                )))
             }
+            Some(m) => Some(m.to_dtype(x.dtype())?.reshape((b, 1, t))?),
             None => None,
         };
-        let xt = x.transpose(1, 2)?.contiguous()?; // [B, T, D]
-        let h = self.in_proj.forward(&xt)?;
-        let pe = sinusoidal_encoding(t, self.cfg.width, x.dtype(), x.device())?;
-        let mut h = h.broadcast_add(&pe)?;
-        for layer in &self.layers {
-            h = layer.forward(&h, key_bias.as_ref())?;
-        }
-        let delta = self.out_proj.forward(&self.norm.forward(&h)?)?; // [B, T, D]
-        x + delta.transpose(1, 2)?
+        // No batch statistics or dropout: train and eval mode agree.
+        let mut ops = CandleOps::new(&self.layers, false);
+        adapter_forward(&mut ops, &self.cfg, x, mask.as_ref())
     }
 }
 
 /// The fixed sinusoidal positional encoding of "Attention is all you need",
-/// [T, width]: column 2i is sin(t·ω_i), column 2i+1 is cos(t·ω_i), with
-/// ω_i = 10000^(−2i/width). Computed, not learned, so it exists for any T.
-/// An odd width simply ends on a sine column.
-pub fn sinusoidal_encoding(
-    frames: usize,
-    width: usize,
-    dtype: DType,
-    device: &candle_core::Device,
-) -> Result<Tensor> {
+/// channel-major `[width, T]` (row-major): row 2i is sin(t·ω_i), row 2i+1
+/// is cos(t·ω_i), with ω_i = 10000^(−2i/width). Computed, not learned, so
+/// it exists for any T. An odd width simply ends on a sine row.
+pub fn sinusoidal_table(frames: usize, width: usize) -> Vec<f64> {
     let mut data = Vec::with_capacity(frames * width);
-    for t in 0..frames {
-        for j in 0..width {
-            let i = (j / 2) as f64;
-            let angle = t as f64 * (10000f64).powf(-2.0 * i / width as f64);
+    for j in 0..width {
+        let i = (j / 2) as f64;
+        let omega = (10000f64).powf(-2.0 * i / width as f64);
+        for t in 0..frames {
+            let angle = t as f64 * omega;
             data.push(if j % 2 == 0 { angle.sin() } else { angle.cos() });
         }
     }
-    Tensor::from_vec(data, (frames, width), device)?.to_dtype(dtype)
+    data
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::train::adam::{Adam, AdamConfig};
-    use candle_core::{Device, IndexOp};
+    use candle_core::{DType, Device};
     use rand::SeedableRng;
     use rand_distr::Distribution;
 
@@ -776,12 +660,12 @@ mod tests {
         let diff = max_abs_diff(&y, &y_rev);
         assert!(diff > 1e-2, "reversal is equivariant (diff {diff})");
         // Sanity: the encoding itself is the textbook one.
-        let pe = sinusoidal_encoding(4, 6, DType::F64, &Device::Cpu).unwrap();
-        let row = pe.i(3).unwrap().to_vec1::<f64>().unwrap();
+        // Channel-major [6, 4]: frame 3 of rows 0, 1, 2.
+        let pe = sinusoidal_table(4, 6);
         let w2 = 10000f64.powf(-2.0 / 6.0);
-        assert!((row[0] - 3f64.sin()).abs() < 1e-12);
-        assert!((row[1] - 3f64.cos()).abs() < 1e-12);
-        assert!((row[2] - (3.0 * w2).sin()).abs() < 1e-12);
+        assert!((pe[3] - 3f64.sin()).abs() < 1e-12);
+        assert!((pe[4 + 3] - 3f64.cos()).abs() < 1e-12);
+        assert!((pe[2 * 4 + 3] - (3.0 * w2).sin()).abs() < 1e-12);
     }
 
     /// (5) Autodiff gradients agree with central differences in f64.

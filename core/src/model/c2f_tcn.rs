@@ -268,7 +268,7 @@ impl C2fTcn {
     /// Builds the model, creating or loading every tensor under `vb` with
     /// the reference names (`inc.conv.conv.0.weight`, `tpp.conv.weight`, …).
     pub fn new(cfg: &C2fConfig, vb: VarBuilder) -> Result<Self> {
-        let layers = CandleLayers::new(c2f_specs(cfg)?.specs(), &vb)?;
+        let layers = CandleLayers::new(&c2f_specs(cfg)?, &vb)?;
         vb.get_with_hints(6, UNUSED_WEIGHTS, Init::Const(1.0))?;
         Ok(C2fTcn {
             cfg: cfg.clone(),

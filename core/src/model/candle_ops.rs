@@ -3,14 +3,67 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
+use candle_nn::Init;
 
 use super::batch_norm::MaskedBatchNorm;
 use super::c2f_tcn::{maxpool, TemporalConv};
+use super::declare::{Declare, Layer};
 use super::dropout;
 use super::interp::linear;
-use super::ops::{Act, ConvSpec, Ops};
+use super::ops::{Act, ConvSpec, LayerNormSpec, LinearInit, LinearSpec, Ops, MASK_PENALTY};
 use crate::error::{Error, Result};
+
+/// A linear layer over the channels of `[B, C, T]`: weight `[cout, cin]`,
+/// bias `[cout]`.
+#[derive(Debug, Clone)]
+pub struct ChannelLinear {
+    /// `[cout, cin]`.
+    pub weight: Tensor,
+    /// `[cout]`.
+    pub bias: Tensor,
+}
+
+impl ChannelLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let cout = self.bias.dim(0)?;
+        self.weight
+            .broadcast_matmul(x)?
+            .broadcast_add(&self.bias.reshape((cout, 1))?)
+    }
+}
+
+/// A LayerNorm's scale and shift `[C]`.
+#[derive(Debug, Clone)]
+pub struct ChannelNorm {
+    /// Scale γ.
+    pub weight: Tensor,
+    /// Shift β.
+    pub bias: Tensor,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl ChannelNorm {
+    /// Over the channels (dim 1) of `[B, C, T]`, written with
+    /// differentiable primitives (candle's fused layer norm has no backward).
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        let x = x.broadcast_sub(&x.mean_keepdim(1)?)?;
+        let var = x.sqr()?.mean_keepdim(1)?;
+        let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        x.broadcast_mul(&self.weight.reshape((c, 1))?)?
+            .broadcast_add(&self.bias.reshape((c, 1))?)
+    }
+}
+
+/// Exact (erf) GELU, PyTorch's `nn.GELU()` default. Written with `erf`
+/// rather than candle's `gelu_erf` because the latter's backward uses a
+/// 6-digit constant, which would make gradients only ~1e-6 accurate.
+pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    let cdf = ((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)?;
+    (x * cdf)? * 0.5
+}
 
 /// A network's candle layers by parameter prefix.
 #[derive(Debug, Clone, Default)]
@@ -19,21 +72,75 @@ pub struct CandleLayers {
     pub convs: HashMap<String, TemporalConv>,
     /// BatchNorms by `ConvSpec::norm`.
     pub norms: HashMap<String, MaskedBatchNorm>,
+    /// Linear layers by `LinearSpec::name`.
+    pub linears: HashMap<String, ChannelLinear>,
+    /// LayerNorms by `LayerNormSpec::name`.
+    pub layer_norms: HashMap<String, ChannelNorm>,
 }
 
 impl CandleLayers {
-    /// Creates (or loads, when `vb` holds them) the layers of `specs`.
-    pub fn new(specs: &[ConvSpec], vb: &candle_nn::VarBuilder) -> Result<Self> {
+    /// Creates (or loads, when `vb` holds them) the layers `declared`.
+    /// New linear layers get candle's (unseeded) default initialisation or
+    /// zeros, LayerNorms 1 and 0.
+    pub fn new(declared: &Declare, vb: &candle_nn::VarBuilder) -> Result<Self> {
         let mut layers = CandleLayers::default();
-        for s in specs {
-            let conv = TemporalConv::dilated(s.cin, s.cout, s.k, s.dilation, vb.pp(&s.name))?;
-            layers.convs.insert(s.name.clone(), conv);
-            if let Some(norm) = &s.norm {
-                let bn = MaskedBatchNorm::new(s.cout, vb.pp(norm))?;
-                layers.norms.insert(norm.clone(), bn);
+        for layer in declared.layers() {
+            match layer {
+                Layer::Conv(s) => {
+                    let conv =
+                        TemporalConv::dilated(s.cin, s.cout, s.k, s.dilation, vb.pp(&s.name))?;
+                    layers.convs.insert(s.name.clone(), conv);
+                    if let Some(norm) = &s.norm {
+                        let bn = MaskedBatchNorm::new(s.cout, vb.pp(norm))?;
+                        layers.norms.insert(norm.clone(), bn);
+                    }
+                }
+                Layer::Linear(s) => {
+                    let lv = vb.pp(&s.name);
+                    let linear = match s.init {
+                        LinearInit::Uniform => {
+                            let l = candle_nn::linear(s.cin, s.cout, lv)?;
+                            let bias = l.bias().cloned().ok_or_else(|| {
+                                Error::invalid(format!("{}: a linear layer without bias", s.name))
+                            })?;
+                            ChannelLinear {
+                                weight: l.weight().clone(),
+                                bias,
+                            }
+                        }
+                        LinearInit::Zero => ChannelLinear {
+                            weight: lv.get_with_hints((s.cout, s.cin), "weight", Init::Const(0.0))?,
+                            bias: lv.get_with_hints(s.cout, "bias", Init::Const(0.0))?,
+                        },
+                    };
+                    layers.linears.insert(s.name.clone(), linear);
+                }
+                Layer::LayerNorm(s) => {
+                    let nv = vb.pp(&s.name);
+                    let norm = ChannelNorm {
+                        weight: nv.get_with_hints(s.channels, "weight", Init::Const(1.0))?,
+                        bias: nv.get_with_hints(s.channels, "bias", Init::Const(0.0))?,
+                        eps: s.eps,
+                    };
+                    layers.layer_norms.insert(s.name.clone(), norm);
+                }
             }
         }
         Ok(layers)
+    }
+
+    /// The linear layer named `name`.
+    pub fn linear(&self, name: &str) -> Result<&ChannelLinear> {
+        self.linears
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("the network has no linear layer {name}")))
+    }
+
+    /// The LayerNorm named `name`.
+    pub fn layer_norm(&self, name: &str) -> Result<&ChannelNorm> {
+        self.layer_norms
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("the network has no layer norm {name}")))
     }
 
     /// The convolution named `name`.
@@ -126,6 +233,59 @@ impl Ops for CandleOps<'_> {
 
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
+    }
+
+    fn linear(&mut self, spec: &LinearSpec, x: &Tensor) -> Result<Tensor> {
+        Ok(self.layers.linear(&spec.name)?.forward(x)?)
+    }
+
+    fn layer_norm(&mut self, spec: &LayerNormSpec, x: &Tensor) -> Result<Tensor> {
+        Ok(self.layers.layer_norm(&spec.name)?.forward(x)?)
+    }
+
+    fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
+        Ok(gelu(x)?)
+    }
+
+    fn attention(
+        &mut self,
+        qkv: &Tensor,
+        heads: usize,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, rows, t) = qkv.dims3()?;
+        let w = rows / 3;
+        let hd = w / heads;
+        // [B, W, T] → [B, heads, hd, T]: head h's rows, channel-major.
+        let part = |i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(1, i * w, w)?
+                .contiguous()?
+                .reshape((b, heads, hd, t))
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        // [B, heads, T (queries), T (keys)]
+        let scores = (q.transpose(2, 3)?.matmul(&k)? / (hd as f64).sqrt())?;
+        let scores = match key_mask {
+            Some(m) => {
+                // 1 → 0, 0 → −1e9, broadcast over heads and queries.
+                let bias = m
+                    .to_dtype(qkv.dtype())?
+                    .affine(MASK_PENALTY, -MASK_PENALTY)?;
+                scores.broadcast_add(&bias.reshape((b, 1, 1, t))?)?
+            }
+            None => scores,
+        };
+        // The composed softmax (not `softmax_last_dim`) because it has a backward.
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        // [B, heads, hd, T]: each query's context, channel-major again.
+        let ctx = v.matmul(&attn.transpose(2, 3)?)?;
+        Ok(ctx.reshape((b, w, t))?)
+    }
+
+    fn add_constant(&mut self, x: &Tensor, c: &[f64]) -> Result<Tensor> {
+        let (ch, t) = self.dims(x);
+        let table = Tensor::from_slice(c, (1, ch, t), x.device())?.to_dtype(x.dtype())?;
+        Ok(x.broadcast_add(&table)?)
     }
 
     fn dropout(&mut self, x: &Tensor, p: f32) -> Result<Tensor> {

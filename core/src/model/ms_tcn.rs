@@ -171,7 +171,7 @@ impl MsTcn {
     /// the release's names (`PG.conv_1x1_in.weight`, `Rs.0.layers.3.conv_dilated.bias`, …).
     pub fn new(cfg: &MsTcnConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let layers = CandleLayers::new(ms_tcn_specs(cfg)?.specs(), &vb)?;
+        let layers = CandleLayers::new(&ms_tcn_specs(cfg)?, &vb)?;
         Ok(MsTcn {
             cfg: cfg.clone(),
             layers,

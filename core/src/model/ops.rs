@@ -17,6 +17,69 @@
 
 use crate::error::Result;
 
+/// What [`Ops::attention`] adds to the score of a masked key. Large enough
+/// that `exp(score − 1e9 − max)` is exactly 0 in f32 and f64, small enough
+/// to stay finite in f32 (a window that is all padding gets a uniform
+/// softmax rather than NaN).
+pub const MASK_PENALTY: f64 = 1e9;
+
+/// How a new [`LinearSpec`] layer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearInit {
+    /// Weight and bias uniform in ±1/√cin (PyTorch's `nn.Linear`).
+    Uniform,
+    /// All zeros (the adapter's output projection, so that a fresh
+    /// adapter is the identity).
+    Zero,
+}
+
+/// A linear layer over the channels of every frame (a 1×1 convolution):
+/// parameters `{name}.weight` `[cout, cin]` and `{name}.bias` `[cout]`,
+/// as PyTorch's `nn.Linear`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinearSpec {
+    /// The parameter prefix.
+    pub name: String,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// How a new layer starts.
+    pub init: LinearInit,
+}
+
+impl LinearSpec {
+    /// A linear layer initialised as PyTorch's.
+    pub fn new(name: impl Into<String>, cin: usize, cout: usize) -> Self {
+        LinearSpec {
+            name: name.into(),
+            cin,
+            cout,
+            init: LinearInit::Uniform,
+        }
+    }
+
+    /// This layer starting at zero.
+    pub fn zero(self) -> Self {
+        LinearSpec {
+            init: LinearInit::Zero,
+            ..self
+        }
+    }
+}
+
+/// LayerNorm over the channels of every frame: parameters `{name}.weight`
+/// (starting at 1) and `{name}.bias` (at 0), `[channels]` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerNormSpec {
+    /// The parameter prefix.
+    pub name: String,
+    /// Channels normalised together.
+    pub channels: usize,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
 /// The activation applied after a convolution (and its normalisation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -129,6 +192,27 @@ pub trait Ops {
 
     /// Element-wise `a + b` (a residual connection).
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+
+    /// `spec` over the channels of every frame.
+    fn linear(&mut self, spec: &LinearSpec, x: &Self::T) -> Result<Self::T>;
+
+    /// LayerNorm `spec` over the channels of every frame.
+    fn layer_norm(&mut self, spec: &LayerNormSpec, x: &Self::T) -> Result<Self::T>;
+
+    /// The exact (erf) GELU, element-wise.
+    fn gelu(&mut self, x: &Self::T) -> Result<Self::T>;
+
+    /// Multi-head scaled dot-product self-attention across the frames of
+    /// each window. `qkv` `[3W, T]` holds q, k and v in rows `0..W`,
+    /// `W..2W`, `2W..3W`; head `h` uses rows `h·W/heads .. (h+1)·W/heads`
+    /// of each. Keys the mask `[1, T]` marks 0 get `−1e9` added to their
+    /// scores; the result is `[W, T]`.
+    fn attention(&mut self, qkv: &Self::T, heads: usize, key_mask: Option<&Self::T>)
+        -> Result<Self::T>;
+
+    /// `x` plus the table `c` (`[C, T]` row-major, the same for every
+    /// window), e.g. a positional encoding.
+    fn add_constant(&mut self, x: &Self::T, c: &[f64]) -> Result<Self::T>;
 
     /// Dropout with drop probability `p` in training (the kept elements
     /// scaled by 1/(1 − p), chosen by [`super::dropout::keep`] from the

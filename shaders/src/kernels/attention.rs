@@ -22,54 +22,111 @@ pub const ATTENTION: Kernel = Kernel {
 /// The largest head size the kernel's per-thread arrays hold.
 pub const MAX_HEAD_DIM: usize = 128;
 
+/// Where token `n` of row `r` of a tensor lies in its buffer:
+/// `(n / block)·seq + r·row + n % block`, for frames made of independent
+/// sequences of `block` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqLayout {
+    /// Elements between the starts of two sequences.
+    pub seq: usize,
+    /// Elements between two rows of one sequence.
+    pub row: usize,
+}
+
+impl SeqLayout {
+    /// Channel-major `[rows, frames]`, the sequences side by side along
+    /// the frames (a ViT's images).
+    pub fn side_by_side(frames: usize, block: usize) -> Self {
+        SeqLayout {
+            seq: block,
+            row: frames,
+        }
+    }
+
+    /// `[B, rows, block]`: every sequence a window of its own (a training
+    /// batch, as every recorded network lays out its tensors).
+    pub fn batch_major(rows: usize, block: usize) -> Self {
+        SeqLayout {
+            seq: rows * block,
+            row: block,
+        }
+    }
+}
+
+/// One attention's tensors: q, k and v (buffers and first rows: they may
+/// be one fused `qkv` buffer) with their layout, the output, and the key
+/// mask `[frames]` (1 real, 0 padding; `None` attends to every key of the
+/// sequence).
+#[derive(Debug, Clone, Copy)]
+pub struct Attention {
+    pub q: (Slot, usize),
+    pub k: (Slot, usize),
+    pub v: (Slot, usize),
+    pub input: SeqLayout,
+    pub o: Slot,
+    pub output: SeqLayout,
+    pub key_mask: Option<Slot>,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Tokens in all: sequences × `block` (the last may be shorter).
+    pub frames: usize,
+    pub block: usize,
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttnParams {
+pub(crate) struct AttnParams {
     frames: u32,
     head_dim: u32,
     scale: f32,
     block: u32,
     flags: u32,
-    _pad: [u32; 3],
+    in_seq: u32,
+    in_row: u32,
+    out_seq: u32,
+    out_row: u32,
+    q_row0: u32,
+    k_row0: u32,
+    v_row0: u32,
 }
 
-/// `o = softmax(q kᵀ / √dh + key_bias) v` per head, all `[heads·dh,
-/// frames]` channel-major; the frames are independent sequences of `block`
-/// tokens each (the last may be shorter), `block = frames` for one
-/// sequence. `key_bias [frames]` (0 or −1e9) masks padded keys; `None`
-/// attends to every key of the sequence.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    g: &mut Graph,
-    q: Slot,
-    k: Slot,
-    v: Slot,
-    key_bias: Option<Slot>,
-    o: Slot,
-    heads: usize,
-    head_dim: usize,
-    frames: usize,
-    block: usize,
-) {
-    assert!(head_dim <= MAX_HEAD_DIM, "checked when the model is loaded");
-    assert!(block > 0, "empty sequences");
-    let params = AttnParams {
-        frames: frames as u32,
-        head_dim: head_dim as u32,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-        block: block as u32,
-        flags: u32::from(key_bias.is_some()),
-        _pad: [0; 3],
-    };
-    // Without a mask the kernel never reads the bias binding; q stands in.
+impl Attention {
+    /// The kernels' parameters; `flags` as each kernel reads them.
+    pub(crate) fn params(&self, flags: u32) -> AttnParams {
+        assert!(
+            self.head_dim <= MAX_HEAD_DIM,
+            "checked when the model is loaded"
+        );
+        assert!(self.block > 0, "empty sequences");
+        AttnParams {
+            frames: self.frames as u32,
+            head_dim: self.head_dim as u32,
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+            block: self.block as u32,
+            flags,
+            in_seq: self.input.seq as u32,
+            in_row: self.input.row as u32,
+            out_seq: self.output.seq as u32,
+            out_row: self.output.row as u32,
+            q_row0: self.q.1 as u32,
+            k_row0: self.k.1 as u32,
+            v_row0: self.v.1 as u32,
+        }
+    }
+}
+
+/// `o = softmax(q kᵀ / √dh + mask) v` per head and sequence.
+pub fn attention(g: &mut Graph, a: &Attention) {
+    let params = a.params(u32::from(a.key_mask.is_some()));
+    // Without a mask the kernel never reads the mask binding; q stands in.
     g.dispatch(
         &ATTENTION,
-        &[q, k, v, key_bias.unwrap_or(q), o],
+        &[a.q.0, a.k.0, a.v.0, a.key_mask.unwrap_or(a.q.0), a.o],
         bytemuck::bytes_of(&params),
         [
-            groups(block.min(frames), 64),
-            heads as u32,
-            frames.div_ceil(block) as u32,
+            groups(a.block.min(a.frames), 64),
+            a.heads as u32,
+            a.frames.div_ceil(a.block) as u32,
         ],
     );
 }

@@ -1,24 +1,32 @@
 // Multi-head self-attention over time with an online softmax (flash-attention
 // style): each workgroup owns 64 queries of one head and streams the keys and
 // values through workgroup memory in tiles of 16, so the T×T score matrix is
-// never stored and any number of frames fits. q, k, v and out are
-// channel-major `[W, T]`; head h owns rows h·dh … (h+1)·dh − 1. The frames
-// may be several independent sequences of `block` tokens each (a ViT's
-// images side by side): workgroup z owns sequence z, whose queries attend
-// only to its own keys. With bit 0 of `flags`, `key_bias [frames]` is added
-// to every score of key j (0 for a real frame, −1e9 for padding, as core's
-// adapter masks keys in training).
+// never stored and any number of frames fits. Head h owns rows h·dh …
+// (h+1)·dh − 1 of q, k, v and out. The frames are independent sequences of
+// `block` tokens each (one for a single window; a batch's windows, a ViT's
+// images): workgroup z owns sequence z, whose queries attend only to its
+// own keys. Token n of row r is at `(n / block)·seq + r·row + n % block`
+// (see `SeqLayout`): the inputs with their own strides and row offsets (q,
+// k and v may be one fused buffer), the output with its own. With bit 0 of
+// `flags`, key j's score gets `key_mask[j]·1e9 − 1e9` (0 for a real frame,
+// −1e9 for padding, as core's adapter masks keys).
 
 struct AttnParams {
     frames: u32,
     head_dim: u32,  // ≤ MAX_HEAD_DIM
     scale: f32,     // 1/√head_dim
     block: u32,     // tokens per independent sequence (frames for one)
-    flags: u32,     // bit 0: add key_bias
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    flags: u32,     // bit 0: mask keys
+    in_seq: u32,    // q, k, v: elements between sequences
+    in_row: u32,    //          and between rows
+    out_seq: u32,   // out: the same
+    out_row: u32,
+    q_row0: u32,    // first row of q, k and v in their buffers
+    k_row0: u32,
+    v_row0: u32,
 }
+
+const MASK_PENALTY: f32 = 1.0e9;
 
 const BQ: u32 = 64u;
 const BK: u32 = 16u;
@@ -27,12 +35,20 @@ const MAX_HEAD_DIM: u32 = 128u;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read> key_bias: array<f32>;
+@group(0) @binding(3) var<storage, read> key_mask: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<uniform> ap: AttnParams;
 
 var<workgroup> k_tile: array<f32, 2048>; // [MAX_HEAD_DIM][BK]
 var<workgroup> v_tile: array<f32, 2048>;
+
+fn in_at(row: u32, n: u32) -> u32 {
+    return n / ap.block * ap.in_seq + row * ap.in_row + n % ap.block;
+}
+
+fn out_at(row: u32, n: u32) -> u32 {
+    return n / ap.block * ap.out_seq + row * ap.out_row + n % ap.block;
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -47,7 +63,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     for (var d = 0u; d < dh; d++) {
         var val = 0.0;
         if (valid) {
-            val = q[(row0 + d) * ap.frames + qi] * ap.scale;
+            val = q[in_at(ap.q_row0 + row0 + d, qi)] * ap.scale;
         }
         qv[d] = val;
         acc[d] = 0.0;
@@ -64,8 +80,8 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             var kv = 0.0;
             var vv = 0.0;
             if (key < seq_end) {
-                kv = k[(row0 + d) * ap.frames + key];
-                vv = v[(row0 + d) * ap.frames + key];
+                kv = k[in_at(ap.k_row0 + row0 + d, key)];
+                vv = v[in_at(ap.v_row0 + row0 + d, key)];
             }
             k_tile[e] = kv;
             v_tile[e] = vv;
@@ -77,7 +93,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         for (var j = 0u; j < n_keys; j++) {
             var dot = 0.0;
             if (biased) {
-                dot = key_bias[key0 + j];
+                dot = fma(key_mask[key0 + j], MASK_PENALTY, -MASK_PENALTY);
             }
             for (var d = 0u; d < dh; d++) {
                 dot = fma(qv[d], k_tile[d * BK + j], dot);
@@ -102,7 +118,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     }
     if (valid) {
         for (var d = 0u; d < dh; d++) {
-            o[(row0 + d) * ap.frames + qi] = acc[d] / l;
+            o[out_at(row0 + d, qi)] = acc[d] / l;
         }
     }
 }

@@ -24,26 +24,45 @@ struct NormParams {
     channels: u32,
     frames: u32,
     eps: f32,
-    _pad: u32,
+    block: u32,
 }
 
-/// `y = LayerNorm(x)` over the `channels` of each of `frames` frames.
-#[allow(clippy::too_many_arguments)]
+/// The frames a LayerNorm normalises: `frames` in all, laid out `[B,
+/// channels, block]` (`block = frames` for one `[channels, frames]`).
+#[derive(Debug, Clone, Copy)]
+pub struct NormFrames {
+    pub channels: usize,
+    pub frames: usize,
+    pub block: usize,
+}
+
+impl NormFrames {
+    /// One channel-major `[channels, frames]`.
+    pub fn whole(channels: usize, frames: usize) -> Self {
+        NormFrames {
+            channels,
+            frames,
+            block: frames,
+        }
+    }
+}
+
+/// `y = LayerNorm(x)` over the channels of each frame of `f`.
 pub fn layer_norm(
     g: &mut Graph,
     x: Slot,
     gamma: Slot,
     beta: Slot,
     y: Slot,
-    channels: usize,
-    frames: usize,
+    f: NormFrames,
     eps: f32,
 ) {
+    let frames = f.frames;
     let params = NormParams {
-        channels: channels as u32,
+        channels: f.channels as u32,
         frames: frames as u32,
         eps,
-        _pad: 0,
+        block: f.block.max(1) as u32,
     };
     g.dispatch(
         &LAYER_NORM,

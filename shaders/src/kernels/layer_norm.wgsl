@@ -1,12 +1,19 @@
-// LayerNorm over the channels of each frame of a channel-major `[C, T]`
-// tensor: one thread per frame, so every channel read is coalesced across
-// the workgroup. Two passes (mean, then the mean squared deviation), as the
-// CPU model computes it.
+// LayerNorm over the channels of each frame of `[B, C, block]` (frames =
+// B·block; block = frames for one channel-major `[C, T]`): one thread per
+// frame, so every channel read is coalesced across the workgroup. Two
+// passes (mean, then the mean squared deviation), as the CPU model
+// computes it.
 
 struct NormParams {
     channels: u32,
     frames: u32,
     eps: f32,
+    block: u32,
+}
+
+// Channel c of frame t.
+fn at(c: u32, t: u32) -> u32 {
+    return t / np.block * np.channels * np.block + c * np.block + t % np.block;
 }
 
 @group(0) @binding(0) var<storage, read> ln_x: array<f32>;
@@ -23,17 +30,17 @@ fn layer_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var sum = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        sum += ln_x[c * np.frames + t];
+        sum += ln_x[at(c, t)];
     }
     let mean = sum / f32(np.channels);
     var sq = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let d = ln_x[c * np.frames + t] - mean;
+        let d = ln_x[at(c, t)] - mean;
         sq += d * d;
     }
     let inv = 1.0 / sqrt(sq / f32(np.channels) + np.eps);
     for (var c = 0u; c < np.channels; c++) {
-        let idx = c * np.frames + t;
+        let idx = at(c, t);
         ln_y[idx] = (ln_x[idx] - mean) * inv * gamma[c] + beta[c];
     }
 }

@@ -1,6 +1,7 @@
 //! Backward of LayerNorm over channels (`layer_norm_grad.wgsl`).
 
 use super::{groups, Access, Kernel};
+use super::layer_norm::NormFrames;
 use crate::graph::{Graph, Slot};
 
 /// `layer_norm_grad` in `layer_norm_grad.wgsl`.
@@ -26,11 +27,12 @@ struct NormGradParams {
     frames: u32,
     eps: f32,
     flags: u32,
+    block: u32,
+    _pad: [u32; 3],
 }
 
-/// `dx (+)= ∂L/∂x` of `y = LayerNorm(x)` over `channels` for each of
-/// `frames` frames, and `gxhat = dy ⊙ x̂` (whose row sums are dγ; dy's are
-/// dβ).
+/// `dx (+)= ∂L/∂x` of `y = LayerNorm(x)` over the channels of each frame
+/// of `f`, and `gxhat = dy ⊙ x̂` (whose row sums are dγ; dy's are dβ).
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_grad(
     g: &mut Graph,
@@ -39,16 +41,18 @@ pub fn layer_norm_grad(
     dy: Slot,
     dx: Slot,
     gxhat: Slot,
-    channels: usize,
-    frames: usize,
+    f: NormFrames,
     eps: f32,
     accumulate: bool,
 ) {
+    let frames = f.frames;
     let p = NormGradParams {
-        channels: channels as u32,
+        channels: f.channels as u32,
         frames: frames as u32,
         eps,
         flags: accumulate as u32,
+        block: f.block.max(1) as u32,
+        _pad: [0; 3],
     };
     g.dispatch(
         &LAYER_NORM_GRAD,

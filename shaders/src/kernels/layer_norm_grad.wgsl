@@ -1,5 +1,5 @@
 // Backward of layer_norm.wgsl (LayerNorm over the channels of each frame of
-// `[C, T]`), one thread per frame as the forward:
+// `[B, C, block]`), one thread per frame as the forward:
 //   x̂ = (x − μ)·r,  r = 1/sqrt(σ² + eps),  y = γ·x̂ + β,  g = ∂L/∂y
 //   dx[c] = r · (g[c]·γ[c] − mean_c(g·γ) − x̂[c] · mean_c(g·γ·x̂))
 // and, for the parameters' gradients (row sums over time, row_sum.wgsl),
@@ -10,6 +10,10 @@ struct NormParams {
     frames: u32,
     eps: f32,
     flags: u32,  // bit 0: accumulate into dx
+    block: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -18,6 +22,11 @@ struct NormParams {
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gxhat: array<f32>;
 @group(0) @binding(5) var<uniform> np: NormParams;
+
+// Channel c of frame t.
+fn at(c: u32, t: u32) -> u32 {
+    return t / np.block * np.channels * np.block + c * np.block + t % np.block;
+}
 
 @compute @workgroup_size(256, 1, 1)
 fn layer_norm_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -28,19 +37,19 @@ fn layer_norm_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = f32(np.channels);
     var sum = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        sum += x[c * np.frames + t];
+        sum += x[at(c, t)];
     }
     let mean = sum / n;
     var sq = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let d = x[c * np.frames + t] - mean;
+        let d = x[at(c, t)] - mean;
         sq += d * d;
     }
     let r = 1.0 / sqrt(sq / n + np.eps);
     var sg = 0.0;
     var sgx = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let idx = c * np.frames + t;
+        let idx = at(c, t);
         let gg = dy[idx] * gamma[c];
         sg += gg;
         sgx += gg * (x[idx] - mean) * r;
@@ -48,7 +57,7 @@ fn layer_norm_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     sg /= n;
     sgx /= n;
     for (var c = 0u; c < np.channels; c++) {
-        let idx = c * np.frames + t;
+        let idx = at(c, t);
         let xh = (x[idx] - mean) * r;
         var v = r * (dy[idx] * gamma[c] - sg - xh * sgx);
         if ((np.flags & 1u) != 0u) {

@@ -14,17 +14,22 @@
 //! costs nothing, as a convolution reads its input parts at their channel
 //! offsets (and its backward writes each part's gradient into the part's
 //! own buffer). Pooling and resampling treat a part as `B·Cᵢ` rows of T.
+//! A linear layer is a convolution of width 1; LayerNorm and attention
+//! address `[B, C, T]` through their kernels' layouts.
 
 pub mod tape;
 pub mod weights;
 
 use std::collections::HashMap;
 
-use syncseg_core::model::ops::{Act, ConvSpec, Ops};
+use syncseg_core::model::ops::{Act, ConvSpec, LayerNormSpec, LinearSpec, Ops};
 use syncseg_core::{Error, Result};
 
 use crate::graph::{Graph, ParamsId, Slot};
 use crate::kernels::add::{add_into, AddParams};
+use crate::kernels::attention::{attention, Attention, SeqLayout, MAX_HEAD_DIM};
+use crate::kernels::gelu::gelu;
+use crate::kernels::layer_norm::{layer_norm, NormFrames};
 use crate::kernels::batch_norm::{bn_apply, bn_stats, BatchNormSlots};
 use crate::kernels::conv::{conv_batch, Activation, Batch, ConvWeights, InputPart, OutputRows};
 use crate::kernels::ensemble::{ensemble_head_batch, EnsembleParams};
@@ -207,6 +212,31 @@ impl<'a> Recorder<'a> {
                 (v, part)
             })
             .collect()
+    }
+
+    /// The value of a single-part tensor; a tensor of several parts
+    /// (features split over bindings, in inference) is gathered into one
+    /// buffer first.
+    fn single(&mut self, x: &DTensor) -> Result<usize> {
+        if let [v] = x.parts.as_slice() {
+            return Ok(*v);
+        }
+        if self.tape.is_some() {
+            return Err(Error::invalid(
+                "internal: a tensor of several parts where one buffer is needed in training",
+            ));
+        }
+        let (b, c, t) = (self.batch, x.channels, x.len);
+        let out = self.alloc_value(c, t, "gathered");
+        let dst = self.values[out].slot;
+        for (_, part) in self.input_parts(x) {
+            for i in 0..b {
+                let n = part.channels * t;
+                let (src0, dst0) = (i * n, (i * c + part.ci0) * t);
+                self.g.copy_range(part.x, src0, dst, dst0, n);
+            }
+        }
+        Ok(out)
     }
 
     fn table(&mut self, t_in: usize, t_up: usize) -> Slot {
@@ -549,15 +579,15 @@ impl Ops for Recorder<'_> {
     }
 
     fn add(&mut self, a: &DTensor, b: &DTensor) -> Result<DTensor> {
-        let (sa, sb) = (self.slot(a)?, self.slot(b)?);
         if (a.channels, a.len) != (b.channels, b.len) {
             return Err(Error::invalid(format!(
                 "adding tensors of {} × {} and {} × {}",
                 a.channels, a.len, b.channels, b.len
             )));
         }
+        let (va, vb) = (self.single(a)?, self.single(b)?);
+        let (sa, sb) = (self.values[va].slot, self.values[vb].slot);
         let out = self.alloc_value(a.channels, a.len, "add");
-        let (va, vb) = (a.parts[0], b.parts[0]);
         self.values[out].needs_grad = self.values[va].needs_grad || self.values[vb].needs_grad;
         let so = self.values[out].slot;
         let n = self.batch * a.channels * a.len;
@@ -567,6 +597,131 @@ impl Ops for Recorder<'_> {
             tape.push(Entry::Add { a: va, b: vb, out });
         }
         Ok(self.tensor(vec![out]))
+    }
+
+    fn linear(&mut self, spec: &LinearSpec, x: &DTensor) -> Result<DTensor> {
+        // A 1×1 convolution: the weight `[cout, cin]` is `[cout, cin, 1]`.
+        self.conv(&ConvSpec::plain(&spec.name, spec.cin, spec.cout, 1), x, None)
+    }
+
+    fn layer_norm(&mut self, spec: &LayerNormSpec, x: &DTensor) -> Result<DTensor> {
+        if x.channels != spec.channels {
+            return Err(Error::invalid(format!(
+                "{}: {} channels, the norm takes {}",
+                spec.name, x.channels, spec.channels
+            )));
+        }
+        let vx = self.single(x)?;
+        let (c, t) = (x.channels, x.len);
+        // γ and β are trained: the output needs a gradient.
+        let y = self.alloc_value(c, t, "layer_norm");
+        let frames = NormFrames {
+            channels: c,
+            frames: self.batch * t,
+            block: t,
+        };
+        let eps = spec.eps as f32;
+        let (xs, ys) = (self.values[vx].slot, self.values[y].slot);
+        match self.weights {
+            Weights::Folded(w) => {
+                let (gamma, beta) = w.norm(&spec.name)?.bind(self.g);
+                layer_norm(self.g, xs, gamma, beta, ys, frames, eps);
+            }
+            Weights::Train(p) => {
+                let ln = p.layer_norm(&spec.name)?;
+                let gamma = self.g.import(&p.params[ln.gamma].theta);
+                let beta = self.g.import(&p.params[ln.beta].theta);
+                layer_norm(self.g, xs, gamma, beta, ys, frames, eps);
+                let entry = tape::LayerNormEntry {
+                    x: vx,
+                    y,
+                    gamma,
+                    dgamma: self.g.import(&p.params[ln.gamma].grad),
+                    dbeta: self.g.import(&p.params[ln.beta].grad),
+                    params: (ln.gamma, ln.beta),
+                    frames,
+                    eps,
+                };
+                self.train_tape()?.push(Entry::LayerNorm(entry));
+            }
+        }
+        Ok(self.tensor(vec![y]))
+    }
+
+    fn gelu(&mut self, x: &DTensor) -> Result<DTensor> {
+        let vz = self.single(x)?;
+        let y = self.alloc_value(x.channels, x.len, "gelu");
+        self.values[y].needs_grad = self.values[vz].needs_grad;
+        let n = self.batch * x.channels * x.len;
+        gelu(self.g, self.values[vz].slot, self.values[y].slot, n);
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push(Entry::Gelu { z: vz, y });
+        }
+        Ok(self.tensor(vec![y]))
+    }
+
+    fn attention(
+        &mut self,
+        qkv: &DTensor,
+        heads: usize,
+        key_mask: Option<&DTensor>,
+    ) -> Result<DTensor> {
+        let (rows, t) = (qkv.channels, qkv.len);
+        if heads == 0 || rows % (3 * heads) != 0 {
+            return Err(Error::invalid(format!(
+                "attention over {rows} rows: not q, k and v of {heads} equal heads"
+            )));
+        }
+        let w = rows / 3;
+        let head_dim = w / heads;
+        if head_dim > MAX_HEAD_DIM {
+            return Err(Error::invalid(format!(
+                "attention heads of {head_dim} channels; the GPU kernel takes at most {MAX_HEAD_DIM}"
+            )));
+        }
+        let vq = self.single(qkv)?;
+        let key_mask = match key_mask {
+            Some(m) => Some(self.mask_slot(Some(m), t)?),
+            None => None,
+        };
+        let o = self.alloc_value(w, t, "attention");
+        self.values[o].needs_grad = self.values[vq].needs_grad;
+        let s = self.values[vq].slot;
+        let a = Attention {
+            q: (s, 0),
+            k: (s, w),
+            v: (s, 2 * w),
+            input: SeqLayout::batch_major(rows, t),
+            o: self.values[o].slot,
+            output: SeqLayout::batch_major(w, t),
+            key_mask,
+            heads,
+            head_dim,
+            frames: self.batch * t,
+            block: t,
+        };
+        attention(self.g, &a);
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push(Entry::Attention { qkv: vq, o, a });
+        }
+        Ok(self.tensor(vec![o]))
+    }
+
+    fn add_constant(&mut self, x: &DTensor, c: &[f64]) -> Result<DTensor> {
+        if c.len() != x.channels * x.len {
+            return Err(Error::invalid(format!(
+                "a table of {} values added to a {} × {} tensor",
+                c.len(),
+                x.channels,
+                x.len
+            )));
+        }
+        let table: Vec<f32> = (0..self.batch)
+            .flat_map(|_| c.iter().map(|&v| v as f32))
+            .collect();
+        let slot = self.g.constant(&table, "table");
+        let constant = self.input(slot, x.channels, x.len);
+        self.add(x, &constant)
     }
 
     fn dropout(&mut self, x: &DTensor, p: f32) -> Result<DTensor> {

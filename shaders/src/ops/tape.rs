@@ -17,6 +17,11 @@ use super::{DropoutStream, Value};
 use crate::graph::{Graph, Slot};
 use crate::kernels::activation_grad::relu_grad;
 use crate::kernels::add::{add_into, AddParams};
+use crate::kernels::attention::Attention;
+use crate::kernels::attention_grad::attention_grad;
+use crate::kernels::gelu::gelu_grad;
+use crate::kernels::layer_norm::NormFrames;
+use crate::kernels::layer_norm_grad::layer_norm_grad;
 use crate::kernels::batch_norm::{bn_backward, BatchNormSlots};
 use crate::kernels::conv::{ConvWeights, InputPart};
 use crate::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
@@ -49,9 +54,34 @@ pub(crate) struct ConvEntry {
     pub len: usize,
 }
 
+/// A LayerNorm over the channels of every frame.
+pub(crate) struct LayerNormEntry {
+    pub x: usize,
+    pub y: usize,
+    pub gamma: Slot,
+    /// Gradient buffers of γ and β, and their parameter indices.
+    pub dgamma: Slot,
+    pub dbeta: Slot,
+    pub params: (usize, usize),
+    pub frames: NormFrames,
+    pub eps: f32,
+}
+
 /// One op's backward.
 pub(crate) enum Entry {
     Conv(ConvEntry),
+    LayerNorm(LayerNormEntry),
+    /// `y = gelu(z)`.
+    Gelu {
+        z: usize,
+        y: usize,
+    },
+    /// `o = attention(qkv)` as recorded by `a`.
+    Attention {
+        qkv: usize,
+        o: usize,
+        a: Attention,
+    },
     /// `y = max_pool(x, k)` over the rows of one part.
     MaxPool {
         x: usize,
@@ -202,6 +232,30 @@ impl Tape {
         for entry in entries.iter().rev() {
             match entry {
                 Entry::Conv(c) => self.conv(g, values, batch, c)?,
+                Entry::LayerNorm(n) => self.layer_norm(g, values, batch, n)?,
+                Entry::Gelu { z, y } => {
+                    if let Some(dy) = self.written_grad(*y) {
+                        let zv = values[*z];
+                        if zv.needs_grad {
+                            let n = floats(&zv, batch);
+                            let (dz, acc) = self.grad_for_write(g, values, batch, *z);
+                            gelu_grad(g, zv.slot, dy, dz, n, acc);
+                        }
+                    }
+                    self.release_grad(values, batch, *y);
+                }
+                Entry::Attention { qkv, o, a } => {
+                    if let Some(d_o) = self.written_grad(*o) {
+                        if values[*qkv].needs_grad {
+                            let n = 2 * a.heads * a.frames;
+                            let stats = self.temp(g, n);
+                            let (dqkv, acc) = self.grad_for_write(g, values, batch, *qkv);
+                            attention_grad(g, a, d_o, stats, dqkv, acc);
+                            self.release(n, stats);
+                        }
+                    }
+                    self.release_grad(values, batch, *o);
+                }
                 Entry::MaxPool { x, y, k } => {
                     if let Some(dy) = self.written_grad(*y) {
                         let xv = values[*x];
@@ -292,6 +346,44 @@ impl Tape {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn layer_norm(
+        &mut self,
+        g: &mut Graph,
+        values: &[Value],
+        batch: usize,
+        e: &LayerNormEntry,
+    ) -> Result<()> {
+        let Some(dy) = self.written_grad(e.y) else {
+            self.release_grad(values, batch, e.y);
+            return Ok(());
+        };
+        let xv = values[e.x];
+        let n = floats(&xv, batch);
+        let (c, t) = (e.frames.channels, e.frames.block);
+        // dx into x's gradient, or scratch when x needs none (γ and β
+        // still do); x̂ ⊙ dy for dγ.
+        let (dx, acc, scratch) = if xv.needs_grad {
+            let (dx, acc) = self.grad_for_write(g, values, batch, e.x);
+            (dx, acc, false)
+        } else {
+            (self.temp(g, n), false, true)
+        };
+        let gx = self.temp(g, n);
+        layer_norm_grad(g, xv.slot, e.gamma, dy, dx, gx, e.frames, e.eps, acc);
+        let acc_g = self.param_accumulates(e.params.0);
+        let acc_b = self.param_accumulates(e.params.1);
+        for b in 0..batch {
+            row_sum(g, gx, b * c, c, t, e.dgamma, 0, 1.0, acc_g || b > 0);
+            row_sum(g, dy, b * c, c, t, e.dbeta, 0, 1.0, acc_b || b > 0);
+        }
+        self.release(n, gx);
+        if scratch {
+            self.release(n, dx);
+        }
+        self.release_grad(values, batch, e.y);
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Tensor, Var};
-use syncseg_core::model::ops::ConvSpec;
+use syncseg_core::model::declare::{Declare, Layer};
 use syncseg_core::model::SegModel;
 
 use crate::error::{Error, Result};
@@ -126,12 +126,21 @@ pub struct BnParam {
     pub channels: usize,
 }
 
-/// Every trainable tensor of a network, from its declaration (the
-/// convolutions its topology applies), looked up by layer name.
+/// A LayerNorm: indices of γ and β in [`NetParams::params`].
+#[derive(Debug, Clone, Copy)]
+pub struct LnParam {
+    pub gamma: usize,
+    pub beta: usize,
+}
+
+/// Every trainable tensor of a network, from its declaration (the layers
+/// its topology applies), looked up by layer name. A linear layer is a
+/// convolution of width 1 (its weight `[cout, cin]` is `[cout, cin, 1]`).
 pub struct NetParams {
     pub params: Vec<DeviceParam>,
     convs: HashMap<String, ConvParam>,
     norms: HashMap<String, BnParam>,
+    layer_norms: HashMap<String, LnParam>,
 }
 
 fn flat(t: &Tensor) -> Result<Vec<f32>> {
@@ -141,8 +150,8 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 impl NetParams {
-    /// Uploads the layers `specs` from the variables `vars` (by name).
-    pub fn upload(gpu: &Gpu, specs: &[ConvSpec], vars: &HashMap<String, Var>) -> Result<Self> {
+    /// Uploads the layers `declared` from the variables `vars` (by name).
+    pub fn upload(gpu: &Gpu, declared: &Declare, vars: &HashMap<String, Var>) -> Result<Self> {
         let var = |name: &str| -> Result<(String, Tensor)> {
             let v = vars
                 .get(name)
@@ -158,7 +167,32 @@ impl NetParams {
         };
         let mut convs = HashMap::new();
         let mut norms = HashMap::new();
-        for s in specs {
+        let mut layer_norms = HashMap::new();
+        for layer in declared.layers() {
+            let s = match layer {
+                Layer::Conv(s) => s,
+                Layer::Linear(s) => {
+                    let (w, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
+                    let conv = ConvParam {
+                        weight: add(&[&w], &mut params)?,
+                        bias: add(&[&b], &mut params)?,
+                        cout: s.cout,
+                        cin: s.cin,
+                        k: 1,
+                    };
+                    convs.insert(s.name.clone(), conv);
+                    continue;
+                }
+                Layer::LayerNorm(s) => {
+                    let (g, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
+                    let ln = LnParam {
+                        gamma: add(&[&g], &mut params)?,
+                        beta: add(&[&b], &mut params)?,
+                    };
+                    layer_norms.insert(s.name.clone(), ln);
+                    continue;
+                }
+            };
             let (w, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
             let conv = ConvParam {
                 weight: add(&[&w], &mut params)?,
@@ -190,6 +224,14 @@ impl NetParams {
             params,
             convs,
             norms,
+            layer_norms,
+        })
+    }
+
+    /// The LayerNorm `name`.
+    pub fn layer_norm(&self, name: &str) -> syncseg_core::Result<LnParam> {
+        self.layer_norms.get(name).copied().ok_or_else(|| {
+            syncseg_core::Error::invalid(format!("no layer norm {name} was uploaded"))
         })
     }
 
