@@ -412,7 +412,15 @@ impl WgpuVit {
         );
         let output = g.alloc(d * b, "vit.out");
         let (gn, bn) = self.norm.bind(&mut g);
-        layer_norm(&mut g, cls, gn, bn, output, NormFrames::whole(d, b), self.eps);
+        layer_norm(
+            &mut g,
+            cls,
+            gn,
+            bn,
+            output,
+            NormFrames::whole(d, b),
+            self.eps,
+        );
         Plan {
             graph: g,
             input,

@@ -6,7 +6,8 @@
 //! [`Ops`]); [`conform`] declares its parameters, initialises them at
 //! random (BatchNorm statistics too, so folding shows), and checks on the
 //! wgpu recorder (lavapipe in CI):
-//! * eval mode: every output against candle's;
+//! * eval mode (one window at a time, no mask): every output against
+//!   candle's;
 //! * training mode (batch statistics over a padded window, dropout from a
 //!   seed): the loss Σ masked-MSE(outputs, random teachers), the gradient
 //!   of every parameter, and the BatchNorm running statistics after the step.
@@ -18,11 +19,12 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use common::gpu;
+use syncseg_core::model::adapter::{adapter_forward, AdapterConfig};
 use syncseg_core::model::c2f_tcn::c2f_forward;
 use syncseg_core::model::candle_ops::{CandleLayers, CandleOps};
 use syncseg_core::model::declare::Declare;
 use syncseg_core::model::ms_tcn::{ms_tcn_forward, MsTcnConfig};
-use syncseg_core::model::ops::{ConvSpec, Ops};
+use syncseg_core::model::ops::{ConvSpec, LayerNormSpec, LinearSpec, Ops};
 use syncseg_core::model::tolerance::Tolerance;
 use syncseg_core::model::C2fConfig;
 use syncseg_core::Result;
@@ -101,10 +103,9 @@ fn conform(name: &str, case: &impl Case) {
     let mut declared = Declare::new();
     let outs = case.build(&mut declared, &(cin, t), Some(&(1, t))).unwrap();
     let out_dims: Vec<(usize, usize)> = outs.clone();
-    let specs = declared.specs().to_vec();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let layers = CandleLayers::new(&specs, &vb).unwrap();
+    let layers = CandleLayers::new(&declared, &vb).unwrap();
     randomise(&varmap);
     let dev_vars = copy_vars(&varmap);
 
@@ -120,7 +121,7 @@ fn conform(name: &str, case: &impl Case) {
     let want = case
         .build(&mut CandleOps::new(&layers, false), &xt, None)
         .unwrap();
-    let folded = FoldedWeights::upload(&gpu, &specs, &layers).unwrap();
+    let folded = FoldedWeights::upload(&gpu, &declared, &layers).unwrap();
     for b in 0..BATCH {
         let mut g = Graph::new(gpu.clone());
         let input = g.constant(&x[b * cin * t..(b + 1) * cin * t], "x");
@@ -171,7 +172,7 @@ fn conform(name: &str, case: &impl Case) {
     let want_loss = loss.to_scalar::<f32>().unwrap();
     let grads = loss.backward().unwrap();
 
-    let params = NetParams::upload(&gpu, &specs, &dev_vars).unwrap();
+    let params = NetParams::upload(&gpu, &declared, &dev_vars).unwrap();
     let mut g = Graph::new(gpu.clone());
     let mut r = Recorder::training(&mut g, &params, BATCH);
     let (xd, x_slot) = r.new_input(cin, t, "x");
@@ -379,6 +380,47 @@ impl Case for ResidualDropout {
     }
 }
 
+/// The transformer ops: a linear layer, a constant table, LayerNorm, the
+/// fused q/k/v projection into attention with the key mask, GELU.
+struct Transformer;
+impl Case for Transformer {
+    fn cin(&self) -> usize {
+        5
+    }
+    fn frames(&self) -> usize {
+        29
+    }
+    fn build<O: Ops>(&self, o: &mut O, x: &O::T, m: Option<&O::T>) -> Result<Vec<O::T>> {
+        let h = o.linear(&LinearSpec::new("in", 5, 12), x)?;
+        let table: Vec<f64> = (0..12 * 29).map(|i| (i as f64 * 0.37).sin()).collect();
+        let h = o.add_constant(&h, &table)?;
+        let norm = LayerNormSpec {
+            name: "ln".into(),
+            channels: 12,
+            eps: 1e-5,
+        };
+        let a = o.layer_norm(&norm, &h)?;
+        let qkv = o.linear(&LinearSpec::new("qkv", 12, 36), &a)?;
+        let ctx = o.attention(&qkv, 3, m)?;
+        let f = o.gelu(&ctx)?;
+        Ok(vec![o.linear(&LinearSpec::new("out", 12, 4), &f)?, a])
+    }
+}
+
+/// The feature adapter, whole (its output projection random, not zero).
+struct Adapter(AdapterConfig);
+impl Case for Adapter {
+    fn cin(&self) -> usize {
+        7
+    }
+    fn frames(&self) -> usize {
+        45
+    }
+    fn build<O: Ops>(&self, o: &mut O, x: &O::T, m: Option<&O::T>) -> Result<Vec<O::T>> {
+        Ok(vec![adapter_forward(o, &self.0, x, m)?])
+    }
+}
+
 /// The C2F-TCN, whole.
 struct C2f(C2fConfig);
 impl Case for C2f {
@@ -438,6 +480,22 @@ fn ensemble_and_softmax() {
 #[test]
 fn residual_add_and_dropout() {
     conform("residual + dropout", &ResidualDropout);
+}
+
+#[test]
+fn transformer_ops() {
+    conform("transformer ops", &Transformer);
+}
+
+#[test]
+fn feature_adapter() {
+    let cfg = AdapterConfig {
+        layers: 2,
+        heads: 2,
+        width: 16,
+        ffn: 24,
+    };
+    conform("adapter", &Adapter(cfg));
 }
 
 #[test]

@@ -756,7 +756,7 @@ fn distillation_mse_matches_core() {
 
 #[test]
 fn layer_norm_gradients_match_candle() {
-    use syncseg_shaders::kernels::layer_norm::layer_norm;
+    use syncseg_shaders::kernels::layer_norm::{layer_norm, NormFrames};
     use syncseg_shaders::kernels::layer_norm_grad::layer_norm_grad;
     let dev = Device::Cpu;
     let eps = 1e-5;
@@ -810,12 +810,11 @@ fn layer_norm_gradients_match_candle() {
             g.constant(&beta, "b"),
         );
         let ys = g.alloc(x.len(), "y");
-        layer_norm(&mut g, xs, gs, bs, ys, channels, frames, eps as f32);
+        let nf = NormFrames::whole(channels, frames);
+        layer_norm(&mut g, xs, gs, bs, ys, nf, eps as f32);
         let dy = g.constant(&r, "dy");
         let (dx, gxhat) = (g.alloc(x.len(), "dx"), g.alloc(x.len(), "gxhat"));
-        layer_norm_grad(
-            &mut g, xs, gs, dy, dx, gxhat, channels, frames, eps as f32, false,
-        );
+        layer_norm_grad(&mut g, xs, gs, dy, dx, gxhat, nf, eps as f32, false);
         let (dg, db) = (g.alloc(channels, "dg"), g.alloc(channels, "db"));
         row_sum(&mut g, gxhat, 0, channels, frames, dg, 0, 1.0, false);
         row_sum(&mut g, dy, 0, channels, frames, db, 0, 1.0, false);
@@ -878,7 +877,8 @@ fn gelu_and_its_gradient_match_candle() {
 
 #[test]
 fn attention_gradients_match_candle() {
-    use syncseg_shaders::kernels::attention_grad::{attention_grad, AttentionTensors};
+    use syncseg_shaders::kernels::attention::{Attention, SeqLayout};
+    use syncseg_shaders::kernels::attention_grad::attention_grad;
     let dev = Device::Cpu;
     // (heads, head size, frames, real keys per sequence, tokens per
     // independent sequence, seed): a batch of windows is sequences side by
@@ -936,12 +936,22 @@ fn attention_gradients_match_candle() {
 
         let gpu = gpu();
         let mut g = Graph::new(gpu.clone());
-        let a = AttentionTensors {
-            q: g.constant(&q, "q"),
-            k: g.constant(&k, "k"),
-            v: g.constant(&v, "v"),
+        // q, k and v fused into one `[3W, frames]` buffer, the sequences
+        // side by side, as the gradients are written.
+        let qkv: Vec<f32> = [&q, &k, &v].into_iter().flatten().copied().collect();
+        let qkv = g.constant(&qkv, "qkv");
+        let mask: Vec<f32> = bias
+            .iter()
+            .map(|&b| if b == 0.0 { 1.0 } else { 0.0 })
+            .collect();
+        let a = Attention {
+            q: (qkv, 0),
+            k: (qkv, w),
+            v: (qkv, 2 * w),
+            input: SeqLayout::side_by_side(frames, block),
             o: g.constant(&flat(&o), "o"),
-            key_bias: g.constant(&bias, "bias"),
+            output: SeqLayout::side_by_side(frames, block),
+            key_mask: Some(g.constant(&mask, "mask")),
             heads,
             head_dim,
             frames,
@@ -949,19 +959,20 @@ fn attention_gradients_match_candle() {
         };
         let d_o = g.constant(&r, "do");
         let stats = g.alloc(2 * heads * frames, "stats");
-        let (dq, dk, dv) = (
-            g.alloc(w * frames, "dq"),
-            g.alloc(w * frames, "dk"),
-            g.alloc(w * frames, "dv"),
-        );
-        attention_grad(&mut g, &a, d_o, stats, dq, dk, dv, false);
+        let dqkv = g.alloc(3 * w * frames, "dqkv");
+        attention_grad(&mut g, &a, d_o, stats, dqkv, false);
         g.submit();
         let read = |s, n| pollster::block_on(gpu.read(g.buffer(s), n)).unwrap();
         let what =
             format!("attention H {heads} dh {head_dim} T {frames} real {real} block {block}");
-        for (name, slot, var) in [("dq", dq, &vq), ("dk", dk, &vk), ("dv", dv, &vv)] {
+        let got = read(dqkv, 3 * w * frames);
+        for (i, (name, var)) in [("dq", &vq), ("dk", &vk), ("dv", &vv)]
+            .into_iter()
+            .enumerate()
+        {
+            let n = w * frames;
             assert_rel(
-                &read(slot, w * frames),
+                &got[i * n..(i + 1) * n],
                 &flat(grads.get(var).unwrap()),
                 &format!("{what}: {name}"),
             );

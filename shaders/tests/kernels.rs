@@ -7,11 +7,11 @@ use common::{assert_close, random, run};
 use syncseg_core::model::dropout;
 use syncseg_core::model::interp::linear_matrix;
 use syncseg_shaders::kernels::add::{add_into, AddParams};
-use syncseg_shaders::kernels::attention::attention;
+use syncseg_shaders::kernels::attention::{attention, Attention, SeqLayout};
 use syncseg_shaders::kernels::conv::{conv, Activation, ConvWeights, InputPart, OutputRows};
 use syncseg_shaders::kernels::copy::{copy_window, WindowParams};
 use syncseg_shaders::kernels::ensemble::{ensemble_head, EnsembleParams};
-use syncseg_shaders::kernels::layer_norm::layer_norm;
+use syncseg_shaders::kernels::layer_norm::{layer_norm, NormFrames};
 use syncseg_shaders::kernels::pool::{max_pool, resample, resample_table};
 use syncseg_shaders::kernels::reduce::{sum_sq_diff, PARTIALS};
 use syncseg_shaders::kernels::swiglu::swiglu;
@@ -288,7 +288,7 @@ fn layer_norm_matches_reference() {
             let xs = g.constant(&x, "x");
             let (gs, bs) = (g.constant(&gamma, "g"), g.constant(&beta, "b"));
             let y = g.alloc(c * t, "y");
-            layer_norm(g, xs, gs, bs, y, c, t, 1e-5);
+            layer_norm(g, xs, gs, bs, y, NormFrames::whole(c, t), 1e-5);
             (y, c * t)
         });
         let mut want = vec![0f64; c * t];
@@ -340,8 +340,25 @@ fn attention_matches_reference_without_storing_scores() {
                 g.constant(&v, "v"),
             );
             let o = g.alloc(w * t, "o");
-            let bias = masked.then(|| g.constant(&bias, "bias"));
-            attention(g, qs, ks, vs, bias, o, heads, dh, t, block);
+            let mask: Vec<f32> = bias
+                .iter()
+                .map(|&b| if b == 0.0 { 1.0 } else { 0.0 })
+                .collect();
+            let layout = SeqLayout::side_by_side(t, block);
+            let a = Attention {
+                q: (qs, 0),
+                k: (ks, 0),
+                v: (vs, 0),
+                input: layout,
+                o,
+                output: layout,
+                key_mask: masked.then(|| g.constant(&mask, "mask")),
+                heads,
+                head_dim: dh,
+                frames: t,
+                block,
+            };
+            attention(g, &a);
             (o, w * t)
         });
         let mut want = vec![0f64; w * t];

@@ -109,7 +109,11 @@ impl CandleLayers {
                             }
                         }
                         LinearInit::Zero => ChannelLinear {
-                            weight: lv.get_with_hints((s.cout, s.cin), "weight", Init::Const(0.0))?,
+                            weight: lv.get_with_hints(
+                                (s.cout, s.cin),
+                                "weight",
+                                Init::Const(0.0),
+                            )?,
                             bias: lv.get_with_hints(s.cout, "bias", Init::Const(0.0))?,
                         },
                     };

@@ -197,7 +197,7 @@ impl Ops for Declare {
     }
 
     fn attention(&mut self, qkv: &Dims, heads: usize, key_mask: Option<&Dims>) -> Result<Dims> {
-        if heads == 0 || qkv.0 % (3 * heads) != 0 {
+        if heads == 0 || !qkv.0.is_multiple_of(3 * heads) {
             return Err(Error::invalid(format!(
                 "attention over {} rows: not q, k and v of {heads} equal heads",
                 qkv.0

@@ -207,8 +207,12 @@ pub trait Ops {
     /// `W..2W`, `2W..3W`; head `h` uses rows `h·W/heads .. (h+1)·W/heads`
     /// of each. Keys the mask `[1, T]` marks 0 get `−1e9` added to their
     /// scores; the result is `[W, T]`.
-    fn attention(&mut self, qkv: &Self::T, heads: usize, key_mask: Option<&Self::T>)
-        -> Result<Self::T>;
+    fn attention(
+        &mut self,
+        qkv: &Self::T,
+        heads: usize,
+        key_mask: Option<&Self::T>,
+    ) -> Result<Self::T>;
 
     /// `x` plus the table `c` (`[C, T]` row-major, the same for every
     /// window), e.g. a positional encoding.

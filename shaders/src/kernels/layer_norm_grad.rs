@@ -1,7 +1,7 @@
 //! Backward of LayerNorm over channels (`layer_norm_grad.wgsl`).
 
-use super::{groups, Access, Kernel};
 use super::layer_norm::NormFrames;
+use super::{groups, Access, Kernel};
 use crate::graph::{Graph, Slot};
 
 /// `layer_norm_grad` in `layer_norm_grad.wgsl`.

@@ -28,11 +28,11 @@ use syncseg_core::{Error, Result};
 use crate::graph::{Graph, ParamsId, Slot};
 use crate::kernels::add::{add_into, AddParams};
 use crate::kernels::attention::{attention, Attention, SeqLayout, MAX_HEAD_DIM};
-use crate::kernels::gelu::gelu;
-use crate::kernels::layer_norm::{layer_norm, NormFrames};
 use crate::kernels::batch_norm::{bn_apply, bn_stats, BatchNormSlots};
 use crate::kernels::conv::{conv_batch, Activation, Batch, ConvWeights, InputPart, OutputRows};
 use crate::kernels::ensemble::{ensemble_head_batch, EnsembleParams};
+use crate::kernels::gelu::gelu;
+use crate::kernels::layer_norm::{layer_norm, NormFrames};
 use crate::kernels::mse_grad::{masked_mse_grad, MseParams, MseSlots};
 use crate::kernels::pool::{max_pool, resample, resample_table};
 use crate::kernels::reduce::{sum, PARTIALS};
@@ -601,7 +601,11 @@ impl Ops for Recorder<'_> {
 
     fn linear(&mut self, spec: &LinearSpec, x: &DTensor) -> Result<DTensor> {
         // A 1×1 convolution: the weight `[cout, cin]` is `[cout, cin, 1]`.
-        self.conv(&ConvSpec::plain(&spec.name, spec.cin, spec.cout, 1), x, None)
+        self.conv(
+            &ConvSpec::plain(&spec.name, spec.cin, spec.cout, 1),
+            x,
+            None,
+        )
     }
 
     fn layer_norm(&mut self, spec: &LayerNormSpec, x: &DTensor) -> Result<DTensor> {
@@ -667,7 +671,7 @@ impl Ops for Recorder<'_> {
         key_mask: Option<&DTensor>,
     ) -> Result<DTensor> {
         let (rows, t) = (qkv.channels, qkv.len);
-        if heads == 0 || rows % (3 * heads) != 0 {
+        if heads == 0 || !rows.is_multiple_of(3 * heads) {
             return Err(Error::invalid(format!(
                 "attention over {rows} rows: not q, k and v of {heads} equal heads"
             )));

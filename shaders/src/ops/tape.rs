@@ -19,13 +19,13 @@ use crate::kernels::activation_grad::relu_grad;
 use crate::kernels::add::{add_into, AddParams};
 use crate::kernels::attention::Attention;
 use crate::kernels::attention_grad::attention_grad;
-use crate::kernels::gelu::gelu_grad;
-use crate::kernels::layer_norm::NormFrames;
-use crate::kernels::layer_norm_grad::layer_norm_grad;
 use crate::kernels::batch_norm::{bn_backward, BatchNormSlots};
 use crate::kernels::conv::{ConvWeights, InputPart};
 use crate::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
 use crate::kernels::ensemble_grad::ensemble_head_grad;
+use crate::kernels::gelu::gelu_grad;
+use crate::kernels::layer_norm::NormFrames;
+use crate::kernels::layer_norm_grad::layer_norm_grad;
 use crate::kernels::pool_grad::{max_pool_grad, resample_grad, resample_grad_starts};
 use crate::kernels::row_sum::row_sum;
 

@@ -93,7 +93,12 @@ impl WgpuStepper {
     /// Trains `model`'s network (C2F-TCN or MS-TCN++). An adapter in front
     /// of it stays frozen (the objective applies it to the batch on the host).
     pub fn new(gpu: Arc<Gpu>, model: &SegModel, adam: AdamConfig) -> Result<Self> {
-        Self::with(gpu, Trained::Backbone(model.meta.backbone.clone()), model, adam)
+        Self::with(
+            gpu,
+            Trained::Backbone(model.meta.backbone.clone()),
+            model,
+            adam,
+        )
     }
 
     /// Trains `model`'s feature adapter (the network behind it is not touched).

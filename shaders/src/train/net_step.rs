@@ -67,9 +67,7 @@ impl Trained {
                 .map(|s| s.cin.max(s.cout))
                 .max()
                 .unwrap_or(1),
-            Trained::Adapter { cfg, input_dim } => {
-                (3 * cfg.width).max(cfg.ffn).max(*input_dim)
-            }
+            Trained::Adapter { cfg, input_dim } => (3 * cfg.width).max(cfg.ffn).max(*input_dim),
         })
     }
 }
