@@ -27,6 +27,7 @@ use syncseg_core::model::ms_tcn::{ms_tcn_forward, MsTcnConfig};
 use syncseg_core::model::ops::{ConvSpec, LayerNormSpec, LinearSpec, Ops};
 use syncseg_core::model::tolerance::Tolerance;
 use syncseg_core::model::C2fConfig;
+use syncseg_core::vision::{vit_forward, Mlp, VitConfig};
 use syncseg_core::Result;
 use syncseg_shaders::graph::Graph;
 use syncseg_shaders::kernels::mse_grad::MseParams;
@@ -40,6 +41,10 @@ trait Case {
     fn cin(&self) -> usize;
     fn frames(&self) -> usize;
     fn build<O: Ops>(&self, o: &mut O, x: &O::T, mask: Option<&O::T>) -> Result<Vec<O::T>>;
+    /// Whether the device trains it (the ViT's ops run in inference only).
+    fn trains(&self) -> bool {
+        true
+    }
 }
 
 const BATCH: usize = 2;
@@ -143,6 +148,13 @@ fn conform(name: &str, case: &impl Case) {
         }
     }
 
+    if !case.trains() {
+        eprintln!(
+            "{name}: {} outputs conform (inference only)",
+            out_dims.len()
+        );
+        return;
+    }
     // Training: Σ over outputs of the mean squared error to a teacher.
     let teachers: Vec<Vec<f32>> = out_dims
         .iter()
@@ -421,6 +433,49 @@ impl Case for Adapter {
     }
 }
 
+/// SwiGLU's gate and taking frames (inference only, as the ViT).
+struct GateAndFrames;
+impl Case for GateAndFrames {
+    fn cin(&self) -> usize {
+        4
+    }
+    fn frames(&self) -> usize {
+        21
+    }
+    fn build<O: Ops>(&self, o: &mut O, x: &O::T, _m: Option<&O::T>) -> Result<Vec<O::T>> {
+        let z = o.linear(&LinearSpec::new("w12", 4, 10), x)?;
+        let gated = o.swiglu(&z)?;
+        let first = o.frames(&gated, 0, 1)?;
+        let middle = o.frames(&z, 5, 7)?;
+        Ok(vec![gated, first, middle])
+    }
+    fn trains(&self) -> bool {
+        false
+    }
+}
+
+/// The DINOv2 ViT, whole, on 9 patches of 3 × 2 × 2 (GELU and SwiGLU
+/// MLPs), one register token.
+struct Vit(VitConfig);
+impl Case for Vit {
+    fn cin(&self) -> usize {
+        3 * self.0.patch * self.0.patch
+    }
+    fn frames(&self) -> usize {
+        1 + self.0.registers + 9
+    }
+    fn build<O: Ops>(&self, o: &mut O, x: &O::T, _m: Option<&O::T>) -> Result<Vec<O::T>> {
+        let embed: Vec<f64> = common::random(self.0.dim * self.frames(), 77)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        Ok(vec![vit_forward(o, &self.0, x, &embed)?])
+    }
+    fn trains(&self) -> bool {
+        false
+    }
+}
+
 /// The C2F-TCN, whole.
 struct C2f(C2fConfig);
 impl Case for C2f {
@@ -496,6 +551,27 @@ fn feature_adapter() {
         ffn: 24,
     };
     conform("adapter", &Adapter(cfg));
+}
+
+#[test]
+fn swiglu_and_frames() {
+    conform("swiglu + frames", &GateAndFrames);
+}
+
+#[test]
+fn vit() {
+    for mlp in [Mlp::Gelu { hidden: 24 }, Mlp::SwiGlu { hidden: 10 }] {
+        let cfg = VitConfig {
+            dim: 12,
+            depth: 2,
+            heads: 3,
+            patch: 2,
+            mlp,
+            registers: 1,
+            pos_grid: 3,
+        };
+        conform(&format!("ViT ({mlp:?})"), &Vit(cfg));
+    }
 }
 
 #[test]

@@ -438,25 +438,31 @@ fn add_into_matches_the_cpu_with_and_without_dropout() {
     }
 }
 
+/// The gate over `[B, 2H, T]` windows: each window's halves pair up.
 #[test]
-fn swiglu_gates_in_place() {
-    for n in [1usize, 255, 256, 257, 1_048_579] {
-        let a: Vec<f32> = random(n, 11).iter().map(|v| v * 6.0).collect();
-        let b = random(n, 12);
+fn swiglu_gates_each_windows_halves() {
+    for (windows, block) in [
+        (1usize, 1usize),
+        (1, 255),
+        (3, 256),
+        (2, 257),
+        (1, 1_048_579),
+    ] {
+        let n = windows * block;
+        let x: Vec<f32> = random(2 * n, 11).iter().map(|v| v * 6.0).collect();
         let got = run(|g| {
-            let (sa, sb) = (g.constant(&a, "a"), g.constant(&b, "b"));
-            swiglu(g, sa, sb, n);
-            (sa, n)
+            let (sx, sy) = (g.constant(&x, "x"), g.alloc(n, "y"));
+            swiglu(g, sx, sy, block, n);
+            (sy, n)
         });
-        let want: Vec<f64> = a
-            .iter()
-            .zip(&b)
-            .map(|(&x, &y)| {
-                let x = x as f64;
-                x / (1.0 + (-x).exp()) * y as f64
+        let want: Vec<f64> = (0..n)
+            .map(|i| {
+                let at = i / block * 2 * block + i % block;
+                let (a, b) = (x[at] as f64, x[at + block] as f64);
+                a / (1.0 + (-a).exp()) * b
             })
             .collect();
-        assert_close(&got, &want, 1e-6, &format!("swiglu n={n}"));
+        assert_close(&got, &want, 1e-6, &format!("swiglu {windows} × {block}"));
     }
 }
 

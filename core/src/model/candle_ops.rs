@@ -286,6 +286,17 @@ impl Ops for CandleOps<'_> {
         Ok(ctx.reshape((b, w, t))?)
     }
 
+    fn swiglu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let h = self.dims(x).0 / 2;
+        let a = x.narrow(1, 0, h)?;
+        let b = x.narrow(1, h, h)?;
+        Ok((candle_nn::ops::silu(&a)? * b)?)
+    }
+
+    fn frames(&mut self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        Ok(x.narrow(2, start, len)?)
+    }
+
     fn add_constant(&mut self, x: &Tensor, c: &[f64]) -> Result<Tensor> {
         let (ch, t) = self.dims(x);
         let table = Tensor::from_slice(c, (1, ch, t), x.device())?.to_dtype(x.dtype())?;

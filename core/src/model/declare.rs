@@ -209,6 +209,27 @@ impl Ops for Declare {
         Ok((qkv.0 / 3, qkv.1))
     }
 
+    fn swiglu(&mut self, x: &Dims) -> Result<Dims> {
+        if !x.0.is_multiple_of(2) {
+            return Err(Error::invalid(format!(
+                "SwiGLU over {} channels: not two halves",
+                x.0
+            )));
+        }
+        Ok((x.0 / 2, x.1))
+    }
+
+    fn frames(&mut self, x: &Dims, start: usize, len: usize) -> Result<Dims> {
+        if start + len > x.1 {
+            return Err(Error::invalid(format!(
+                "frames {start} .. {} of a {}-frame tensor",
+                start + len,
+                x.1
+            )));
+        }
+        Ok((x.0, len))
+    }
+
     fn add_constant(&mut self, x: &Dims, c: &[f64]) -> Result<Dims> {
         if c.len() != x.0 * x.1 {
             return Err(Error::invalid(format!(

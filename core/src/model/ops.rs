@@ -214,6 +214,13 @@ pub trait Ops {
         key_mask: Option<&Self::T>,
     ) -> Result<Self::T>;
 
+    /// SwiGLU's gate: `silu(a) · b` for `x` `[2H, T]` = `[a; b]`, giving
+    /// `[H, T]`.
+    fn swiglu(&mut self, x: &Self::T) -> Result<Self::T>;
+
+    /// Frames `start .. start + len` of `x`.
+    fn frames(&mut self, x: &Self::T, start: usize, len: usize) -> Result<Self::T>;
+
     /// `x` plus the table `c` (`[C, T]` row-major, the same for every
     /// window), e.g. a positional encoding.
     fn add_constant(&mut self, x: &Self::T, c: &[f64]) -> Result<Self::T>;

@@ -17,7 +17,7 @@ pub mod preprocess;
 pub mod vit;
 
 pub use preprocess::{Normalization, Preprocess};
-pub use vit::{Mlp, Vit, VitBlock, VitConfig};
+pub use vit::{vit_forward, vit_specs, Mlp, Vit, VitConfig};
 
 #[cfg(test)]
 mod tests;

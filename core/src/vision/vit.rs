@@ -9,16 +9,28 @@
 //! Face's `Dinov2Model` (`embeddings.*`, `encoder.layer.N.*`, separate
 //! query/key/value). The architecture (width, depth, MLP kind, registers)
 //! is read off the tensors; heads are width / 64 as in every DINOv2 model.
+//!
+//! The topology is written once, [`vit_forward`], over the op interface
+//! ([`crate::model::ops::Ops`]): an image is a window of tokens `[D, N]`
+//! (CLS, registers, patches). The patch embedding is a linear layer over
+//! patches cut beforehand (`[3p², N]`, zero columns where CLS and registers
+//! go); CLS, registers, position embeddings and the patch bias are one
+//! additive table; LayerScale is folded into the projections it follows
+//! when the weights load. [`Vit`] runs it on candle, the wgpu recorder on
+//! the device.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{LayerNorm, Linear, Module};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::pos_embed::resize_bicubic;
 use crate::error::{Error, Result};
+use crate::model::candle_ops::{CandleLayers, CandleOps};
+use crate::model::declare::Declare;
+use crate::model::ops::{LayerNormSpec, LinearSpec, Ops};
 
 /// LayerNorm epsilon of every DINOv2 norm.
 const LN_EPS: f64 = 1e-6;
@@ -107,39 +119,73 @@ impl VitConfig {
     }
 }
 
-/// One transformer layer: `x += ls1 · proj(attn(norm1(x)))`,
-/// `x += ls2 · mlp_out(act(mlp_in(norm2(x))))`.
-pub struct VitBlock {
-    /// Before attention.
-    pub norm1: LayerNorm,
-    /// `[3D, D]`: queries, keys, values stacked.
-    pub qkv: Linear,
-    /// Attention output projection.
-    pub proj: Linear,
-    /// LayerScale `[D]` (absent in checkpoints without it).
-    pub ls1: Option<Tensor>,
-    /// Before the MLP.
-    pub norm2: LayerNorm,
-    /// fc1 (GELU) or w12 (SwiGLU: both halves stacked).
-    pub mlp_in: Linear,
-    /// fc2 or w3.
-    pub mlp_out: Linear,
-    /// LayerScale of the MLP branch.
-    pub ls2: Option<Tensor>,
+/// The ViT's topology over `patches` `[3p², N]` (one image's patches
+/// flattened as (channel, y, x) in raster order, zero columns for CLS and
+/// the registers) and `embed` (`[D, N]` row-major, added after the patch
+/// embedding): the CLS feature `[D, 1]` after the final LayerNorm.
+///
+/// Each layer: `x += proj(attn(norm1(x)))`, `x += mlp_out(act(mlp_in(norm2(x))))`
+/// (LayerScale folded into `proj` and `mlp_out`).
+pub fn vit_forward<O: Ops>(
+    ops: &mut O,
+    cfg: &VitConfig,
+    patches: &O::T,
+    embed: &[f64],
+) -> Result<O::T> {
+    let d = cfg.dim;
+    let (cin, _) = ops.dims(patches);
+    let norm = |name: String| LayerNormSpec {
+        name,
+        channels: d,
+        eps: LN_EPS,
+    };
+    let h = ops.linear(&LinearSpec::new("patch_embed.proj", cin, d), patches)?;
+    let mut h = ops.add_constant(&h, embed)?;
+    for i in 0..cfg.depth {
+        let b = |s: &str| format!("blocks.{i}.{s}");
+        let a = ops.layer_norm(&norm(b("norm1")), &h)?;
+        let qkv = ops.linear(&LinearSpec::new(b("attn.qkv"), d, 3 * d), &a)?;
+        let ctx = ops.attention(&qkv, cfg.heads, None)?;
+        let y = ops.linear(&LinearSpec::new(b("attn.proj"), d, d), &ctx)?;
+        h = ops.add(&h, &y)?;
+        let a = ops.layer_norm(&norm(b("norm2")), &h)?;
+        let z = match cfg.mlp {
+            Mlp::Gelu { hidden } => {
+                let z = ops.linear(&LinearSpec::new(b("mlp.fc1"), d, hidden), &a)?;
+                let z = ops.gelu(&z)?;
+                ops.linear(&LinearSpec::new(b("mlp.fc2"), hidden, d), &z)?
+            }
+            Mlp::SwiGlu { hidden } => {
+                let z = ops.linear(&LinearSpec::new(b("mlp.w12"), d, 2 * hidden), &a)?;
+                let z = ops.swiglu(&z)?;
+                ops.linear(&LinearSpec::new(b("mlp.w3"), hidden, d), &z)?
+            }
+        };
+        h = ops.add(&h, &z)?;
+    }
+    // LayerNorm is per token: normalising the CLS token alone is the same.
+    let cls = ops.frames(&h, 0, 1)?;
+    ops.layer_norm(&norm("norm".into()), &cls)
+}
+
+/// The layers of a ViT of architecture `cfg` over `tokens` tokens.
+pub fn vit_specs(cfg: &VitConfig, tokens: usize) -> Result<Declare> {
+    let mut d = Declare::new();
+    let p = cfg.patch;
+    let embed = vec![0.0; cfg.dim * tokens];
+    vit_forward(&mut d, cfg, &(3 * p * p, tokens), &embed)?;
+    Ok(d)
 }
 
 /// A DINOv2 ViT ready to embed `image × image` inputs.
 pub struct Vit {
     cfg: VitConfig,
     image: usize,
-    /// `[D, 3·p·p]` as a linear layer over flattened patches.
-    patch_embed: Linear,
-    cls: Tensor,
-    registers: Option<Tensor>,
-    /// `[1, 1 + grid², D]`, resized to the input's grid.
-    pos: Tensor,
-    blocks: Vec<VitBlock>,
-    norm: LayerNorm,
+    /// Every linear layer (LayerScale folded in; the patch embedding's bias
+    /// is in `embed`) and LayerNorm, by the checkpoint's names.
+    layers: CandleLayers,
+    /// `[D, N]` row-major: CLS + pos₀, registers, patch bias + posᵢ.
+    embed: Vec<f64>,
 }
 
 /// Tensors by official name, from either layout.
@@ -321,83 +367,99 @@ impl Vit {
             }
             Ok(x)
         };
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            Ok(Linear::new(
-                shaped(&format!("{name}.weight"), &[out, inp])?,
-                Some(shaped(&format!("{name}.bias"), &[out])?),
-            ))
-        };
-        let norm = |name: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm::new(
-                shaped(&format!("{name}.weight"), &[d])?,
-                shaped(&format!("{name}.bias"), &[d])?,
-                LN_EPS,
-            ))
+        // The layers' tensors as `vit_forward` names them.
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let mut linear = |name: &str, out: usize, inp: usize, scale: Option<&str>| -> Result<()> {
+            let mut w = shaped(&format!("{name}.weight"), &[out, inp])?;
+            let mut b = shaped(&format!("{name}.bias"), &[out])?;
+            // LayerScale `[out]` folded in: ls·(W x + b) = (ls·W) x + ls·b.
+            if let Some(ls) = scale {
+                if get(ls).is_ok() {
+                    let g = shaped(ls, &[d])?;
+                    w = w.broadcast_mul(&g.unsqueeze(1)?)?;
+                    b = (b * g)?;
+                }
+            }
+            tensors.insert(format!("{name}.weight"), w);
+            tensors.insert(format!("{name}.bias"), b);
+            Ok(())
         };
         let p = cfg.patch;
+        for i in 0..cfg.depth {
+            let b = |s: &str| format!("blocks.{i}.{s}");
+            linear(&b("attn.qkv"), 3 * d, d, None)?;
+            linear(&b("attn.proj"), d, d, Some(&b("ls1.gamma")))?;
+            match cfg.mlp {
+                Mlp::Gelu { hidden } => {
+                    linear(&b("mlp.fc1"), hidden, d, None)?;
+                    linear(&b("mlp.fc2"), d, hidden, Some(&b("ls2.gamma")))?;
+                }
+                Mlp::SwiGlu { hidden } => {
+                    linear(&b("mlp.w12"), 2 * hidden, d, None)?;
+                    linear(&b("mlp.w3"), d, hidden, Some(&b("ls2.gamma")))?;
+                }
+            }
+        }
+        let mut norms = vec!["norm".to_string()];
+        for i in 0..cfg.depth {
+            norms.push(format!("blocks.{i}.norm1"));
+            norms.push(format!("blocks.{i}.norm2"));
+        }
+        for n in norms {
+            for part in ["weight", "bias"] {
+                let name = format!("{n}.{part}");
+                tensors.insert(name.clone(), shaped(&name, &[d])?);
+            }
+        }
         let patch_w = shaped("patch_embed.proj.weight", &[d, 3, p, p])?.reshape((d, 3 * p * p))?;
-        let patch_embed = Linear::new(patch_w, Some(shaped("patch_embed.proj.bias", &[d])?));
-        let cls = shaped("cls_token", &[1, 1, d])?;
+        let patch_b = shaped("patch_embed.proj.bias", &[d])?;
+        tensors.insert("patch_embed.proj.weight".into(), patch_w);
+        tensors.insert(
+            "patch_embed.proj.bias".into(),
+            Tensor::zeros(d, DType::F32, &Device::Cpu)?,
+        );
+
+        // The additive table: token j of every image starts as embed[:, j].
+        let cls = shaped("cls_token", &[1, 1, d])?.reshape((1, d))?;
         let registers = match cfg.registers {
             0 => None,
-            r => Some(shaped("register_tokens", &[1, r, d])?),
+            r => Some(shaped("register_tokens", &[1, r, d])?.reshape((r, d))?),
         };
         let g = cfg.pos_grid;
-        let pos_raw = shaped("pos_embed", &[1, 1 + g * g, d])?;
+        let pos_raw = shaped("pos_embed", &[1, 1 + g * g, d])?.reshape((1 + g * g, d))?;
         let grid = image / p;
         let pos = if grid == g {
             pos_raw
         } else {
-            let cls_pos = pos_raw.narrow(1, 0, 1)?;
+            let cls_pos = pos_raw.narrow(0, 0, 1)?;
             let patches = pos_raw
-                .narrow(1, 1, g * g)?
+                .narrow(0, 1, g * g)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let resized = resize_bicubic(&patches, (g, g), (grid, grid), d, POS_OFFSET);
-            let resized = Tensor::from_vec(resized, (1, grid * grid, d), &Device::Cpu)?;
-            Tensor::cat(&[cls_pos, resized], 1)?
+            let resized = Tensor::from_vec(resized, (grid * grid, d), &Device::Cpu)?;
+            Tensor::cat(&[cls_pos, resized], 0)?
         };
-        let ls = |name: &str| -> Result<Option<Tensor>> {
-            if get(name).is_ok() {
-                Ok(Some(shaped(name, &[d])?))
-            } else {
-                Ok(None)
-            }
-        };
-        let blocks = (0..cfg.depth)
-            .map(|i| {
-                let b = |s: &str| format!("blocks.{i}.{s}");
-                let (mlp_in, mlp_out) = match cfg.mlp {
-                    Mlp::Gelu { hidden } => (
-                        linear(&b("mlp.fc1"), hidden, d)?,
-                        linear(&b("mlp.fc2"), d, hidden)?,
-                    ),
-                    Mlp::SwiGlu { hidden } => (
-                        linear(&b("mlp.w12"), 2 * hidden, d)?,
-                        linear(&b("mlp.w3"), d, hidden)?,
-                    ),
-                };
-                Ok(VitBlock {
-                    norm1: norm(&b("norm1"))?,
-                    qkv: linear(&b("attn.qkv"), 3 * d, d)?,
-                    proj: linear(&b("attn.proj"), d, d)?,
-                    ls1: ls(&b("ls1.gamma"))?,
-                    norm2: norm(&b("norm2"))?,
-                    mlp_in,
-                    mlp_out,
-                    ls2: ls(&b("ls2.gamma"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut rows = vec![(cls + pos.narrow(0, 0, 1)?)?];
+        rows.extend(registers);
+        rows.push(
+            pos.narrow(0, 1, grid * grid)?
+                .broadcast_add(&patch_b.unsqueeze(0)?)?,
+        );
+        let embed: Vec<f64> = Tensor::cat(&rows, 0)?
+            .t()?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
+
+        let tokens = 1 + cfg.registers + grid * grid;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let layers = CandleLayers::new(&vit_specs(&cfg, tokens)?, &vb)?;
         Ok(Vit {
             cfg,
             image,
-            patch_embed,
-            cls,
-            registers,
-            pos,
-            blocks,
-            norm: norm("norm")?,
+            layers,
+            embed,
         })
     }
 
@@ -440,35 +502,19 @@ impl Vit {
         1 + self.cfg.registers + grid * grid
     }
 
-    /// The patch embedding as a linear layer `[D, 3·p·p]` over patches
-    /// flattened as (channel, y, x).
-    pub fn patch_embed(&self) -> &Linear {
-        &self.patch_embed
+    /// The layers (LayerScale folded in), for uploads to a device.
+    pub fn layers(&self) -> &CandleLayers {
+        &self.layers
     }
 
-    /// `[1, 1, D]`.
-    pub fn cls_token(&self) -> &Tensor {
-        &self.cls
+    /// The layers as [`vit_forward`] declares them.
+    pub fn specs(&self) -> Result<Declare> {
+        vit_specs(&self.cfg, self.tokens())
     }
 
-    /// `[1, registers, D]`, when the checkpoint has registers.
-    pub fn register_tokens(&self) -> Option<&Tensor> {
-        self.registers.as_ref()
-    }
-
-    /// `[1, 1 + grid², D]` at this input size (CLS first; registers get none).
-    pub fn pos_embed(&self) -> &Tensor {
-        &self.pos
-    }
-
-    /// The transformer layers.
-    pub fn blocks(&self) -> &[VitBlock] {
-        &self.blocks
-    }
-
-    /// The final LayerNorm (its epsilon is [`Vit::LN_EPS`]).
-    pub fn norm(&self) -> &LayerNorm {
-        &self.norm
+    /// The table added after the patch embedding, `[D, N]` row-major.
+    pub fn embed_table(&self) -> &[f64] {
+        &self.embed
     }
 
     /// Every LayerNorm's epsilon.
@@ -477,66 +523,23 @@ impl Vit {
     /// The CLS features `[B, dim]` of preprocessed images `[B, 3, S, S]`.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
-        let (s, p, d) = (self.image, self.cfg.patch, self.cfg.dim);
+        let (s, p) = (self.image, self.cfg.patch);
         if (c, h, w) != (3, s, s) {
             return Err(Error::invalid(format!(
                 "images are {c}×{h}×{w}, the ViT takes 3×{s}×{s}"
             )));
         }
         let grid = s / p;
-        // Patches in raster order, each flattened as (channel, y, x): the
-        // stride-p convolution as one matmul.
+        // `[B, 3p², N]`: each patch a column flattened as (channel, y, x),
+        // in raster order after the CLS and register columns (zeros).
         let patches = images
             .reshape((b, 3, grid, p, grid, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((b, grid * grid, 3 * p * p))?;
-        let x = self.patch_embed.forward(&patches)?;
-        let x = Tensor::cat(&[self.cls.broadcast_as((b, 1, d))?, x], 1)?;
-        let mut x = x.broadcast_add(&self.pos)?;
-        if let Some(r) = &self.registers {
-            let r = r.broadcast_as((b, self.cfg.registers, d))?;
-            x = Tensor::cat(&[x.narrow(1, 0, 1)?, r, x.narrow(1, 1, grid * grid)?], 1)?;
-        }
-        for block in &self.blocks {
-            x = self.block(block, &x)?;
-        }
-        let x = self.norm.forward(&x)?;
-        Ok(x.narrow(1, 0, 1)?.squeeze(1)?)
-    }
-
-    fn block(&self, blk: &VitBlock, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        let (h, hd) = (self.cfg.heads, d / self.cfg.heads);
-        let qkv = blk
-            .qkv
-            .forward(&blk.norm1.forward(x)?)?
-            .reshape((b, n, 3, h, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let att = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        let mut y = blk.proj.forward(&y)?;
-        if let Some(g) = &blk.ls1 {
-            y = y.broadcast_mul(g)?;
-        }
-        let x = (x + y)?;
-        let z = blk.norm2.forward(&x)?;
-        let z = match self.cfg.mlp {
-            Mlp::Gelu { .. } => blk.mlp_out.forward(&blk.mlp_in.forward(&z)?.gelu_erf()?)?,
-            Mlp::SwiGlu { hidden } => {
-                let ab = blk.mlp_in.forward(&z)?;
-                let a = ab.narrow(D::Minus1, 0, hidden)?;
-                let bb = ab.narrow(D::Minus1, hidden, hidden)?;
-                blk.mlp_out.forward(&(candle_nn::ops::silu(&a)? * bb)?)?
-            }
-        };
-        let z = match &blk.ls2 {
-            Some(g) => z.broadcast_mul(g)?,
-            None => z,
-        };
-        Ok((x + z)?)
+            .permute((0, 1, 3, 5, 2, 4))?
+            .reshape((b, 3 * p * p, grid * grid))?
+            .pad_with_zeros(2, 1 + self.cfg.registers, 0)?;
+        let mut ops = CandleOps::new(&self.layers, false);
+        let cls = vit_forward(&mut ops, &self.cfg, &patches, &self.embed)?;
+        Ok(cls.squeeze(2)?)
     }
 }
 

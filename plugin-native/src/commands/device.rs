@@ -195,7 +195,7 @@ impl Engine for DeviceEngine {
 /// A DINOv2 ViT ready to embed frames on one backend.
 pub enum FrameEncoder {
     Cpu(Vit),
-    Wgpu(Box<WgpuVit>),
+    Wgpu(WgpuVit),
 }
 
 impl FrameEncoder {
@@ -203,7 +203,7 @@ impl FrameEncoder {
     pub fn on(gpu: Option<Arc<Gpu>>, vit: Vit) -> anyhow::Result<Self> {
         Ok(match gpu {
             None => FrameEncoder::Cpu(vit),
-            Some(gpu) => FrameEncoder::Wgpu(Box::new(WgpuVit::new(gpu, &vit)?)),
+            Some(gpu) => FrameEncoder::Wgpu(WgpuVit::new(gpu, &vit)?),
         })
     }
 

@@ -9,25 +9,28 @@ pub const SWIGLU: Kernel = Kernel {
     source: include_str!("swiglu.wgsl"),
     entry: "swiglu",
     workgroup: [256, 1, 1],
-    bindings: &[Access::ReadWrite, Access::Read, Access::Uniform],
+    bindings: &[Access::Read, Access::ReadWrite, Access::Uniform],
 };
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct GateParams {
     len: u32,
-    _pad: [u32; 3],
+    block: u32,
+    _pad: [u32; 2],
 }
 
-/// `a = silu(a) · b` over the first `len` elements.
-pub fn swiglu(g: &mut Graph, a: Slot, b: Slot, len: usize) {
+/// `y = silu(a) · b` over `x` = `[a; b]` per window, each half `block`
+/// elements, `len` outputs in all (windows × `block`).
+pub fn swiglu(g: &mut Graph, x: Slot, y: Slot, block: usize, len: usize) {
     let params = GateParams {
         len: len as u32,
-        _pad: [0; 3],
+        block: block.max(1) as u32,
+        _pad: [0; 2],
     };
     g.dispatch(
         &SWIGLU,
-        &[a, b],
+        &[x, y],
         bytemuck::bytes_of(&params),
         elementwise_grid(len),
     );

@@ -1,13 +1,15 @@
-// The SwiGLU gate of ViT-g's feed-forward block, in place:
-//   a[i] = silu(a[i]) · b[i] = a[i] / (1 + exp(−a[i])) · b[i]
-// over two halves of w12's output (each a channel-major `[H, T]` buffer).
+// The SwiGLU gate of ViT-g's feed-forward block, over `[B, 2H, T]` (w12's
+// output, halves a and b per window) into `[B, H, T]`:
+//   y[i] = silu(a[i]) · b[i] = a[i] / (1 + exp(−a[i])) · b[i]
+// with `block` = H·T elements per half.
 
 struct GateParams {
     len: u32,
+    block: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> gate_a: array<f32>;
-@group(0) @binding(1) var<storage, read> gate_b: array<f32>;
+@group(0) @binding(0) var<storage, read> gate_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gate_y: array<f32>;
 @group(0) @binding(2) var<uniform> gp: GateParams;
 
 @compute @workgroup_size(256, 1, 1)
@@ -17,6 +19,7 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (i >= gp.len) {
         return;
     }
-    let a = gate_a[i];
-    gate_a[i] = a / (1.0 + exp(-a)) * gate_b[i];
+    let at = i / gp.block * 2u * gp.block + i % gp.block;
+    let a = gate_x[at];
+    gate_y[i] = a / (1.0 + exp(-a)) * gate_x[at + gp.block];
 }

@@ -30,6 +30,7 @@ use crate::kernels::add::{add_into, AddParams};
 use crate::kernels::attention::{attention, Attention, SeqLayout, MAX_HEAD_DIM};
 use crate::kernels::batch_norm::{bn_apply, bn_stats, BatchNormSlots};
 use crate::kernels::conv::{conv_batch, Activation, Batch, ConvWeights, InputPart, OutputRows};
+use crate::kernels::copy::{copy_window, WindowParams};
 use crate::kernels::ensemble::{ensemble_head_batch, EnsembleParams};
 use crate::kernels::gelu::gelu;
 use crate::kernels::layer_norm::{layer_norm, NormFrames};
@@ -37,6 +38,7 @@ use crate::kernels::mse_grad::{masked_mse_grad, MseParams, MseSlots};
 use crate::kernels::pool::{max_pool, resample, resample_table};
 use crate::kernels::reduce::{sum, PARTIALS};
 use crate::kernels::seg_loss::{seg_loss_grad, SegLossParams, SegLossSlots};
+use crate::kernels::swiglu::swiglu;
 use crate::train::params::NetParams;
 use tape::{ConvEntry, Entry, NormEntry, Tape};
 use weights::FoldedWeights;
@@ -122,7 +124,12 @@ pub struct MseInputs {
 impl<'a> Recorder<'a> {
     /// Inference over one window, with `weights` folded.
     pub fn inference(g: &'a mut Graph, weights: &'a FoldedWeights) -> Self {
-        Self::with(g, Weights::Folded(weights), 1, None)
+        Self::inference_over(g, weights, 1)
+    }
+
+    /// Inference over `batch` windows (a ViT's images), with `weights` folded.
+    pub fn inference_over(g: &'a mut Graph, weights: &'a FoldedWeights, batch: usize) -> Self {
+        Self::with(g, Weights::Folded(weights), batch, None)
     }
 
     /// Training over `batch` windows with `params`: batch statistics and a
@@ -709,6 +716,64 @@ impl Ops for Recorder<'_> {
             tape.push(Entry::Attention { qkv: vq, o, a });
         }
         Ok(self.tensor(vec![o]))
+    }
+
+    fn swiglu(&mut self, x: &DTensor) -> Result<DTensor> {
+        if self.tape.is_some() {
+            return Err(Error::invalid(
+                "SwiGLU has no backward on the device (the ViT is not trained)",
+            ));
+        }
+        if !x.channels.is_multiple_of(2) {
+            return Err(Error::invalid(format!(
+                "SwiGLU over {} channels: not two halves",
+                x.channels
+            )));
+        }
+        let vx = self.single(x)?;
+        let (h, t) = (x.channels / 2, x.len);
+        let y = self.alloc_value(h, t, "swiglu");
+        let (xs, ys) = (self.values[vx].slot, self.values[y].slot);
+        swiglu(self.g, xs, ys, h * t, self.batch * h * t);
+        Ok(self.tensor(vec![y]))
+    }
+
+    fn frames(&mut self, x: &DTensor, start: usize, len: usize) -> Result<DTensor> {
+        if self.tape.is_some() {
+            return Err(Error::invalid(
+                "taking frames has no backward on the device (the ViT is not trained)",
+            ));
+        }
+        if start + len > x.len || len == 0 {
+            return Err(Error::invalid(format!(
+                "frames {start} .. {} of a {}-frame tensor",
+                start + len,
+                x.len
+            )));
+        }
+        let mut out = Vec::with_capacity(x.parts.len());
+        for &v in &x.parts {
+            let xv = self.values[v];
+            if self.batch * xv.rows > 65_535 {
+                return Err(Error::invalid(format!(
+                    "taking frames of {} rows at once; the copy takes at most 65535",
+                    self.batch * xv.rows
+                )));
+            }
+            let y = self.alloc_value(xv.rows, len, "frames");
+            let params = WindowParams {
+                rows: (self.batch * xv.rows) as u32,
+                src_stride: xv.len as u32,
+                src_t0: start as u32,
+                len: len as u32,
+                dst_t: len as u32,
+                src_step: 1,
+                _pad: [0; 2],
+            };
+            copy_window(self.g, xv.slot, self.values[y].slot, params);
+            out.push(y);
+        }
+        Ok(self.tensor(out))
     }
 
     fn add_constant(&mut self, x: &DTensor, c: &[f64]) -> Result<DTensor> {
