@@ -8,7 +8,7 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use common::{gpu, random, run};
+use common::{gpu, random, run, Tolerance};
 use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_shaders::graph::Graph;
 use syncseg_shaders::kernels::activation_grad::relu_grad;
@@ -19,18 +19,18 @@ use syncseg_shaders::kernels::pool::{max_pool, resample_table};
 use syncseg_shaders::kernels::pool_grad::{max_pool_grad, resample_grad, resample_grad_starts};
 use syncseg_shaders::kernels::row_sum::row_sum;
 
-/// Asserts |got − want| ≤ 1e-4 · max(|want|∞, 1e-3) elementwise: relative to
-/// the tensor's scale, since a gradient element can be a cancellation near 0.
+/// Asserts `got` matches candle's `want` by the parity rule, relative to
+/// the tensor's scale floored at 1e-3 (a gradient element can be a
+/// cancellation near 0).
 fn assert_rel(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs() / scale)
-        .fold(0f32, f32::max);
-    assert!(worst <= 1e-4, "{what}: relative error {worst:.2e}");
-    eprintln!("{what}: relative error {worst:.2e}");
+    let tol = Tolerance {
+        floor: 1e-3,
+        ..Tolerance::PARITY
+    };
+    match tol.check(got, want, what) {
+        Ok(e) => eprintln!("{what}: relative error {e:.2e}"),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 fn flat(t: &Tensor) -> Vec<f32> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, random, run};
+use common::{assert_close, random, run, Tolerance};
 use syncseg_core::model::dropout;
 use syncseg_core::model::interp::linear_matrix;
 use syncseg_shaders::kernels::add::{add_into, AddParams};
@@ -160,7 +160,7 @@ fn conv_matches_reference_across_shapes_parts_and_activations() {
             assert_close(
                 &got,
                 &want,
-                2e-5,
+                Tolerance::relative(2e-5),
                 &format!("conv {cin}→{cout} k{k} T{t} {act:?}"),
             );
         }
@@ -202,7 +202,7 @@ fn conv_output_channel_ranges_land_at_row_offsets() {
     });
     let mut want = vec![0f64; 8 * t];
     want[2 * t..7 * t].copy_from_slice(&full[4 * t..9 * t]);
-    assert_close(&got, &want, 2e-5, "conv rows");
+    assert_close(&got, &want, Tolerance::relative(2e-5), "conv rows");
 }
 
 #[test]
@@ -233,7 +233,12 @@ fn max_pool_matches_reference() {
                 })
             })
             .collect();
-        assert_close(&got, &want, 0.0, &format!("max_pool {c}x{t_in} k{k}"));
+        assert_close(
+            &got,
+            &want,
+            Tolerance::relative(0.0),
+            &format!("max_pool {c}x{t_in} k{k}"),
+        );
     }
 }
 
@@ -269,7 +274,7 @@ fn resample_matches_the_cpu_interpolation_matrix_with_padding_and_offsets() {
         assert_close(
             &got,
             &want,
-            1e-6,
+            Tolerance::relative(1e-6),
             &format!("resample {t_in}→{t_up} (+pad {t_out})"),
         );
     }
@@ -301,7 +306,12 @@ fn layer_norm_matches_reference() {
                     (col[ch] - mean) / (var + 1e-5).sqrt() * gamma[ch] as f64 + beta[ch] as f64;
             }
         }
-        assert_close(&got, &want, 1e-5, &format!("layer_norm {c}x{t}"));
+        assert_close(
+            &got,
+            &want,
+            Tolerance::relative(1e-5),
+            &format!("layer_norm {c}x{t}"),
+        );
     }
 }
 
@@ -393,7 +403,7 @@ fn attention_matches_reference_without_storing_scores() {
         assert_close(
             &got,
             &want,
-            1e-5,
+            Tolerance::relative(1e-5),
             &format!("attention H{heads} dh{dh} T{t} block {block} masked {masked}"),
         );
     }
@@ -431,7 +441,7 @@ fn add_into_matches_the_cpu_with_and_without_dropout() {
             assert_close(
                 &got,
                 &want,
-                1e-6,
+                Tolerance::relative(1e-6),
                 &format!("add n={n} acc={accumulate} p={p}"),
             );
         }
@@ -462,7 +472,12 @@ fn swiglu_gates_each_windows_halves() {
                 a / (1.0 + (-a).exp()) * b
             })
             .collect();
-        assert_close(&got, &want, 1e-6, &format!("swiglu {windows} × {block}"));
+        assert_close(
+            &got,
+            &want,
+            Tolerance::relative(1e-6),
+            &format!("swiglu {windows} × {block}"),
+        );
     }
 }
 
@@ -505,7 +520,7 @@ fn ensemble_head_adds_weighted_softmax_of_resampled_logits() {
             want[c * stride + t0 + tt] += weight as f64 * (z[c] - mx).exp() / sum;
         }
     }
-    assert_close(&got, &want, 1e-6, "ensemble");
+    assert_close(&got, &want, Tolerance::relative(1e-6), "ensemble");
 }
 
 #[test]
@@ -525,7 +540,12 @@ fn sum_of_squared_differences_is_a_two_pass_tree() {
             .zip(&b)
             .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
             .sum();
-        assert_close(&got, &[want], 1e-5, &format!("sum (a-b)² n={n}"));
+        assert_close(
+            &got,
+            &[want],
+            Tolerance::relative(1e-5),
+            &format!("sum (a-b)² n={n}"),
+        );
     }
 }
 
@@ -567,5 +587,10 @@ fn copy_window_case(step: usize, len: usize) {
             })
         })
         .collect();
-    assert_close(&got, &want, 0.0, &format!("copy_window step {step}"));
+    assert_close(
+        &got,
+        &want,
+        Tolerance::relative(0.0),
+        &format!("copy_window step {step}"),
+    );
 }

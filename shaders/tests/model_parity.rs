@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{gpu, random};
+use common::{gpu, random, Tolerance};
 use syncseg_core::features::Features;
 use syncseg_core::model::{AdapterConfig, C2fConfig, ModelMeta, SegModel};
 use syncseg_core::predict::{predict, Prediction};
@@ -81,13 +81,9 @@ fn features(dim: usize, frames: usize, seed: u64) -> Features {
 
 fn compare(cpu: &Prediction, gpu: &Prediction, what: &str) {
     assert_eq!(cpu.probs.len(), gpu.probs.len(), "{what}");
-    let mut worst = 0f32;
-    for (c, g) in cpu.probs.iter().zip(&gpu.probs) {
-        // Relative to the probability, floored at 1e-2 so that tiny
-        // probabilities are compared absolutely (1e-6).
-        worst = worst.max((c - g).abs() / c.abs().max(1e-2));
-    }
-    assert!(worst <= 1e-4, "{what}: relative error {worst:.2e}");
+    let worst = Tolerance::PARITY
+        .check(&gpu.probs, &cpu.probs, what)
+        .unwrap_or_else(|e| panic!("{e}"));
     // Labels: identical wherever the CPU's top two are not within 1e-5.
     let (k, t) = (cpu.classes, cpu.labels.len());
     for f in 0..t {

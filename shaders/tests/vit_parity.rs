@@ -6,7 +6,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{assert_close, gpu, random};
+use common::{assert_close, gpu, random, Tolerance};
 use syncseg_core::vision::{Mlp, Vit, VitConfig};
 use syncseg_shaders::WgpuVit;
 
@@ -39,7 +39,12 @@ fn check(cfg: VitConfig, image: usize, batches: &[usize], what: &str) {
             .map(f64::from)
             .collect();
         let got = pollster::block_on(gpu_vit.embed(&images)).unwrap();
-        assert_close(&got, &want, 1e-4, &format!("{what}, batch of {b}"));
+        assert_close(
+            &got,
+            &want,
+            Tolerance::PARITY,
+            &format!("{what}, batch of {b}"),
+        );
     }
 }
 

@@ -16,6 +16,7 @@ use std::process::Command;
 use serde_json::Value;
 use syncseg_core::features::Features;
 use syncseg_core::labels::{read_bundle, write_bundle};
+use syncseg_core::model::tolerance::Tolerance;
 use syncseg_core::npy::{read_features, write_features, FeatureLayout};
 use syncseg_core::vision::vit::random_checkpoint;
 use syncseg_core::vision::{Mlp, Normalization, Preprocess, Vit, VitConfig};
@@ -283,13 +284,10 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-/// Largest |a − b| / (1 + |b|).
+/// The error of `a` against the reference `b` by the parity rule.
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0, f32::max)
+    Tolerance::PARITY.error(a, b)
 }
 
 /// The page's frame features and video segmentation against the CPU model
@@ -309,7 +307,7 @@ fn check_vision(vision: &Value, weights: &Path, seg_dir: &Path) {
             r["adapter"]
         );
         assert!(
-            err <= 1e-4,
+            err <= Tolerance::PARITY.rel,
             "FrameEncoder on {device}: features differ by {err}"
         );
     }
@@ -401,7 +399,7 @@ fn check_vision(vision: &Value, weights: &Path, seg_dir: &Path) {
     }
     let err = max_rel_diff(&fg, &fc);
     assert!(
-        err <= 1e-4,
+        err <= Tolerance::PARITY.rel,
         "video features on WebGPU vs CPU differ by {err}"
     );
     assert_eq!(

@@ -25,6 +25,13 @@ impl Tolerance {
         floor: 1e-6,
     };
 
+    /// Within `rel` of the reference's largest magnitude, and absolutely
+    /// (`rel`) where the reference is smaller than 1: a kernel against its
+    /// f64 CPU reference.
+    pub const fn relative(rel: f32) -> Tolerance {
+        Tolerance { rel, floor: 1.0 }
+    }
+
     /// The relative error of `got` against `want` (∞ if their lengths
     /// differ or either holds a NaN or infinity).
     pub fn error(&self, got: &[f32], want: &[f32]) -> f32 {

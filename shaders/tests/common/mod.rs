@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use rand::{Rng, SeedableRng};
+pub use syncseg_core::model::tolerance::Tolerance;
 use syncseg_shaders::graph::{Graph, Slot};
 use syncseg_shaders::Gpu;
 
@@ -35,14 +36,11 @@ pub fn random(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
-/// Asserts |got − want| ≤ tol·(1 + |want|) everywhere.
-pub fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let err = (*g as f64 - w).abs();
-        assert!(
-            err <= tol * (1.0 + w.abs()),
-            "{what}: element {i}: got {g}, want {w} (error {err:.3e})"
-        );
+/// Asserts `got` is within `tol` of the f64 reference `want` (rounded to
+/// f32), by the one rule of [`Tolerance`].
+pub fn assert_close(got: &[f32], want: &[f64], tol: Tolerance, what: &str) {
+    let want: Vec<f32> = want.iter().map(|&w| w as f32).collect();
+    if let Err(e) = tol.check(got, &want, what) {
+        panic!("{e}");
     }
 }
