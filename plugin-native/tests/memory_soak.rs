@@ -235,5 +235,8 @@ fn training_memory_is_flat_over_epochs_on_the_cpu() {
 #[test]
 #[ignore = "slow tier (a soak): bash scripts/test.sh runs it"]
 fn training_memory_is_flat_over_epochs_on_wgpu() {
+    if syncseg_shaders::testing::device().is_none() {
+        return;
+    }
     soak("wgpu");
 }

@@ -157,28 +157,29 @@ fn features_and_segment_from_a_video_file() {
     // testsrc moves: the frames' features differ.
     assert_ne!(f.frame(0).unwrap(), f.frame(15).unwrap());
 
-    // The same features from the WGSL ViT (lavapipe in CI).
-    let out_gpu = dir.path().join("clip_gpu.npy");
-    let mut args = vec![
-        "features",
-        "--video",
-        p(&video),
-        "--weights",
-        p(&weights),
-        "--out",
-        p(&out_gpu),
-        "--device",
-        "wgpu",
-    ];
-    args.extend(SMALL);
-    ok(&args);
-    let g = read_features(&out_gpu, FeatureLayout::DimByTime).unwrap();
-    assert_eq!((g.dim, g.frames), (DIM, FRAMES));
-    for (i, (a, b)) in g.data.iter().zip(&f.data).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-            "feature {i}: wgpu {a}, cpu {b}"
-        );
+    // The same features from the WGSL ViT (lavapipe in CI; skipped, saying
+    // so, without a wgpu adapter).
+    let gpu = syncseg_shaders::testing::device().is_some();
+    if gpu {
+        let out_gpu = dir.path().join("clip_gpu.npy");
+        let mut args = vec![
+            "features",
+            "--video",
+            p(&video),
+            "--weights",
+            p(&weights),
+            "--out",
+            p(&out_gpu),
+            "--device",
+            "wgpu",
+        ];
+        args.extend(SMALL);
+        ok(&args);
+        let g = read_features(&out_gpu, FeatureLayout::DimByTime).unwrap();
+        assert_eq!((g.dim, g.frames), (DIM, FRAMES));
+        let tol = syncseg_core::model::tolerance::Tolerance::PARITY;
+        tol.check(&g.data, &f.data, "wgpu vs CPU features")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     // Sampled at 5 fps: half the frames; the first sample is frame 0.
@@ -209,6 +210,9 @@ fn features_and_segment_from_a_video_file() {
         (Some("5"), "edl", "cpu"),
         (None, "otio", "wgpu"),
     ] {
+        if device == "wgpu" && !gpu {
+            continue;
+        }
         let seg_out = dir.path().join(format!("segments_{export}_{device}"));
         let mut args = vec![
             "segment",

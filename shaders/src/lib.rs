@@ -24,6 +24,8 @@ pub mod kernel;
 pub mod kernels;
 pub mod ops;
 pub mod segmenter;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod train;
 pub mod vit;
 

@@ -509,41 +509,49 @@ impl Case for MsTcn {
 
 #[test]
 fn convolution_batch_norm_relu() {
+    skip_without_gpu!();
     conform("double conv", &DoubleConv);
 }
 
 #[test]
 fn dilated_convolution() {
+    skip_without_gpu!();
     conform("dilated", &Dilated);
 }
 
 #[test]
 fn concatenation_as_channel_offsets() {
+    skip_without_gpu!();
     conform("concat", &Concat);
 }
 
 #[test]
 fn max_pool_and_resampling() {
+    skip_without_gpu!();
     conform("pool + resample", &PoolResample);
 }
 
 #[test]
 fn ensemble_and_softmax() {
+    skip_without_gpu!();
     conform("ensemble", &Ensemble);
 }
 
 #[test]
 fn residual_add_and_dropout() {
+    skip_without_gpu!();
     conform("residual + dropout", &ResidualDropout);
 }
 
 #[test]
 fn transformer_ops() {
+    skip_without_gpu!();
     conform("transformer ops", &Transformer);
 }
 
 #[test]
 fn feature_adapter() {
+    skip_without_gpu!();
     let cfg = AdapterConfig {
         layers: 2,
         heads: 2,
@@ -555,11 +563,13 @@ fn feature_adapter() {
 
 #[test]
 fn swiglu_and_frames() {
+    skip_without_gpu!();
     conform("swiglu + frames", &GateAndFrames);
 }
 
 #[test]
 fn vit() {
+    skip_without_gpu!();
     for mlp in [Mlp::Gelu { hidden: 24 }, Mlp::SwiGlu { hidden: 10 }] {
         let cfg = VitConfig {
             dim: 12,
@@ -576,6 +586,7 @@ fn vit() {
 
 #[test]
 fn c2f_tcn() {
+    skip_without_gpu!();
     let mut cfg = C2fConfig::scaled(10, 4, 0.0625);
     cfg.ensemble_weights = [1.0, 0.5, 0.0, 1.0, 2.0, 1.0];
     conform("C2F-TCN", &C2f(cfg));
@@ -583,6 +594,7 @@ fn c2f_tcn() {
 
 #[test]
 fn ms_tcn() {
+    skip_without_gpu!();
     let cfg = MsTcnConfig {
         f_maps: 8,
         layers_pg: 5,

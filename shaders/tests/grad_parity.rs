@@ -214,6 +214,7 @@ fn conv_relu_case(
 
 #[test]
 fn conv_relu_gradients_match_candle() {
+    skip_without_gpu!();
     conv_relu_case([1, 2], 1, 1, 1, 1, 1);
     // candle's conv1d backward underflows below T = 2·pad + 1.
     conv_relu_case([3, 5], 7, 5, 5, 1, 2);
@@ -225,6 +226,7 @@ fn conv_relu_gradients_match_candle() {
 
 #[test]
 fn gradients_accumulate_when_asked() {
+    skip_without_gpu!();
     let (cin, cout, k, frames) = (5, 6, 3, 70);
     let x = random(cin * frames, 20);
     let w = random(cout * cin * k, 21);
@@ -260,6 +262,7 @@ fn gradients_accumulate_when_asked() {
 
 #[test]
 fn adam_kernel_follows_core_optimizer() {
+    skip_without_gpu!();
     let n = 70_001; // more than one 256-wide workgroup row, odd
     let dev = Device::Cpu;
     let theta0 = random(n, 30);
@@ -305,6 +308,7 @@ fn adam_kernel_follows_core_optimizer() {
 
 #[test]
 fn max_pool_gradient_matches_core() {
+    skip_without_gpu!();
     let dev = Device::Cpu;
     for (channels, t_in, k, seed) in [
         (1, 2, 2, 40),
@@ -344,6 +348,7 @@ fn max_pool_gradient_matches_core() {
 
 #[test]
 fn resample_gradient_matches_core() {
+    skip_without_gpu!();
     let dev = Device::Cpu;
     let resampler = syncseg_core::model::interp::Resampler;
     for (channels, t_in, t_up, pad, seed) in [
@@ -492,6 +497,7 @@ fn batch_norm_case(batch: usize, channels: usize, t_len: usize, real: &[usize], 
 
 #[test]
 fn batch_norm_training_matches_core() {
+    skip_without_gpu!();
     batch_norm_case(1, 1, 2, &[2], 60);
     batch_norm_case(2, 3, 37, &[37, 20], 61);
     batch_norm_case(4, 70, 300, &[300, 1, 150, 299], 62);
@@ -567,6 +573,7 @@ fn core_loss(
 
 #[test]
 fn segmentation_loss_and_gradient_match_core() {
+    skip_without_gpu!();
     use syncseg_shaders::kernels::reduce::{sum, PARTIALS};
     use syncseg_shaders::kernels::seg_loss::{seg_loss_grad, SegLossParams, SegLossSlots};
     for (batch, classes, t_len, real, seed) in [
@@ -606,6 +613,7 @@ fn segmentation_loss_and_gradient_match_core() {
 
 #[test]
 fn ensemble_backward_matches_core() {
+    skip_without_gpu!();
     use syncseg_core::model::interp::Resampler;
     use syncseg_shaders::kernels::ensemble::{ensemble_head, EnsembleParams};
     use syncseg_shaders::kernels::ensemble_grad::ensemble_head_grad;
@@ -709,6 +717,7 @@ fn ensemble_backward_matches_core() {
 
 #[test]
 fn distillation_mse_matches_core() {
+    skip_without_gpu!();
     use syncseg_core::train::losses::level_mse;
     use syncseg_shaders::kernels::mse_grad::{masked_mse_grad, MseParams, MseSlots};
     use syncseg_shaders::kernels::reduce::{sum, PARTIALS};
@@ -756,6 +765,7 @@ fn distillation_mse_matches_core() {
 
 #[test]
 fn layer_norm_gradients_match_candle() {
+    skip_without_gpu!();
     use syncseg_shaders::kernels::layer_norm::{layer_norm, NormFrames};
     use syncseg_shaders::kernels::layer_norm_grad::layer_norm_grad;
     let dev = Device::Cpu;
@@ -842,6 +852,7 @@ fn layer_norm_gradients_match_candle() {
 
 #[test]
 fn gelu_and_its_gradient_match_candle() {
+    skip_without_gpu!();
     use syncseg_shaders::kernels::gelu::{gelu, gelu_grad};
     let dev = Device::Cpu;
     let n = 70_001;
@@ -877,6 +888,7 @@ fn gelu_and_its_gradient_match_candle() {
 
 #[test]
 fn attention_gradients_match_candle() {
+    skip_without_gpu!();
     use syncseg_shaders::kernels::attention::{Attention, SeqLayout};
     use syncseg_shaders::kernels::attention_grad::attention_grad;
     let dev = Device::Cpu;

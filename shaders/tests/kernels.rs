@@ -94,6 +94,7 @@ fn conv_ref(
 
 #[test]
 fn conv_matches_reference_across_shapes_parts_and_activations() {
+    skip_without_gpu!();
     let shapes = [
         (1, 1, 1, 1),
         (3, 2, 5, 1),
@@ -169,6 +170,7 @@ fn conv_matches_reference_across_shapes_parts_and_activations() {
 
 #[test]
 fn conv_output_channel_ranges_land_at_row_offsets() {
+    skip_without_gpu!();
     // Rows 4..9 of the weight into rows 2..7 of an 8-row output.
     let (cin, cout_all, k, t) = (6, 12, 5, 31);
     let x = random(cin * t, 1);
@@ -207,6 +209,7 @@ fn conv_output_channel_ranges_land_at_row_offsets() {
 
 #[test]
 fn max_pool_matches_reference() {
+    skip_without_gpu!();
     for (c, t_in, k) in [
         (1, 1, 1),
         (3, 2, 2),
@@ -244,6 +247,7 @@ fn max_pool_matches_reference() {
 
 #[test]
 fn resample_matches_the_cpu_interpolation_matrix_with_padding_and_offsets() {
+    skip_without_gpu!();
     for (c, t_in, t_up, t_out, c0) in [
         (1, 1, 4, 4, 0),
         (2, 4, 1, 1, 0),
@@ -282,6 +286,7 @@ fn resample_matches_the_cpu_interpolation_matrix_with_padding_and_offsets() {
 
 #[test]
 fn layer_norm_matches_reference() {
+    skip_without_gpu!();
     for (c, t) in [(1, 1), (7, 3), (64, 300), (130, 257)] {
         let x: Vec<f32> = random(c * t, c as u64)
             .iter()
@@ -317,6 +322,7 @@ fn layer_norm_matches_reference() {
 
 #[test]
 fn attention_matches_reference_without_storing_scores() {
+    skip_without_gpu!();
     // (heads, head size, frames, tokens per independent sequence), each
     // without and with a key mask (the last quarter of every sequence
     // padded, as a batch of training windows).
@@ -413,6 +419,7 @@ fn attention_matches_reference_without_storing_scores() {
 /// (the same elements dropped as on the CPU), across the 2-D grid's rows.
 #[test]
 fn add_into_matches_the_cpu_with_and_without_dropout() {
+    skip_without_gpu!();
     for n in [1usize, 257, 1_048_579] {
         let x = random(n, 21);
         let before = random(n, 22);
@@ -451,6 +458,7 @@ fn add_into_matches_the_cpu_with_and_without_dropout() {
 /// The gate over `[B, 2H, T]` windows: each window's halves pair up.
 #[test]
 fn swiglu_gates_each_windows_halves() {
+    skip_without_gpu!();
     for (windows, block) in [
         (1usize, 1usize),
         (1, 255),
@@ -483,6 +491,7 @@ fn swiglu_gates_each_windows_halves() {
 
 #[test]
 fn ensemble_head_adds_weighted_softmax_of_resampled_logits() {
+    skip_without_gpu!();
     let (k, t_head, t, len, stride, t0) = (5, 7, 20, 17, 30, 4);
     let logits: Vec<f32> = random(k * t_head, 9).iter().map(|v| v * 4.0).collect();
     let before = random(k * stride, 10);
@@ -525,6 +534,7 @@ fn ensemble_head_adds_weighted_softmax_of_resampled_logits() {
 
 #[test]
 fn sum_of_squared_differences_is_a_two_pass_tree() {
+    skip_without_gpu!();
     for n in [1usize, 255, 256, 257, 10_000, 1_000_003] {
         let a = random(n, n as u64);
         let b = random(n, n as u64 + 1);
@@ -551,6 +561,7 @@ fn sum_of_squared_differences_is_a_two_pass_tree() {
 
 #[test]
 fn copy_window_zero_pads_past_the_real_frames() {
+    skip_without_gpu!();
     // Steps: a window (1) and a gather of every 7th frame (CLS tokens).
     for (step, len) in [(1usize, 20usize), (7, 6)] {
         copy_window_case(step, len);

@@ -98,6 +98,7 @@ fn compare(cpu: &Prediction, gpu: &Prediction, what: &str) {
 
 #[test]
 fn segmenter_matches_cpu_at_every_length() {
+    skip_without_gpu!();
     let (dim, classes) = (24, 6);
     let m = model(dim, classes, 500, false);
     let mut seg = WgpuSegmenter::new(gpu(), &m).unwrap();
@@ -113,6 +114,7 @@ fn segmenter_matches_cpu_at_every_length() {
 /// feature channels in parts, as the C2F-TCN.
 #[test]
 fn ms_tcn_segmenter_matches_cpu() {
+    skip_without_gpu!();
     let (dim, classes) = (24, 6);
     let cfg = syncseg_core::model::ms_tcn::MsTcnConfig {
         f_maps: 12,
@@ -142,6 +144,7 @@ fn ms_tcn_segmenter_matches_cpu() {
 
 #[test]
 fn segmenter_with_adapter_matches_cpu() {
+    skip_without_gpu!();
     let (dim, classes) = (20, 5);
     let m = model(dim, classes, 400, true);
     let mut seg = WgpuSegmenter::new(gpu(), &m).unwrap();
@@ -155,6 +158,7 @@ fn segmenter_with_adapter_matches_cpu() {
 
 #[test]
 fn long_videos_are_cut_into_chunks_and_feature_channels_into_parts() {
+    skip_without_gpu!();
     let (dim, classes) = (24, 6);
     let m = model(dim, classes, 300, true);
     let mut seg = WgpuSegmenter::new(gpu(), &m).unwrap();
@@ -168,6 +172,7 @@ fn long_videos_are_cut_into_chunks_and_feature_channels_into_parts() {
 
 #[test]
 fn wrong_input_is_an_error_not_a_panic() {
+    skip_without_gpu!();
     let m = model(16, 4, 400, false);
     let mut seg = WgpuSegmenter::new(gpu(), &m).unwrap();
     let err = seg.predict_blocking(&features(8, 100, 1)).unwrap_err();

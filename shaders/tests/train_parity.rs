@@ -210,6 +210,7 @@ fn batch() -> Vec<Window> {
 
 #[test]
 fn one_step_matches_autodiff_gradients_statistics_and_adam() {
+    skip_without_gpu!();
     let train = videos();
     let objective = Supervised::new(
         &train,
@@ -281,6 +282,7 @@ fn one_step_matches_autodiff_gradients_statistics_and_adam() {
 /// parameter after Adam.
 #[test]
 fn ms_tcn_step_matches_autodiff_with_dropout() {
+    skip_without_gpu!();
     let train = videos();
     let objective = Supervised::new(
         &train,
@@ -323,6 +325,7 @@ fn ms_tcn_step_matches_autodiff_with_dropout() {
 /// the CPU by more than 4× the perturbed CPU run's largest difference.
 #[test]
 fn loss_curve_follows_the_cpu_within_its_own_rounding_noise() {
+    skip_without_gpu!();
     let train = videos();
     let mut perturbed = videos();
     for v in &mut perturbed {
@@ -416,6 +419,7 @@ fn pairs() -> Vec<syncseg_core::train::distill::Pair> {
 /// candle's autodiff, so core's Adam leaves them alone: the device must too.
 #[test]
 fn distillation_step_matches_autodiff_and_leaves_unreached_parameters() {
+    skip_without_gpu!();
     use syncseg_core::train::distill::Distill;
     let pairs = pairs();
     let names: Vec<String> = (0..CLASSES).map(|c| format!("c{c}")).collect();
@@ -475,6 +479,7 @@ fn distillation_step_matches_autodiff_and_leaves_unreached_parameters() {
 /// would stop every gradient but its own.
 #[test]
 fn adapter_step_matches_autodiff() {
+    skip_without_gpu!();
     use syncseg_core::model::AdapterConfig;
     use syncseg_core::train::feature_distill::FeatureDistill;
     let pairs = pairs();

@@ -50,6 +50,7 @@ fn check(cfg: VitConfig, image: usize, batches: &[usize], what: &str) {
 
 #[test]
 fn gelu_vit_matches_candle() {
+    skip_without_gpu!();
     // 28 px, patch 14: a 2×2 grid, position embeddings resized from 3×3.
     let cfg = config(64, 2, 2, 14, Mlp::Gelu { hidden: 256 });
     check(cfg, 28, &[1, 3, 1], "ViT GELU 64-D");
@@ -57,6 +58,7 @@ fn gelu_vit_matches_candle() {
 
 #[test]
 fn swiglu_vit_with_registers_matches_candle() {
+    skip_without_gpu!();
     let cfg = VitConfig {
         registers: 4,
         pos_grid: 2,
@@ -67,6 +69,7 @@ fn swiglu_vit_with_registers_matches_candle() {
 
 #[test]
 fn images_of_many_tokens_attend_only_to_themselves() {
+    skip_without_gpu!();
     // Patch 4 over 40 px: 101 tokens an image, across two query tiles of 64;
     // a batch of 3 puts image boundaries inside tiles.
     let cfg = VitConfig {
@@ -78,6 +81,7 @@ fn images_of_many_tokens_attend_only_to_themselves() {
 
 #[test]
 fn bad_inputs_are_errors() {
+    skip_without_gpu!();
     let cfg = config(64, 1, 2, 14, Mlp::Gelu { hidden: 128 });
     let vit = Vit::random(cfg, 28).unwrap();
     let mut gpu_vit = WgpuVit::new(gpu(), &vit).unwrap();

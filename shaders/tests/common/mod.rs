@@ -2,23 +2,33 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 pub use syncseg_core::model::tolerance::Tolerance;
 use syncseg_shaders::graph::{Graph, Slot};
 use syncseg_shaders::Gpu;
 
-/// The test device. Without an adapter the tests fail (they do not skip):
-/// `bash scripts/test.sh` installs Mesa's lavapipe, a CPU Vulkan driver.
+/// The test device, or `None` (the reason printed) when there is none:
+/// see [`syncseg_shaders::testing`].
+pub fn try_gpu() -> Option<Arc<Gpu>> {
+    syncseg_shaders::testing::device()
+}
+
+/// The test device (after [`skip_without_gpu!`]).
 pub fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = pollster::block_on(Gpu::new()).unwrap_or_else(|e| panic!("{e}"));
-        eprintln!("adapter: {}", gpu.describe());
-        Arc::new(gpu)
-    })
-    .clone()
+    try_gpu().expect("a test without skip_without_gpu!() needs a wgpu adapter")
+}
+
+/// Returns from the test, with the reason printed, when there is no wgpu
+/// adapter (see [`try_gpu`]).
+#[macro_export]
+macro_rules! skip_without_gpu {
+    () => {
+        if $crate::common::try_gpu().is_none() {
+            return;
+        }
+    };
 }
 
 /// Records with `build`, runs, and reads back `n` floats of the slot it returns.
