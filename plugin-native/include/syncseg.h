@@ -12,7 +12,9 @@
 // Version of this C ABI; bumped on any incompatible change. Compare with
 // [`syncseg_abi_version`] at load time. Version 2: statuses and layouts are
 // `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
-// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`.
+// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`. Added since,
+// without a bump (nothing existing changed): `syncseg_train`,
+// `syncseg_distill` and `SyncsegProgress`.
 #define SYNCSEG_ABI_VERSION 2
 
 // A loaded model (opaque).
@@ -43,6 +45,19 @@ typedef struct {
   // Mean probability of `label` over the segment.
   float confidence;
 } SyncsegSegment;
+
+// Receives a running job's progress: one JSON object per call
+// (NUL-terminated, valid during the call only), with `user` passed through:
+// * `{"event": "stage", "stage": "train" | "adapter" | "distill", "device": "cpu"}`;
+// * `{"event": "step", "epoch", "done", "total", "loss"}` after each batch;
+// * `{"event": "epoch", "epochs", "record": {...}}` after each epoch
+//   (the record of `--log-json`);
+// * `{"event": "stage_finished", "report": {...}}`;
+// * `{"event": "note", "text": "..."}`.
+//
+// Called on the thread that started the job; it must not call back into
+// syncseg.
+typedef void (*SyncsegProgress)(const char *event, void *user);
 
 // Success.
 #define SYNCSEG_STATUS_OK 0
@@ -162,6 +177,41 @@ SyncsegStatus syncseg_segments_render(const SyncsegSegments *segments,
 // # Safety
 // `s` is NULL or points to a pointer variable.
 SyncsegStatus syncseg_string_free(char **s);
+
+// Trains a segmentation model on the CPU, as `syncseg train` does.
+// `inputs_json` is a `TrainInputs` object (`features`, `labels`,
+// `mapping`, `videos`, optional `val_videos`, `out`: paths);
+// `options_json` a `TrainOptions` object whose fields all have defaults
+// (NULL or `"{}"`: the reference setting; e.g. `{"epochs": 50,
+// "backbone": "ms-tcn"}`); an unknown field is refused. `progress` (may be
+// NULL) receives the job's events. On success, `*report_json` (when
+// `report_json` is not NULL) is the stage's report as JSON; free it with
+// [`syncseg_string_free`]. Nothing is written when an input or option is
+// refused.
+//
+// # Safety
+// The strings are NULL or NUL-terminated; `progress` is NULL or a function
+// of the declared type; `report_json` is NULL or writable.
+SyncsegStatus syncseg_train(const char *inputs_json,
+                            const char *options_json,
+                            SyncsegProgress progress,
+                            void *user,
+                            char **report_json);
+
+// Distills a teacher into a student view on the CPU, as `syncseg
+// distill` does: `inputs_json` is a `DistillInputs` object (`teacher`,
+// `teacher_features` and `student_features` or `dataset` with the views,
+// `videos`, `out`, …), `options_json` a `DistillOptions` object (NULL or
+// `"{}"`: the method, TAS distillation of every output; e.g. `{"level":
+// "both"}`). Otherwise as [`syncseg_train`]; the report lists the stages.
+//
+// # Safety
+// As [`syncseg_train`].
+SyncsegStatus syncseg_distill(const char *inputs_json,
+                              const char *options_json,
+                              SyncsegProgress progress,
+                              void *user,
+                              char **report_json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,5 +1,8 @@
 //! The C ABI: segment per-frame features into labelled segments from a video
-//! editor, a script (Python `ctypes`) or any language with a C FFI.
+//! editor, a script (Python `ctypes`) or any language with a C FFI; and run
+//! the method's jobs ([`syncseg_train`], [`syncseg_distill`]) through core's
+//! pipeline, with the options as JSON (core's option structs: the same
+//! names and defaults as the command line's, without the dashes).
 //!
 //! Conventions (after tract's C API):
 //! * every fallible call returns a [`SyncsegStatus`] (`uint32_t`),
@@ -21,7 +24,7 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
@@ -33,7 +36,9 @@ use syncseg_core::predict::predict;
 /// Version of this C ABI; bumped on any incompatible change. Compare with
 /// [`syncseg_abi_version`] at load time. Version 2: statuses and layouts are
 /// `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
-/// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`.
+/// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`. Added since,
+/// without a bump (nothing existing changed): `syncseg_train`,
+/// `syncseg_distill` and `SyncsegProgress`.
 pub const SYNCSEG_ABI_VERSION: u32 = 2;
 
 /// Result of a call: one of the `SYNCSEG_STATUS_*` values. Values are only
@@ -536,12 +541,188 @@ pub unsafe extern "C" fn syncseg_string_free(s: *mut *mut c_char) -> SyncsegStat
                 "string was not returned by syncseg or is already freed (double free?)",
             );
         }
-        // SAFETY: `p` came from `CString::into_raw` in
-        // `syncseg_segments_render` and was live until removed above.
+        // SAFETY: `p` came from `CString::into_raw` (a rendering or a
+        // report) and was live until removed above.
         drop(unsafe { CString::from_raw(p) });
         // SAFETY: non-null pointer to the caller's variable.
         unsafe { *s = std::ptr::null_mut() };
         Ok(())
+    })
+}
+
+/// Receives a running job's progress: one JSON object per call
+/// (NUL-terminated, valid during the call only), with `user` passed through:
+/// * `{"event": "stage", "stage": "train" | "adapter" | "distill", "device": "cpu"}`;
+/// * `{"event": "step", "epoch", "done", "total", "loss"}` after each batch;
+/// * `{"event": "epoch", "epochs", "record": {...}}` after each epoch
+///   (the record of `--log-json`);
+/// * `{"event": "stage_finished", "report": {...}}`;
+/// * `{"event": "note", "text": "..."}`.
+///
+/// Called on the thread that started the job; it must not call back into
+/// syncseg.
+pub type SyncsegProgress = Option<unsafe extern "C" fn(event: *const c_char, user: *mut c_void)>;
+
+/// A pipeline monitor that forwards every event to a C callback.
+struct CallbackMonitor {
+    progress: SyncsegProgress,
+    user: *mut c_void,
+}
+
+impl CallbackMonitor {
+    fn send(&self, event: serde_json::Value) {
+        if let Some(f) = self.progress {
+            let text = CString::new(event.to_string()).unwrap_or_default();
+            // SAFETY: the caller gave a function of this signature; the
+            // string lives until the call returns.
+            unsafe { f(text.as_ptr(), self.user) }
+        }
+    }
+}
+
+impl syncseg_core::train::fit::Observer for CallbackMonitor {
+    fn step(&mut self, epoch: usize, done: usize, total: usize, loss: f32) {
+        self.send(serde_json::json!({
+            "event": "step", "epoch": epoch, "done": done, "total": total, "loss": loss,
+        }));
+    }
+
+    fn epoch(&mut self, record: &syncseg_core::train::fit::EpochRecord, epochs: usize) {
+        self.send(serde_json::json!({"event": "epoch", "epochs": epochs, "record": record}));
+    }
+}
+
+impl syncseg_core::pipeline::Monitor for CallbackMonitor {
+    fn stage_started(&mut self, stage: &str, device: &str) {
+        self.send(serde_json::json!({"event": "stage", "stage": stage, "device": device}));
+    }
+
+    fn stage_finished(&mut self, report: &syncseg_core::pipeline::StageReport) {
+        self.send(serde_json::json!({"event": "stage_finished", "report": report}));
+    }
+
+    fn note(&mut self, text: &str) {
+        self.send(serde_json::json!({"event": "note", "text": text}));
+    }
+}
+
+/// Parses `json` (NULL or empty: `{}`) as `T`, naming `what` on failure.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    json: *const c_char,
+    what: &str,
+) -> Result<T, Failure> {
+    let text = if json.is_null() {
+        "{}"
+    } else {
+        utf8(json, what)?
+    };
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text)
+        .or_else(|e| fail(SYNCSEG_STATUS_INVALID_ARGUMENT, format!("{what}: {e}")))
+}
+
+/// The status of a failed job: I/O and file formats, arguments, the rest.
+fn job_failure(e: syncseg_core::Error) -> Failure {
+    let status = match &e {
+        syncseg_core::Error::Io { .. } | syncseg_core::Error::Format { .. } => SYNCSEG_STATUS_IO,
+        syncseg_core::Error::Invalid(_) => SYNCSEG_STATUS_INVALID_ARGUMENT,
+        _ => SYNCSEG_STATUS_MODEL,
+    };
+    Failure(status, e.to_string())
+}
+
+/// Writes `report` as a JSON string to `*out` (when `out` is not NULL).
+fn hand_out_json(report: &impl serde::Serialize, out: *mut *mut c_char) -> FfiResult {
+    if out.is_null() {
+        return Ok(());
+    }
+    let text = serde_json::to_string(report)
+        .or_else(|e| fail(SYNCSEG_STATUS_PANIC, format!("the report: {e}")))?;
+    let text = CString::new(text)
+        .or_else(|_| fail(SYNCSEG_STATUS_PANIC, "the report holds a NUL byte"))?;
+    let raw = text.into_raw();
+    live()
+        .get_or_insert_with(HashMap::new)
+        .insert(raw as usize, TypeId::of::<OwnedString>());
+    // SAFETY: non-null; the caller promises a writable pointer variable.
+    unsafe { *out = raw };
+    Ok(())
+}
+
+/// Trains a segmentation model on the CPU, as `syncseg train` does.
+/// `inputs_json` is a `TrainInputs` object (`features`, `labels`,
+/// `mapping`, `videos`, optional `val_videos`, `out`: paths);
+/// `options_json` a `TrainOptions` object whose fields all have defaults
+/// (NULL or `"{}"`: the reference setting; e.g. `{"epochs": 50,
+/// "backbone": "ms-tcn"}`); an unknown field is refused. `progress` (may be
+/// NULL) receives the job's events. On success, `*report_json` (when
+/// `report_json` is not NULL) is the stage's report as JSON; free it with
+/// [`syncseg_string_free`]. Nothing is written when an input or option is
+/// refused.
+///
+/// # Safety
+/// The strings are NULL or NUL-terminated; `progress` is NULL or a function
+/// of the declared type; `report_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn syncseg_train(
+    inputs_json: *const c_char,
+    options_json: *const c_char,
+    progress: SyncsegProgress,
+    user: *mut c_void,
+    report_json: *mut *mut c_char,
+) -> SyncsegStatus {
+    guard(|| {
+        if !report_json.is_null() {
+            // SAFETY: non-null and writable, as the caller promises.
+            unsafe { *report_json = std::ptr::null_mut() };
+        }
+        if inputs_json.is_null() {
+            return fail(SYNCSEG_STATUS_NULL_POINTER, "inputs_json is NULL");
+        }
+        let inputs: syncseg_core::pipeline::TrainInputs = parse_json(inputs_json, "inputs_json")?;
+        let options: syncseg_core::pipeline::TrainOptions =
+            parse_json(options_json, "options_json")?;
+        let mut monitor = CallbackMonitor { progress, user };
+        let mut engine = syncseg_core::pipeline::CpuEngine;
+        let report = syncseg_core::pipeline::train(&inputs, &options, &mut engine, &mut monitor)
+            .map_err(job_failure)?;
+        hand_out_json(&report, report_json)
+    })
+}
+
+/// Distills a teacher into a student view on the CPU, as `syncseg
+/// distill` does: `inputs_json` is a `DistillInputs` object (`teacher`,
+/// `teacher_features` and `student_features` or `dataset` with the views,
+/// `videos`, `out`, …), `options_json` a `DistillOptions` object (NULL or
+/// `"{}"`: the method, TAS distillation of every output; e.g. `{"level":
+/// "both"}`). Otherwise as [`syncseg_train`]; the report lists the stages.
+///
+/// # Safety
+/// As [`syncseg_train`].
+#[no_mangle]
+pub unsafe extern "C" fn syncseg_distill(
+    inputs_json: *const c_char,
+    options_json: *const c_char,
+    progress: SyncsegProgress,
+    user: *mut c_void,
+    report_json: *mut *mut c_char,
+) -> SyncsegStatus {
+    guard(|| {
+        if !report_json.is_null() {
+            // SAFETY: non-null and writable, as the caller promises.
+            unsafe { *report_json = std::ptr::null_mut() };
+        }
+        if inputs_json.is_null() {
+            return fail(SYNCSEG_STATUS_NULL_POINTER, "inputs_json is NULL");
+        }
+        let inputs: syncseg_core::pipeline::DistillInputs = parse_json(inputs_json, "inputs_json")?;
+        let options: syncseg_core::pipeline::DistillOptions =
+            parse_json(options_json, "options_json")?;
+        let mut monitor = CallbackMonitor { progress, user };
+        let mut engine = syncseg_core::pipeline::CpuEngine;
+        let report = syncseg_core::pipeline::distill(&inputs, &options, &mut engine, &mut monitor)
+            .map_err(job_failure)?;
+        hand_out_json(&report, report_json)
     })
 }
 

@@ -1,6 +1,8 @@
-//! The C ABI driven from C: builds the cdylib, compiles tests/c/abi_smoke.c
-//! with the system C compiler against the generated header, and runs it on
-//! features of the synthetic benchmark.
+//! The C ABI driven from C: builds the cdylib, compiles the programs in
+//! tests/c with the system C compiler against the generated header, and
+//! runs them on the synthetic benchmark: segmenting features
+//! (abi_smoke.c), and training and distilling through the pipeline
+//! (abi_train.c).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,11 +33,11 @@ fn build_cdylib() -> PathBuf {
     target_dir().join("debug")
 }
 
-fn compile_c(lib_dir: &Path, out: &Path) {
+fn compile_c(lib_dir: &Path, source: &str, out: &Path) {
     let status = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(out)
-        .arg(workspace().join("tests/c/abi_smoke.c"))
+        .arg(workspace().join("tests/c").join(source))
         .arg("-I")
         .arg(workspace().join("plugin-native/include"))
         .arg("-L")
@@ -43,7 +45,7 @@ fn compile_c(lib_dir: &Path, out: &Path) {
         .args(["-lsyncseg_native", "-lm"])
         .status()
         .expect("a C compiler (cc) is installed");
-    assert!(status.success(), "compiling abi_smoke.c failed");
+    assert!(status.success(), "compiling {source} failed");
 }
 
 /// A model directory and one synthetic ego recording as raw `[dim][frames]`
@@ -74,7 +76,7 @@ fn c_program_segments_features_and_survives_bad_input() {
     let lib_dir = build_cdylib();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("abi_smoke");
-    compile_c(&lib_dir, &exe);
+    compile_c(&lib_dir, "abi_smoke.c", &exe);
     let (model_dir, feats, dim, frames) = model_and_features(dir.path());
     // The model as a directory, and as the single-file bundle.
     let bundle = dir.path().join("model.syncseg");
@@ -114,6 +116,44 @@ fn c_program_segments_features_and_survives_bad_input() {
         assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
         assert!(otio.to_string().contains("Marker.2"));
     }
+}
+
+/// A teacher trained and distilled from C, with progress callbacks; refused
+/// jobs write nothing.
+#[test]
+fn c_program_trains_and_distills_through_the_pipeline() {
+    let lib_dir = build_cdylib();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("abi_train");
+    compile_c(&lib_dir, "abi_train.c", &exe);
+    let data = dir.path().join("data");
+    let cfg = SynthConfig::preset(Preset::Small, 4, Some(24)).unwrap();
+    Generator::new(cfg)
+        .unwrap()
+        .write(&data, |_, _| {})
+        .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let run = Command::new(&exe)
+        .arg(&data)
+        .arg(&out)
+        .env("LD_LIBRARY_PATH", &lib_dir)
+        .env("DYLD_LIBRARY_PATH", &lib_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    println!("{stdout}");
+    assert!(
+        run.status.success(),
+        "abi_train failed ({:?}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    assert!(stdout.contains("all C ABI training checks passed"));
+    // The student is a model the CLI's loader takes, with the teacher's classes.
+    let teacher = SegModel::load(out.join("teacher"), &Device::Cpu).unwrap();
+    let student = SegModel::load(out.join("student"), &Device::Cpu).unwrap();
+    assert_eq!(student.meta.classes, teacher.meta.classes);
 }
 
 /// The README's Python `ctypes` example, extracted from the README and run.

@@ -76,6 +76,7 @@ impl std::str::FromStr for Level {
 /// dataset root aligned by timestamps (`dataset` with `teacher_view` and
 /// `student_view`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DistillInputs {
     /// The teacher model directory (trained on the teacher view).
     pub teacher: PathBuf,
@@ -112,7 +113,7 @@ pub struct DistillInputs {
 /// How to distill. `Default` is the method (synchronized pairs, MSE on all
 /// six heads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistillOptions {
     /// What to distill.
     pub level: Level,

@@ -11,6 +11,7 @@ use crate::metrics::{EvalOptions, Evaluator, Scores};
 
 /// What an evaluation reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EvaluateInputs {
     /// Folder of ground-truth files `<video>.txt` (one label per frame).
     pub gt: PathBuf,
@@ -22,7 +23,7 @@ pub struct EvaluateInputs {
 
 /// How to score.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvaluateOptions {
     /// Background labels: removed from segment lists, kept in MoF.
     pub background: Vec<String>,

@@ -17,6 +17,7 @@ use crate::predict::PredictedSegment;
 
 /// What a prediction run reads and where it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PredictInputs {
     /// Model directory (from `train`, `distill` or an import).
     pub model: PathBuf,
@@ -30,7 +31,7 @@ pub struct PredictInputs {
 
 /// What to write besides labels and segments.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PredictOptions {
     /// Also write the ensemble probabilities `[K, T]` as `<video>.probs.npy`.
     pub save_probs: bool,

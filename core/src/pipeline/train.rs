@@ -17,6 +17,7 @@ use crate::train::supervised::{Supervised, SupervisedLoss};
 
 /// What a training run reads and where it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainInputs {
     /// Folder of `<video>.npy` features.
     pub features: PathBuf,
@@ -35,7 +36,7 @@ pub struct TrainInputs {
 
 /// How to train. `Default` is the reference setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainOptions {
     /// Maximum number of epochs.
     pub epochs: usize,
