@@ -649,6 +649,46 @@ fn hand_out_json(report: &impl serde::Serialize, out: *mut *mut c_char) -> FfiRe
     Ok(())
 }
 
+/// Runs a pipeline job on the CPU: parses its inputs and options, reports
+/// progress to the callback, hands out the report.
+///
+/// # Safety
+/// As [`syncseg_train`].
+unsafe fn run_job<I, O, R>(
+    inputs_json: *const c_char,
+    options_json: *const c_char,
+    progress: SyncsegProgress,
+    user: *mut c_void,
+    report_json: *mut *mut c_char,
+    job: impl FnOnce(
+        &I,
+        &O,
+        &mut dyn syncseg_core::pipeline::Engine,
+        &mut dyn syncseg_core::pipeline::Monitor,
+    ) -> syncseg_core::Result<R>,
+) -> SyncsegStatus
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+{
+    guard(|| {
+        if !report_json.is_null() {
+            // SAFETY: non-null and writable, as the caller promises.
+            unsafe { *report_json = std::ptr::null_mut() };
+        }
+        if inputs_json.is_null() {
+            return fail(SYNCSEG_STATUS_NULL_POINTER, "inputs_json is NULL");
+        }
+        let inputs: I = parse_json(inputs_json, "inputs_json")?;
+        let options: O = parse_json(options_json, "options_json")?;
+        let mut monitor = CallbackMonitor { progress, user };
+        let mut engine = syncseg_core::pipeline::CpuEngine;
+        let report = job(&inputs, &options, &mut engine, &mut monitor).map_err(job_failure)?;
+        hand_out_json(&report, report_json)
+    })
+}
+
 /// Trains a segmentation model on the CPU, as `syncseg train` does.
 /// `inputs_json` is a `TrainInputs` object (`features`, `labels`,
 /// `mapping`, `videos`, optional `val_videos`, `out`: paths);
@@ -671,23 +711,17 @@ pub unsafe extern "C" fn syncseg_train(
     user: *mut c_void,
     report_json: *mut *mut c_char,
 ) -> SyncsegStatus {
-    guard(|| {
-        if !report_json.is_null() {
-            // SAFETY: non-null and writable, as the caller promises.
-            unsafe { *report_json = std::ptr::null_mut() };
-        }
-        if inputs_json.is_null() {
-            return fail(SYNCSEG_STATUS_NULL_POINTER, "inputs_json is NULL");
-        }
-        let inputs: syncseg_core::pipeline::TrainInputs = parse_json(inputs_json, "inputs_json")?;
-        let options: syncseg_core::pipeline::TrainOptions =
-            parse_json(options_json, "options_json")?;
-        let mut monitor = CallbackMonitor { progress, user };
-        let mut engine = syncseg_core::pipeline::CpuEngine;
-        let report = syncseg_core::pipeline::train(&inputs, &options, &mut engine, &mut monitor)
-            .map_err(job_failure)?;
-        hand_out_json(&report, report_json)
-    })
+    // SAFETY: as this function's contract.
+    unsafe {
+        run_job(
+            inputs_json,
+            options_json,
+            progress,
+            user,
+            report_json,
+            |i, o, e, m| syncseg_core::pipeline::train(i, o, e, m),
+        )
+    }
 }
 
 /// Distills a teacher into a student view on the CPU, as `syncseg
@@ -707,23 +741,17 @@ pub unsafe extern "C" fn syncseg_distill(
     user: *mut c_void,
     report_json: *mut *mut c_char,
 ) -> SyncsegStatus {
-    guard(|| {
-        if !report_json.is_null() {
-            // SAFETY: non-null and writable, as the caller promises.
-            unsafe { *report_json = std::ptr::null_mut() };
-        }
-        if inputs_json.is_null() {
-            return fail(SYNCSEG_STATUS_NULL_POINTER, "inputs_json is NULL");
-        }
-        let inputs: syncseg_core::pipeline::DistillInputs = parse_json(inputs_json, "inputs_json")?;
-        let options: syncseg_core::pipeline::DistillOptions =
-            parse_json(options_json, "options_json")?;
-        let mut monitor = CallbackMonitor { progress, user };
-        let mut engine = syncseg_core::pipeline::CpuEngine;
-        let report = syncseg_core::pipeline::distill(&inputs, &options, &mut engine, &mut monitor)
-            .map_err(job_failure)?;
-        hand_out_json(&report, report_json)
-    })
+    // SAFETY: as this function's contract.
+    unsafe {
+        run_job(
+            inputs_json,
+            options_json,
+            progress,
+            user,
+            report_json,
+            |i, o, e, m| syncseg_core::pipeline::distill(i, o, e, m),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -13,17 +13,7 @@
 
 #include "syncseg.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAILED %s:%d: ", __FILE__, __LINE__);                   \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fprintf(stderr, "\n");                                                   \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "check.h"
 
 /* A call that must fail with `want` and leave a message. */
 #define EXPECT_STATUS(call, want)                                              \

@@ -165,44 +165,34 @@ impl NetParams {
             params.push(DeviceParam::upload(gpu, &refs, names[0])?);
             Ok(params.len() - 1)
         };
+        // `{name}.weight` and `{name}.bias`, one buffer each.
+        let weight_bias = |name: &str, params: &mut Vec<DeviceParam>| -> Result<(usize, usize)> {
+            let w = add(&[&format!("{name}.weight")], params)?;
+            Ok((w, add(&[&format!("{name}.bias")], params)?))
+        };
         let mut convs = HashMap::new();
         let mut norms = HashMap::new();
         let mut layer_norms = HashMap::new();
         for layer in declared.layers() {
-            let s = match layer {
-                Layer::Conv(s) => s,
-                Layer::Linear(s) => {
-                    let (w, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
-                    let conv = ConvParam {
-                        weight: add(&[&w], &mut params)?,
-                        bias: add(&[&b], &mut params)?,
-                        cout: s.cout,
-                        cin: s.cin,
-                        k: 1,
-                    };
-                    convs.insert(s.name.clone(), conv);
-                    continue;
-                }
+            let (name, cin, cout, k, norm) = match layer {
+                Layer::Conv(s) => (&s.name, s.cin, s.cout, s.k, s.norm.as_ref()),
+                Layer::Linear(s) => (&s.name, s.cin, s.cout, 1, None),
                 Layer::LayerNorm(s) => {
-                    let (g, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
-                    let ln = LnParam {
-                        gamma: add(&[&g], &mut params)?,
-                        beta: add(&[&b], &mut params)?,
-                    };
-                    layer_norms.insert(s.name.clone(), ln);
+                    let (gamma, beta) = weight_bias(&s.name, &mut params)?;
+                    layer_norms.insert(s.name.clone(), LnParam { gamma, beta });
                     continue;
                 }
             };
-            let (w, b) = (format!("{}.weight", s.name), format!("{}.bias", s.name));
+            let (weight, bias) = weight_bias(name, &mut params)?;
             let conv = ConvParam {
-                weight: add(&[&w], &mut params)?,
-                bias: add(&[&b], &mut params)?,
-                cout: s.cout,
-                cin: s.cin,
-                k: s.k,
+                weight,
+                bias,
+                cout,
+                cin,
+                k,
             };
-            convs.insert(s.name.clone(), conv);
-            if let Some(norm) = &s.norm {
+            convs.insert(name.clone(), conv);
+            if let Some(norm) = norm {
                 let (g, b) = (format!("{norm}.weight"), format!("{norm}.bias"));
                 let gamma_beta = add(&[&g, &b], &mut params)?;
                 let names = (
@@ -213,7 +203,7 @@ impl NetParams {
                 running.extend(flat(&var(&names.1)?.1)?);
                 let bn = BnParam {
                     gamma_beta,
-                    channels: s.cout,
+                    channels: cout,
                     running: gpu.upload(&running, norm),
                     running_names: names,
                 };
