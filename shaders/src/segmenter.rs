@@ -6,7 +6,7 @@
 //! the device's bindings; each chunk's features are uploaded once (split by
 //! channels into parts when `[D, frames]` exceeds one binding); each window
 //! is cut out of the chunk on the device, run through the recorded graph for
-//! its padded length (adapter, then C2F-TCN), and its probabilities are
+//! its padded length (adapter, then the network), and its probabilities are
 //! written into the chunk's `[K, frames]` rows; one readback per chunk. The
 //! graphs (buffers, bind groups, pipelines) are built once per padded length
 //! and reused across windows and calls.

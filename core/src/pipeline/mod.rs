@@ -44,9 +44,10 @@ pub use train::{train, TrainInputs, TrainOptions};
 /// Which part of a model a training stage updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trained {
-    /// The C2F-TCN (an adapter in front of it stays frozen).
+    /// The segmentation network, C2F-TCN or MS-TCN++ (an adapter in front
+    /// of it stays frozen).
     Network,
-    /// The feature adapter (the C2F-TCN stays frozen).
+    /// The feature adapter (the network behind it stays frozen).
     Adapter,
 }
 

@@ -1,4 +1,5 @@
-//! Supervised C2F-TCN training: the exo teacher, the oracles.
+//! Supervised training of a segmentation network (C2F-TCN or MS-TCN++):
+//! the exo teacher, the oracles.
 
 use std::path::PathBuf;
 

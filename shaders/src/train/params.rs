@@ -1,9 +1,10 @@
 //! Trainable state on the device: one buffer per parameter tensor (with its
-//! gradient and Adam's two moments), and the C2F-TCN's BatchNorm running
+//! gradient and Adam's two moments), and the networks' BatchNorm running
 //! statistics. Each buffer remembers which variables of the model's
 //! `VarMap` it holds, so the model on the host is brought up to date by
 //! name and saves exactly as the CPU path's does. The functions over
-//! `&[DeviceParam]` serve every trained module (the C2F-TCN, the adapter).
+//! `&[DeviceParam]` serve every trained network (C2F-TCN, MS-TCN++, the
+//! adapter).
 
 use std::collections::HashMap;
 
