@@ -354,12 +354,18 @@ impl Adapter {
                     x.dims()
                 )))
             }
-            Some(m) => Some(m.to_dtype(x.dtype())?.reshape((b, 1, t))?),
+            // `[1, T]` per window, frame-major as the ops' tensors.
+            Some(m) => Some(m.to_dtype(x.dtype())?.reshape((b, t, 1))?),
             None => None,
         };
-        // No batch statistics or dropout: train and eval mode agree.
-        let mut ops = CandleOps::new(&self.layers, false);
-        adapter_forward(&mut ops, &self.cfg, x, mask.as_ref())
+        // Frame-major, each frame's channels contiguous (candle's CPU
+        // matmuls and reductions are fastest over the last dimension); in
+        // training mode, every op differentiable (the adapter has no batch
+        // statistics or dropout, so nothing else differs).
+        let mut ops = CandleOps::new(&self.layers, true).frame_major();
+        let frames = x.transpose(1, 2)?.contiguous()?;
+        let y = adapter_forward(&mut ops, &self.cfg, &frames, mask.as_ref())?;
+        Ok(y.transpose(1, 2)?.contiguous()?)
     }
 }
 

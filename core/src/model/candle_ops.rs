@@ -1,5 +1,13 @@
-//! [`Ops`] over candle tensors `[B, C, T]`: the reference implementation
-//! and the CPU path, differentiable by candle's autodiff.
+//! [`Ops`] over candle tensors: the reference implementation and the CPU
+//! path, differentiable by candle's autodiff.
+//!
+//! Tensors are channel-major `[B, C, T]` (the temporal convolutions', as
+//! features are stored) or frame-major `[B, T, C]` ([`CandleOps::frame_major`],
+//! the transformers'): candle's CPU matmuls, reductions and fused LayerNorm
+//! run up to several times faster over the last dimension, so the adapter
+//! and the ViT keep each frame's channels contiguous. Ops that exist in one
+//! layout only (convolution, pooling, resampling, the ensemble, dropout's
+//! mask order) transpose around it.
 
 use std::collections::HashMap;
 
@@ -25,11 +33,27 @@ pub struct ChannelLinear {
 }
 
 impl ChannelLinear {
+    /// `W x + b` as one matmul over every frame of the batch, `[cout, cin]
+    /// × [cin, B·T]`: about 30 % faster on candle's CPU backend, forward and
+    /// backward, than a batched matmul with `W` broadcast over the windows
+    /// (measured at D = 1024, T = 600, B = 1 and 4).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, cin, t) = x.dims3()?;
         let cout = self.bias.dim(0)?;
-        self.weight
-            .broadcast_matmul(x)?
-            .broadcast_add(&self.bias.reshape((cout, 1))?)
+        let bias = self.bias.reshape((cout, 1))?;
+        if b == 1 {
+            let y = self.weight.matmul(&x.squeeze(0)?)?.broadcast_add(&bias)?;
+            return y.unsqueeze(0);
+        }
+        let frames = x.transpose(0, 1)?.contiguous()?.reshape((cin, b * t))?;
+        let y = self.weight.matmul(&frames)?.broadcast_add(&bias)?;
+        y.reshape((cout, b, t))?.transpose(0, 1)?.contiguous()
+    }
+
+    /// `x Wᵀ + b` over frame-major `[B, T, cin]`, as `nn.Linear`.
+    fn forward_frames(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.broadcast_matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -54,6 +78,23 @@ impl ChannelNorm {
         let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         x.broadcast_mul(&self.weight.reshape((c, 1))?)?
             .broadcast_add(&self.bias.reshape((c, 1))?)
+    }
+
+    /// Over the last dimension of frame-major `[B, T, C]`: differentiable,
+    /// or candle's fused kernel (no backward) when `fused`.
+    fn forward_frames(&self, x: &Tensor, fused: bool) -> candle_core::Result<Tensor> {
+        if fused {
+            return candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            );
+        }
+        let x = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        x.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 }
 
@@ -163,11 +204,14 @@ impl CandleLayers {
 }
 
 /// Runs ops on candle tensors, in training mode (batch statistics,
-/// running-statistic updates, dropout) or eval mode (BatchNorm folded, no
-/// dropout).
+/// running-statistic updates, dropout; every op differentiable) or eval
+/// mode (BatchNorm folded, no dropout, fused kernels without a backward
+/// where candle has them).
 pub struct CandleOps<'a> {
     layers: &'a CandleLayers,
     train: bool,
+    /// Tensors are `[B, T, C]` rather than `[B, C, T]`.
+    frame_major: bool,
     /// The step's dropout seed, and how many dropout ops ran so far.
     dropout_seed: u64,
     dropout_streams: u32,
@@ -179,9 +223,42 @@ impl<'a> CandleOps<'a> {
         CandleOps {
             layers,
             train,
+            frame_major: false,
             dropout_seed: 0,
             dropout_streams: 0,
         }
+    }
+
+    /// These ops over frame-major tensors `[B, T, C]`.
+    pub fn frame_major(mut self) -> Self {
+        self.frame_major = true;
+        self
+    }
+
+    fn channel_dim(&self) -> usize {
+        if self.frame_major {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// `x` channel-major, for an op written in that layout only.
+    fn to_channels(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(if self.frame_major {
+            x.transpose(1, 2)?.contiguous()?
+        } else {
+            x.clone()
+        })
+    }
+
+    /// A channel-major result back in this backend's layout.
+    fn back_from_channels(&self, x: Tensor) -> Result<Tensor> {
+        Ok(if self.frame_major {
+            x.transpose(1, 2)?.contiguous()?
+        } else {
+            x
+        })
     }
 
     /// Draws this step's dropout masks from `seed`.
@@ -196,11 +273,22 @@ impl Ops for CandleOps<'_> {
 
     fn dims(&self, x: &Tensor) -> (usize, usize) {
         let d = x.dims();
-        (d[d.len() - 2], d[d.len() - 1])
+        let (a, b) = (d[d.len() - 2], d[d.len() - 1]);
+        if self.frame_major {
+            (b, a)
+        } else {
+            (a, b)
+        }
     }
 
     fn conv(&mut self, spec: &ConvSpec, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let conv = self.layers.conv(&spec.name)?;
+        let x = &self.to_channels(x)?;
+        let mask = match mask {
+            Some(m) => Some(self.to_channels(m)?),
+            None => None,
+        };
+        let mask = mask.as_ref();
         let y = match &spec.norm {
             // Inference: BatchNorm folded into the convolution (one pass
             // instead of four over each activation), and candle's forward
@@ -212,27 +300,30 @@ impl Ops for CandleOps<'_> {
                 .forward_train(&conv.forward(x)?, mask)?,
             None => conv.forward(x)?,
         };
-        Ok(match spec.act {
+        let y = match spec.act {
             Act::None => y,
             Act::Relu => y.relu()?,
-        })
+        };
+        self.back_from_channels(y)
     }
 
     fn cat(&mut self, parts: &[&Tensor]) -> Result<Tensor> {
-        Ok(Tensor::cat(parts, 1)?)
+        Ok(Tensor::cat(parts, self.channel_dim())?)
     }
 
     fn max_pool(&mut self, x: &Tensor, k: usize) -> Result<Tensor> {
-        Ok(maxpool(x, k)?)
+        let y = maxpool(&self.to_channels(x)?, k)?;
+        self.back_from_channels(y)
     }
 
     fn resample(&mut self, x: &Tensor, len: usize, pad_to: usize) -> Result<Tensor> {
-        let y = linear(x, len)?;
-        Ok(if pad_to > len {
+        let y = linear(&self.to_channels(x)?, len)?;
+        let y = if pad_to > len {
             y.pad_with_zeros(2, 0, pad_to - len)?
         } else {
             y
-        })
+        };
+        self.back_from_channels(y)
     }
 
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -240,15 +331,26 @@ impl Ops for CandleOps<'_> {
     }
 
     fn linear(&mut self, spec: &LinearSpec, x: &Tensor) -> Result<Tensor> {
-        Ok(self.layers.linear(&spec.name)?.forward(x)?)
+        let l = self.layers.linear(&spec.name)?;
+        Ok(if self.frame_major {
+            l.forward_frames(x)?
+        } else {
+            l.forward(x)?
+        })
     }
 
     fn layer_norm(&mut self, spec: &LayerNormSpec, x: &Tensor) -> Result<Tensor> {
-        Ok(self.layers.layer_norm(&spec.name)?.forward(x)?)
+        let n = self.layers.layer_norm(&spec.name)?;
+        Ok(if self.frame_major {
+            n.forward_frames(x, !self.train)?
+        } else {
+            n.forward(x)?
+        })
     }
 
     fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
-        Ok(gelu(x)?)
+        // candle's fused GELU has an inexact backward (see [`gelu`]).
+        Ok(if self.train { gelu(x)? } else { x.gelu_erf()? })
     }
 
     fn attention(
@@ -257,18 +359,35 @@ impl Ops for CandleOps<'_> {
         heads: usize,
         key_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, rows, t) = qkv.dims3()?;
+        let (rows, t) = self.dims(qkv);
+        let b = qkv.dim(0)?;
         let w = rows / 3;
         let hd = w / heads;
-        // [B, W, T] → [B, heads, hd, T]: head h's rows, channel-major.
-        let part = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(1, i * w, w)?
-                .contiguous()?
-                .reshape((b, heads, hd, t))
+        // [B, T, 3W] → q, k, v as [B, heads, T, hd].
+        let frames = if self.frame_major {
+            qkv.clone()
+        } else {
+            qkv.transpose(1, 2)?.contiguous()?
         };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        // [B, heads, T (queries), T (keys)]
-        let scores = (q.transpose(2, 3)?.matmul(&k)? / (hd as f64).sqrt())?;
+        let split = |i: usize| -> candle_core::Result<Tensor> {
+            frames
+                .narrow(2, i * w, w)?
+                .reshape((b, t, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        // Queries scaled by 1/√hd first (T·hd products, not T²), as the
+        // GPU kernels do.
+        let q = (q * (1.0 / (hd as f64).sqrt()))?;
+        // [B, heads, T (queries), T (keys)]; kᵀ copied contiguous for the
+        // backward's matmuls, read strided in inference.
+        let kt = if self.train {
+            k.t()?.contiguous()?
+        } else {
+            k.t()?
+        };
+        let scores = q.matmul(&kt)?;
         let scores = match key_mask {
             Some(m) => {
                 // 1 → 0, 0 → −1e9, broadcast over heads and queries.
@@ -279,27 +398,41 @@ impl Ops for CandleOps<'_> {
             }
             None => scores,
         };
-        // The composed softmax (not `softmax_last_dim`) because it has a backward.
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        // [B, heads, hd, T]: each query's context, channel-major again.
-        let ctx = v.matmul(&attn.transpose(2, 3)?)?;
-        Ok(ctx.reshape((b, w, t))?)
+        // In training the composed softmax, which has a backward.
+        let attn = if self.train {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        // [B, heads, T, hd] → [B, T, W].
+        let ctx = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, w))?;
+        Ok(if self.frame_major {
+            ctx
+        } else {
+            ctx.transpose(1, 2)?.contiguous()?
+        })
     }
 
     fn swiglu(&mut self, x: &Tensor) -> Result<Tensor> {
-        let h = self.dims(x).0 / 2;
-        let a = x.narrow(1, 0, h)?;
-        let b = x.narrow(1, h, h)?;
+        let (h, dim) = (self.dims(x).0 / 2, self.channel_dim());
+        let a = x.narrow(dim, 0, h)?;
+        let b = x.narrow(dim, h, h)?;
         Ok((candle_nn::ops::silu(&a)? * b)?)
     }
 
     fn frames(&mut self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-        Ok(x.narrow(2, start, len)?)
+        let dim = 3 - self.channel_dim();
+        Ok(x.narrow(dim, start, len)?)
     }
 
     fn add_constant(&mut self, x: &Tensor, c: &[f64]) -> Result<Tensor> {
         let (ch, t) = self.dims(x);
         let table = Tensor::from_slice(c, (1, ch, t), x.device())?.to_dtype(x.dtype())?;
+        let table = if self.frame_major {
+            table.transpose(1, 2)?
+        } else {
+            table
+        };
         Ok(x.broadcast_add(&table)?)
     }
 
@@ -309,9 +442,11 @@ impl Ops for CandleOps<'_> {
         }
         let seed = dropout::stream_seed(self.dropout_seed, self.dropout_streams);
         self.dropout_streams += 1;
+        // The mask is drawn in channel-major order, as on every backend.
+        let x = self.to_channels(x)?;
         let m = dropout::mask(seed, x.elem_count(), p);
         let m = Tensor::from_vec(m, x.shape(), x.device())?.to_dtype(x.dtype())?;
-        Ok((x * m)?)
+        self.back_from_channels((x * m)?)
     }
 
     fn ensemble(&mut self, heads: &[Tensor], weights: &[f32]) -> Result<Tensor> {
@@ -322,13 +457,140 @@ impl Ops for CandleOps<'_> {
             if w == 0.0 {
                 continue;
             }
-            let p = candle_nn::ops::softmax(&linear(head, t)?, 1)?;
+            let p = candle_nn::ops::softmax(&linear(&self.to_channels(head)?, t)?, 1)?;
             let p = (p * (w / total) as f64)?;
             acc = Some(match acc {
                 Some(a) => (a + p)?,
                 None => p,
             });
         }
-        acc.ok_or_else(|| Error::invalid("ensemble weights are all zero"))
+        let acc = acc.ok_or_else(|| Error::invalid("ensemble weights are all zero"))?;
+        self.back_from_channels(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both layouts compute the same functions: every network, in eval and
+    //! in training mode, channel-major against frame-major.
+    use super::*;
+    use crate::model::adapter::{adapter_forward, AdapterConfig};
+    use crate::model::c2f_tcn::{c2f_forward, c2f_specs};
+    use crate::model::ms_tcn::{ms_tcn_forward, ms_tcn_specs, MsTcnConfig};
+    use crate::model::tolerance::Tolerance;
+    use crate::model::C2fConfig;
+    use crate::vision::{vit_forward, vit_specs, Mlp, VitConfig};
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    type Net<'n> = dyn Fn(&mut CandleOps, &Tensor, Option<&Tensor>) -> Result<Vec<Tensor>> + 'n;
+
+    fn randn(shape: (usize, usize, usize), seed: u64) -> Tensor {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.0 * shape.1 * shape.2;
+        let v: Vec<f32> = (0..n)
+            .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn agree(what: &str, declared: &Declare, cin: usize, t: usize, net: &Net<'_>) {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let layers = CandleLayers::new(declared, &vb).unwrap();
+        // Weights away from their initial zeros and ones.
+        for (i, var) in varmap.all_vars().iter().enumerate() {
+            let noise = randn((1, 1, var.elem_count()), 100 + i as u64);
+            let v = (noise.reshape(var.shape()).unwrap() * 0.3).unwrap();
+            var.set(&(var.as_tensor() + v).unwrap()).unwrap();
+        }
+        let x = randn((2, cin, t), 1);
+        let mut m = vec![1f32; 2 * t];
+        m[2 * t - t / 3..].iter_mut().for_each(|v| *v = 0.0);
+        let mask = Tensor::from_vec(m, (2, 1, t), &Device::Cpu).unwrap();
+        for train in [false, true] {
+            let cm = net(
+                &mut CandleOps::new(&layers, train).with_dropout_seed(9),
+                &x,
+                Some(&mask),
+            )
+            .unwrap();
+            let xf = x.transpose(1, 2).unwrap().contiguous().unwrap();
+            let ops = &mut CandleOps::new(&layers, train)
+                .with_dropout_seed(9)
+                .frame_major();
+            let mf = mask.transpose(1, 2).unwrap().contiguous().unwrap();
+            let fm = net(ops, &xf, Some(&mf)).unwrap();
+            for (i, (a, b)) in cm.iter().zip(&fm).enumerate() {
+                let b = b.transpose(1, 2).unwrap();
+                let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+                Tolerance::PARITY
+                    .check(
+                        &flat(&b),
+                        &flat(a),
+                        &format!("{what} output {i} (train {train})"),
+                    )
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn adapter_agrees_in_both_layouts() {
+        let cfg = AdapterConfig {
+            layers: 2,
+            heads: 2,
+            width: 8,
+            ffn: 12,
+        };
+        let declared = crate::model::adapter::adapter_specs(&cfg, 5).unwrap();
+        agree("adapter", &declared, 5, 23, &|o, x, m| {
+            Ok(vec![adapter_forward(o, &cfg, x, m)?])
+        });
+    }
+
+    #[test]
+    fn vit_agrees_in_both_layouts() {
+        for mlp in [Mlp::Gelu { hidden: 16 }, Mlp::SwiGlu { hidden: 6 }] {
+            let cfg = VitConfig {
+                dim: 8,
+                depth: 2,
+                heads: 2,
+                patch: 2,
+                mlp,
+                registers: 1,
+                pos_grid: 2,
+            };
+            let embed: Vec<f64> = (0..8 * 11).map(|i| (i as f64 * 0.3).cos()).collect();
+            agree("ViT", &vit_specs(&cfg, 11).unwrap(), 12, 11, &|o, x, _| {
+                Ok(vec![vit_forward(o, &cfg, x, &embed)?])
+            });
+        }
+    }
+
+    #[test]
+    fn temporal_convolution_nets_agree_in_both_layouts() {
+        let c2f = C2fConfig::scaled(6, 4, 0.0625);
+        agree("C2F-TCN", &c2f_specs(&c2f).unwrap(), 6, 400, &|o, x, m| {
+            let out = c2f_forward(o, &c2f, x, m)?;
+            let e = o.ensemble(&out.heads, &c2f.ensemble_weights)?;
+            Ok([out.heads, vec![e]].concat())
+        });
+        let ms = MsTcnConfig {
+            f_maps: 6,
+            layers_pg: 3,
+            layers_r: 2,
+            refinements: 1,
+            ..MsTcnConfig::reference(5, 3)
+        };
+        agree(
+            "MS-TCN++",
+            &ms_tcn_specs(&ms).unwrap(),
+            5,
+            40,
+            &|o, x, _| ms_tcn_forward(o, &ms, x),
+        );
     }
 }

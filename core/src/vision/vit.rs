@@ -530,16 +530,18 @@ impl Vit {
             )));
         }
         let grid = s / p;
-        // `[B, 3p², N]`: each patch a column flattened as (channel, y, x),
-        // in raster order after the CLS and register columns (zeros).
+        // Frame-major `[B, N, 3p²]` (candle's CPU matmuls and fused
+        // LayerNorm are fastest over the last dimension): each patch a token
+        // flattened as (channel, y, x), in raster order after the CLS and
+        // register tokens (zeros).
         let patches = images
             .reshape((b, 3, grid, p, grid, p))?
-            .permute((0, 1, 3, 5, 2, 4))?
-            .reshape((b, 3 * p * p, grid * grid))?
-            .pad_with_zeros(2, 1 + self.cfg.registers, 0)?;
-        let mut ops = CandleOps::new(&self.layers, false);
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b, grid * grid, 3 * p * p))?
+            .pad_with_zeros(1, 1 + self.cfg.registers, 0)?;
+        let mut ops = CandleOps::new(&self.layers, false).frame_major();
         let cls = vit_forward(&mut ops, &self.cfg, &patches, &self.embed)?;
-        Ok(cls.squeeze(2)?)
+        Ok(cls.squeeze(1)?)
     }
 }
 

@@ -42,13 +42,6 @@ const MAX_HEAD_DIM: u32 = 128u;
 var<workgroup> k_tile: array<f32, 2048>; // [MAX_HEAD_DIM][BK]
 var<workgroup> v_tile: array<f32, 2048>;
 
-fn in_at(row: u32, n: u32) -> u32 {
-    return n / ap.block * ap.in_seq + row * ap.in_row + n % ap.block;
-}
-
-fn out_at(row: u32, n: u32) -> u32 {
-    return n / ap.block * ap.out_seq + row * ap.out_row + n % ap.block;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -58,12 +51,16 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     let row0 = wid.y * ap.head_dim;
     let valid = qi < seq_end;
     let dh = ap.head_dim;
+    // Sequence z's first element in the inputs and in the output: token n
+    // of row r is at base + r·row + (n − seq0).
+    let in_base = wid.z * ap.in_seq - seq0;
+    let out_base = wid.z * ap.out_seq - seq0;
     var qv: array<f32, 128>;
     var acc: array<f32, 128>;
     for (var d = 0u; d < dh; d++) {
         var val = 0.0;
         if (valid) {
-            val = q[in_at(ap.q_row0 + row0 + d, qi)] * ap.scale;
+            val = q[in_base + (ap.q_row0 + row0 + d) * ap.in_row + qi] * ap.scale;
         }
         qv[d] = val;
         acc[d] = 0.0;
@@ -80,8 +77,8 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             var kv = 0.0;
             var vv = 0.0;
             if (key < seq_end) {
-                kv = k[in_at(ap.k_row0 + row0 + d, key)];
-                vv = v[in_at(ap.v_row0 + row0 + d, key)];
+                kv = k[in_base + (ap.k_row0 + row0 + d) * ap.in_row + key];
+                vv = v[in_base + (ap.v_row0 + row0 + d) * ap.in_row + key];
             }
             k_tile[e] = kv;
             v_tile[e] = vv;
@@ -118,7 +115,7 @@ fn attention(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     }
     if (valid) {
         for (var d = 0u; d < dh; d++) {
-            o[out_at(row0 + d, qi)] = acc[d] / l;
+            o[out_base + (row0 + d) * ap.out_row + qi] = acc[d] / l;
         }
     }
 }

@@ -39,12 +39,11 @@ fn sequence(i: u32, block: u32, frames: u32) -> vec2<u32> {
     return vec2<u32>(start, min(start + block, frames));
 }
 
-fn in_at(p: Params, row: u32, n: u32) -> u32 {
-    return n / p.block * p.in_seq + row * p.in_row + n % p.block;
-}
-
-fn out_at(p: Params, row: u32, n: u32) -> u32 {
-    return n / p.block * p.out_seq + row * p.out_row + n % p.block;
+// Where the sequence starting at frame `start` begins in a buffer of
+// `seq` elements per sequence, less `start`: token n of row r is then at
+// base + r·row + n (u32 arithmetic wraps, so the subtraction is exact).
+fn seq_base(p: Params, start: u32, seq: u32) -> u32 {
+    return start / p.block * seq - start;
 }
 
 // ---- attention_grad_stats: stats[h][i] = (L_i, D_i).
@@ -66,24 +65,26 @@ fn attention_grad_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let dh = p.head_dim;
     let row0 = h * dh;
+    let seq = sequence(i, p.block, p.frames);
+    let ib = seq_base(p, seq.x, p.in_seq);
+    let ob = seq_base(p, seq.x, p.out_seq);
     var qv: array<f32, 128>;
     var dd = 0.0;
     for (var d = 0u; d < dh; d++) {
-        qv[d] = st_q[in_at(p, p.q_row0 + row0 + d, i)] * p.scale;
-        let o_at = out_at(p, row0 + d, i);
+        qv[d] = st_q[ib + (p.q_row0 + row0 + d) * p.in_row + i] * p.scale;
+        let o_at = ob + (row0 + d) * p.out_row + i;
         dd = fma(st_do[o_at], st_o[o_at], dd);
     }
     let masked = (p.flags & 1u) != 0u;
     var m = -3.4e38;
     var l = 0.0;
-    let seq = sequence(i, p.block, p.frames);
     for (var j = seq.x; j < seq.y; j++) {
         var s = 0.0;
         if (masked) {
             s = fma(st_mask[j], MASK_PENALTY, -MASK_PENALTY);
         }
         for (var d = 0u; d < dh; d++) {
-            s = fma(qv[d], st_k[in_at(p, p.k_row0 + row0 + d, j)], s);
+            s = fma(qv[d], st_k[ib + (p.k_row0 + row0 + d) * p.in_row + j], s);
         }
         let m_new = max(m, s);
         l = l * exp(m - m_new) + exp(s - m_new);
@@ -114,19 +115,21 @@ fn attention_grad_q(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let dh = p.head_dim;
     let row0 = h * dh;
+    let seq = sequence(i, p.block, p.frames);
+    let ib = seq_base(p, seq.x, p.in_seq);
+    let ob = seq_base(p, seq.x, p.out_seq);
     var qv: array<f32, 128>;
     var dov: array<f32, 128>;
     var acc: array<f32, 128>;
     for (var d = 0u; d < dh; d++) {
-        qv[d] = gq_q[in_at(p, p.q_row0 + row0 + d, i)] * p.scale;
-        dov[d] = gq_do[out_at(p, row0 + d, i)];
+        qv[d] = gq_q[ib + (p.q_row0 + row0 + d) * p.in_row + i] * p.scale;
+        dov[d] = gq_do[ob + (row0 + d) * p.out_row + i];
         acc[d] = 0.0;
     }
     let at = 2u * (h * p.frames + i);
     let lse = gq_stats[at];
     let dd = gq_stats[at + 1u];
     let masked = (p.flags & 1u) != 0u;
-    let seq = sequence(i, p.block, p.frames);
     for (var j = seq.x; j < seq.y; j++) {
         var s = 0.0;
         if (masked) {
@@ -134,17 +137,17 @@ fn attention_grad_q(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         var dp = 0.0;
         for (var d = 0u; d < dh; d++) {
-            s = fma(qv[d], gq_k[in_at(p, p.k_row0 + row0 + d, j)], s);
-            dp = fma(dov[d], gq_v[in_at(p, p.v_row0 + row0 + d, j)], dp);
+            s = fma(qv[d], gq_k[ib + (p.k_row0 + row0 + d) * p.in_row + j], s);
+            dp = fma(dov[d], gq_v[ib + (p.v_row0 + row0 + d) * p.in_row + j], dp);
         }
         let pr = exp(s - lse);
         let ds = pr * (dp - dd);
         for (var d = 0u; d < dh; d++) {
-            acc[d] = fma(ds, gq_k[in_at(p, p.k_row0 + row0 + d, j)], acc[d]);
+            acc[d] = fma(ds, gq_k[ib + (p.k_row0 + row0 + d) * p.in_row + j], acc[d]);
         }
     }
     for (var d = 0u; d < dh; d++) {
-        let idx = in_at(p, p.q_row0 + row0 + d, i);
+        let idx = ib + (p.q_row0 + row0 + d) * p.in_row + i;
         var val = p.scale * acc[d];
         if ((p.flags & 2u) != 0u) {
             val += gq_dq[idx];
@@ -173,13 +176,16 @@ fn attention_grad_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let dh = p.head_dim;
     let row0 = h * dh;
+    let seq = sequence(j, p.block, p.frames);
+    let ib = seq_base(p, seq.x, p.in_seq);
+    let ob = seq_base(p, seq.x, p.out_seq);
     var kv: array<f32, 128>;
     var vv: array<f32, 128>;
     var dk: array<f32, 128>;
     var dv: array<f32, 128>;
     for (var d = 0u; d < dh; d++) {
-        kv[d] = gk_k[in_at(p, p.k_row0 + row0 + d, j)];
-        vv[d] = gk_v[in_at(p, p.v_row0 + row0 + d, j)];
+        kv[d] = gk_k[ib + (p.k_row0 + row0 + d) * p.in_row + j];
+        vv[d] = gk_v[ib + (p.v_row0 + row0 + d) * p.in_row + j];
         dk[d] = 0.0;
         dv[d] = 0.0;
     }
@@ -187,26 +193,25 @@ fn attention_grad_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     if ((p.flags & 1u) != 0u) {
         bias = fma(gk_mask[j], MASK_PENALTY, -MASK_PENALTY);
     }
-    let seq = sequence(j, p.block, p.frames);
     for (var i = seq.x; i < seq.y; i++) {
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < dh; d++) {
-            s = fma(gk_q[in_at(p, p.q_row0 + row0 + d, i)], kv[d], s);
-            dp = fma(gk_do[out_at(p, row0 + d, i)], vv[d], dp);
+            s = fma(gk_q[ib + (p.q_row0 + row0 + d) * p.in_row + i], kv[d], s);
+            dp = fma(gk_do[ob + (row0 + d) * p.out_row + i], vv[d], dp);
         }
         let at = 2u * (h * p.frames + i);
         let pr = exp(p.scale * s + bias - gk_stats[at]);
         let ds = pr * (dp - gk_stats[at + 1u]);
         for (var d = 0u; d < dh; d++) {
-            dk[d] = fma(ds, gk_q[in_at(p, p.q_row0 + row0 + d, i)], dk[d]);
-            dv[d] = fma(pr, gk_do[out_at(p, row0 + d, i)], dv[d]);
+            dk[d] = fma(ds, gk_q[ib + (p.q_row0 + row0 + d) * p.in_row + i], dk[d]);
+            dv[d] = fma(pr, gk_do[ob + (row0 + d) * p.out_row + i], dv[d]);
         }
     }
     let acc = (p.flags & 2u) != 0u;
     for (var d = 0u; d < dh; d++) {
-        let ki = in_at(p, p.k_row0 + row0 + d, j);
-        let vi = in_at(p, p.v_row0 + row0 + d, j);
+        let ki = ib + (p.k_row0 + row0 + d) * p.in_row + j;
+        let vi = ib + (p.v_row0 + row0 + d) * p.in_row + j;
         var a = p.scale * dk[d];
         var b = dv[d];
         if (acc) {

@@ -11,9 +11,9 @@ struct NormParams {
     block: u32,
 }
 
-// Channel c of frame t.
-fn at(c: u32, t: u32) -> u32 {
-    return t / np.block * np.channels * np.block + c * np.block + t % np.block;
+// Channel 0 of frame t; channel c is `np.block` further per channel.
+fn base(t: u32) -> u32 {
+    return t / np.block * np.channels * np.block + t % np.block;
 }
 
 @group(0) @binding(0) var<storage, read> ln_x: array<f32>;
@@ -28,19 +28,20 @@ fn layer_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t >= np.frames) {
         return;
     }
+    let b0 = base(t);
     var sum = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        sum += ln_x[at(c, t)];
+        sum += ln_x[b0 + c * np.block];
     }
     let mean = sum / f32(np.channels);
     var sq = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let d = ln_x[at(c, t)] - mean;
+        let d = ln_x[b0 + c * np.block] - mean;
         sq += d * d;
     }
     let inv = 1.0 / sqrt(sq / f32(np.channels) + np.eps);
     for (var c = 0u; c < np.channels; c++) {
-        let idx = at(c, t);
+        let idx = b0 + c * np.block;
         ln_y[idx] = (ln_x[idx] - mean) * inv * gamma[c] + beta[c];
     }
 }

@@ -23,9 +23,9 @@ struct NormParams {
 @group(0) @binding(4) var<storage, read_write> gxhat: array<f32>;
 @group(0) @binding(5) var<uniform> np: NormParams;
 
-// Channel c of frame t.
-fn at(c: u32, t: u32) -> u32 {
-    return t / np.block * np.channels * np.block + c * np.block + t % np.block;
+// Channel 0 of frame t; channel c is `np.block` further per channel.
+fn base(t: u32) -> u32 {
+    return t / np.block * np.channels * np.block + t % np.block;
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -34,22 +34,23 @@ fn layer_norm_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t >= np.frames) {
         return;
     }
+    let b0 = base(t);
     let n = f32(np.channels);
     var sum = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        sum += x[at(c, t)];
+        sum += x[b0 + c * np.block];
     }
     let mean = sum / n;
     var sq = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let d = x[at(c, t)] - mean;
+        let d = x[b0 + c * np.block] - mean;
         sq += d * d;
     }
     let r = 1.0 / sqrt(sq / n + np.eps);
     var sg = 0.0;
     var sgx = 0.0;
     for (var c = 0u; c < np.channels; c++) {
-        let idx = at(c, t);
+        let idx = b0 + c * np.block;
         let gg = dy[idx] * gamma[c];
         sg += gg;
         sgx += gg * (x[idx] - mean) * r;
@@ -57,7 +58,7 @@ fn layer_norm_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     sg /= n;
     sgx /= n;
     for (var c = 0u; c < np.channels; c++) {
-        let idx = at(c, t);
+        let idx = b0 + c * np.block;
         let xh = (x[idx] - mean) * r;
         var v = r * (dy[idx] * gamma[c] - sg - xh * sgx);
         if ((np.flags & 1u) != 0u) {
