@@ -6,7 +6,20 @@ mod video;
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// Fixes candle's CPU thread count for the process: unset, candle
+/// recomputes it on every matrix product, and its physical-core count
+/// parses `/proc/cpuinfo` each time (~5 % of a C2F-TCN inference here).
+/// The value is the one candle would compute; a user's RAYON_NUM_THREADS
+/// is kept. Runs first, before any thread exists.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    pin_thread_count();
     let matches = commands::Cli::command().get_matches();
     let cli = commands::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);

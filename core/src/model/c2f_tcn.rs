@@ -28,6 +28,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use super::batch_norm::MaskedBatchNorm;
 use super::candle_ops::{CandleLayers, CandleOps};
 use super::config::C2fConfig;
+use super::cpu_conv::{conv1d_same, ConvShape};
 use super::declare::Declare;
 use super::ops::{ConvSpec, Ops};
 use crate::error::{Error, Result};
@@ -47,13 +48,14 @@ pub enum Mode<'a> {
     },
 }
 
-/// A same-padded (dilated) 1-D convolution computed as im2col + one matrix
-/// product.
+/// A same-padded (dilated) 1-D convolution, computed by
+/// [`super::cpu_conv`]: one GEMM per tap over shifted views, forward and
+/// backward, with no im2col copy.
 ///
-/// candle's own `conv1d` is fast forward but its backward (a transposed
-/// convolution and a convolution over swapped axes) was 6× slower than the
-/// forward here; written as shifted views and a matmul, the backward is two
-/// matmuls and cheap copies, and the forward matches `conv1d` exactly.
+/// candle's own `conv1d` builds a single-threaded im2col matrix forward and
+/// its backward (a transposed convolution and a convolution over swapped
+/// axes) was 6× slower than the forward; the op here is differentiable with
+/// a backward of two GEMMs per tap.
 #[derive(Debug, Clone)]
 pub struct TemporalConv {
     weight: Tensor,
@@ -103,41 +105,34 @@ impl TemporalConv {
         &self.bias
     }
 
+    fn shape(&self, relu: bool) -> ConvShape {
+        ConvShape {
+            k: self.k,
+            dilation: self.dilation,
+            relu,
+        }
+    }
+
     /// `[B, C_in, T]` → `[B, C_out, T]`, zero padding `dilation · k/2` on
     /// both sides.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, cin, t) = x.dims3()?;
-        let cout = self.weight.dim(0)?;
-        let cols = if self.k == 1 {
-            x.clone()
-        } else {
-            let d = self.dilation;
-            let p = d * (self.k / 2);
-            let xp = x.pad_with_zeros(2, p, d * (self.k - 1) - p)?;
-            // cols[b, c*k + j, t] = xp[b, c, t + j·d]: the weight's own layout.
-            let shifted: Vec<Tensor> = (0..self.k)
-                .map(|j| xp.narrow(2, j * d, t))
-                .collect::<candle_core::Result<_>>()?;
-            Tensor::stack(&shifted, 2)?.reshape((b, cin * self.k, t))?
-        };
-        let w = self
-            .weight
-            .reshape((1, cout, cin * self.k))?
-            .broadcast_as((b, cout, cin * self.k))?;
-        w.matmul(&cols)?
-            .broadcast_add(&self.bias.reshape((1, cout, 1))?)
+        conv1d_same(x, &self.weight, &self.bias, self.shape(false))
     }
 
-    /// Eval-mode `bn(conv(x))` as one convolution with BatchNorm folded
-    /// into its weight and bias: `w·scale`, `b·scale + shift`.
-    pub fn forward_folded(&self, x: &Tensor, bn: &MaskedBatchNorm) -> candle_core::Result<Tensor> {
+    /// Eval-mode `bn(conv(x))`, then ReLU when `relu`, as one convolution
+    /// with BatchNorm folded into its weight and bias (`w·scale`,
+    /// `b·scale + shift`) and the ReLU fused into its output pass.
+    pub fn forward_folded(
+        &self,
+        x: &Tensor,
+        bn: &MaskedBatchNorm,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
         let (scale, shift) = bn.folded()?;
         let cout = self.weight.dim(0)?;
         let w = self.weight.broadcast_mul(&scale.reshape((cout, 1, 1))?)?;
         let b = ((&self.bias * &scale)? + shift)?;
-        let d = self.dilation;
-        x.conv1d(&w, d * (self.k / 2), 1, d, 1)?
-            .broadcast_add(&b.reshape((1, cout, 1))?)
+        conv1d_same(x, &w, &b, self.shape(relu))
     }
 }
 

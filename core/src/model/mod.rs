@@ -8,6 +8,7 @@ pub mod c2f_tcn;
 pub mod candle_ops;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_conv;
 pub mod declare;
 pub mod dropout;
 #[cfg(test)]

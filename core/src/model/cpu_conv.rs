@@ -1,0 +1,559 @@
+//! The same-padded temporal convolution on the CPU as `k` GEMMs over
+//! shifted views of the input, with no im2col buffer, as candle custom ops
+//! with their own backward.
+//!
+//! Tap `j` of a convolution with dilation `d` and `k` taps reads frame
+//! `t + o`, `o = j·d − d·⌊k/2⌋`, and zero padding outside `0..T`. So
+//!
+//! ```text
+//! y[:, t]        += W_j · x[:, t + o]          (forward)
+//! dx[:, t + o]   += W_jᵀ · dy[:, t]            (backward, data)
+//! dW_j           += dy[:, t] · x[:, t + o]ᵀ    (backward, weight)
+//! ```
+//!
+//! each over the frames `t` whose `t + o` is inside the window: one GEMM
+//! per tap on strided views of the contiguous tensors (`W_j` is the
+//! weight's tap-`j` column, stride `k`). candle's `conv1d` instead copies a
+//! `[T, cin·k]` im2col matrix (single-threaded, strided gathers) and
+//! transposes its result; the autodiff of stacked shifted views (this
+//! crate's previous training path) materialised five copies forward and
+//! five zero-padded gradients backward. The GEMMs are the `gemm` crate's
+//! (candle's own), multi-threaded on candle's thread count.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+/// What a convolution computes: taps, their spacing, and whether a ReLU
+/// follows (fused into the output pass and its gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Taps.
+    pub k: usize,
+    /// Frames between taps.
+    pub dilation: usize,
+    /// `relu(conv(x))` rather than `conv(x)`.
+    pub relu: bool,
+}
+
+impl ConvShape {
+    /// Frame offset of tap `j`.
+    fn offset(&self, j: usize) -> isize {
+        (j * self.dilation) as isize - (self.dilation * (self.k / 2)) as isize
+    }
+
+    /// For tap `j` over `t` frames: the first output frame, the first input
+    /// frame, and how many frames the tap reaches (0 when none).
+    fn span(&self, j: usize, t: usize) -> (usize, usize, usize) {
+        let o = self.offset(j);
+        let out0 = (-o).max(0) as usize;
+        let in0 = o.max(0) as usize;
+        let n = (t as isize - o.abs()).max(0) as usize;
+        (out0, in0, n)
+    }
+}
+
+/// The element types the kernels run in (f32 for models, f64 for gradient
+/// checks).
+trait Real: Copy + Default + PartialOrd + std::ops::Add<Output = Self> + 'static {
+    const ONE: Self;
+    fn slice(s: &CpuStorage) -> candle_core::Result<&[Self]>;
+    fn storage(v: Vec<Self>) -> CpuStorage;
+}
+
+impl Real for f32 {
+    const ONE: f32 = 1.0;
+    fn slice(s: &CpuStorage) -> candle_core::Result<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Ok(v),
+            _ => candle_core::bail!("the CPU convolution runs in f32 or f64"),
+        }
+    }
+    fn storage(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+
+impl Real for f64 {
+    const ONE: f64 = 1.0;
+    fn slice(s: &CpuStorage) -> candle_core::Result<&[f64]> {
+        match s {
+            CpuStorage::F64(v) => Ok(v),
+            _ => candle_core::bail!("the CPU convolution runs in f32 or f64"),
+        }
+    }
+    fn storage(v: Vec<f64>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
+
+/// A matrix view: base pointer, row stride and column stride (elements).
+#[derive(Clone, Copy)]
+struct View<T> {
+    ptr: *const T,
+    rs: usize,
+    cs: usize,
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` on strided views.
+///
+/// # Safety
+/// Every view must address `m×k`, `k×n` and `m×n` elements inside live
+/// allocations, and `dst` must not overlap `lhs` or `rhs`.
+unsafe fn matmul<T: Real>(
+    dst: *mut T,
+    dst_rs: usize,
+    dst_cs: usize,
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: View<T>,
+    rhs: View<T>,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // Below ~32k multiply-adds the rayon hand-off costs more than it saves.
+    let parallelism = if m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs as isize,
+        lhs.rs as isize,
+        rhs.ptr,
+        rhs.cs as isize,
+        rhs.rs as isize,
+        T::ONE,
+        T::ONE,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// candle's thread count, read once: candle recomputes it on every call
+/// (its physical-core count parses `/proc/cpuinfo`, ~5 % of an inference).
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
+/// The contiguous data of a tensor argument, or an error naming `what`.
+fn contiguous<'a, T: Real>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&T::slice(s)?[a..b]),
+        None => candle_core::bail!("cpu conv: {what} must be contiguous"),
+    }
+}
+
+/// `y = conv(x) + bias`, then ReLU when `shape.relu`: `x` `[B, cin, T]`,
+/// `w` `[cout, cin, k]`, `bias` `[cout]`.
+fn forward<T: Real>(
+    shape: ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: &[T],
+    b: usize,
+    cin: usize,
+    t: usize,
+) -> Vec<T> {
+    let k = shape.k;
+    let cout = bias.len();
+    let mut y = vec![T::default(); b * cout * t];
+    for (yb, xb) in y.chunks_mut(cout * t).zip(x.chunks(cin * t)) {
+        for (row, &bo) in yb.chunks_mut(t).zip(bias) {
+            row.fill(bo);
+        }
+        for j in 0..k {
+            let (out0, in0, n) = shape.span(j, t);
+            // SAFETY: W_j is cout×cin at stride (cin·k, k) from w[j]; the
+            // input view cin×n from xb[in0] and the output cout×n from
+            // yb[out0] stay inside their rows since in0 + n ≤ t, out0 + n ≤ t.
+            unsafe {
+                matmul(
+                    yb.as_mut_ptr().add(out0),
+                    t,
+                    1,
+                    true,
+                    (cout, n, cin),
+                    View {
+                        ptr: w.as_ptr().add(j),
+                        rs: cin * k,
+                        cs: k,
+                    },
+                    View {
+                        ptr: xb.as_ptr().add(in0),
+                        rs: t,
+                        cs: 1,
+                    },
+                );
+            }
+        }
+    }
+    if shape.relu {
+        for v in y.iter_mut() {
+            if !(*v > T::default()) {
+                *v = T::default();
+            }
+        }
+    }
+    y
+}
+
+/// `dx` `[B, cin, T]` from `dy` `[B, cout, T]` and `w` `[cout, cin, k]`.
+fn backward_data<T: Real>(
+    shape: ConvShape,
+    dy: &[T],
+    w: &[T],
+    b: usize,
+    cin: usize,
+    cout: usize,
+    t: usize,
+) -> Vec<T> {
+    let k = shape.k;
+    let mut dx = vec![T::default(); b * cin * t];
+    for (dxb, dyb) in dx.chunks_mut(cin * t).zip(dy.chunks(cout * t)) {
+        for j in 0..k {
+            let (out0, in0, n) = shape.span(j, t);
+            // SAFETY: W_jᵀ is cin×cout at stride (k, cin·k) from w[j]; dy's
+            // view cout×n from dyb[out0], dx's cin×n from dxb[in0].
+            unsafe {
+                matmul(
+                    dxb.as_mut_ptr().add(in0),
+                    t,
+                    1,
+                    true,
+                    (cin, n, cout),
+                    View {
+                        ptr: w.as_ptr().add(j),
+                        rs: k,
+                        cs: cin * k,
+                    },
+                    View {
+                        ptr: dyb.as_ptr().add(out0),
+                        rs: t,
+                        cs: 1,
+                    },
+                );
+            }
+        }
+    }
+    dx
+}
+
+/// `dW` `[cout, cin, k]` from `dy` `[B, cout, T]` and `x` `[B, cin, T]`,
+/// summed over the batch.
+fn backward_weight<T: Real>(
+    shape: ConvShape,
+    dy: &[T],
+    x: &[T],
+    b: usize,
+    cin: usize,
+    cout: usize,
+    t: usize,
+) -> Vec<T> {
+    let k = shape.k;
+    let mut dw = vec![T::default(); cout * cin * k];
+    for (dyb, xb) in dy.chunks(cout * t).zip(x.chunks(cin * t)).take(b) {
+        for j in 0..k {
+            let (out0, in0, n) = shape.span(j, t);
+            // SAFETY: dW_j is cout×cin at stride (cin·k, k) from dw[j]; dy's
+            // view cout×n from dyb[out0]; xᵀ's n×cin from xb[in0] at stride
+            // (1, t).
+            unsafe {
+                matmul(
+                    dw.as_mut_ptr().add(j),
+                    cin * k,
+                    k,
+                    true,
+                    (cout, cin, n),
+                    View {
+                        ptr: dyb.as_ptr().add(out0),
+                        rs: t,
+                        cs: 1,
+                    },
+                    View {
+                        ptr: xb.as_ptr().add(in0),
+                        rs: 1,
+                        cs: t,
+                    },
+                );
+            }
+        }
+    }
+    dw
+}
+
+/// `conv(x, w) + bias` (then ReLU) as a differentiable candle op.
+struct ConvOp(ConvShape);
+
+impl CustomOp3 for ConvOp {
+    fn name(&self) -> &'static str {
+        "syncseg-temporal-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, cin, t) = xl.shape().dims3()?;
+        let (cout, wcin, k) = wl.shape().dims3()?;
+        if wcin != cin || k != self.0.k || bl.shape().dims1()? != cout {
+            candle_core::bail!(
+                "cpu conv: input {:?}, weight {:?}, bias {:?} do not fit a {}-tap convolution",
+                xl.shape(),
+                wl.shape(),
+                bl.shape(),
+                self.0.k
+            );
+        }
+        fn run<T: Real>(
+            op: ConvShape,
+            s: [(&CpuStorage, &Layout); 3],
+            (b, cin, t): (usize, usize, usize),
+        ) -> candle_core::Result<CpuStorage> {
+            let x = contiguous::<T>(s[0].0, s[0].1, "the input")?;
+            let w = contiguous::<T>(s[1].0, s[1].1, "the weight")?;
+            let bias = contiguous::<T>(s[2].0, s[2].1, "the bias")?;
+            Ok(T::storage(forward(op, x, w, bias, b, cin, t)))
+        }
+        let args = [(xs, xl), (ws, wl), (bs, bl)];
+        let y = match xs {
+            CpuStorage::F64(_) => run::<f64>(self.0, args, (b, cin, t))?,
+            _ => run::<f32>(self.0, args, (b, cin, t))?,
+        };
+        Ok((y, Shape::from((b, cout, t))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = if self.0.relu {
+            (dy * y.gt(0.0)?.to_dtype(dy.dtype())?)?
+        } else {
+            dy.clone()
+        };
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_no_bwd(w, &BackwardData(self.0))?;
+        let dw = dy.apply_op2_no_bwd(x, &BackwardWeight(self.0))?;
+        let db = dy.sum((0, 2))?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `dx` from `(dy, w)`.
+struct BackwardData(ConvShape);
+
+impl CustomOp2 for BackwardData {
+    fn name(&self) -> &'static str {
+        "syncseg-temporal-conv-backward-data"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dys: &CpuStorage,
+        dyl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, cout, t) = dyl.shape().dims3()?;
+        let (_, cin, _) = wl.shape().dims3()?;
+        let dx = match dys {
+            CpuStorage::F64(_) => f64::storage(backward_data(
+                self.0,
+                contiguous::<f64>(dys, dyl, "the gradient")?,
+                contiguous::<f64>(ws, wl, "the weight")?,
+                b,
+                cin,
+                cout,
+                t,
+            )),
+            _ => f32::storage(backward_data(
+                self.0,
+                contiguous::<f32>(dys, dyl, "the gradient")?,
+                contiguous::<f32>(ws, wl, "the weight")?,
+                b,
+                cin,
+                cout,
+                t,
+            )),
+        };
+        Ok((dx, Shape::from((b, cin, t))))
+    }
+}
+
+/// `dW` from `(dy, x)`.
+struct BackwardWeight(ConvShape);
+
+impl CustomOp2 for BackwardWeight {
+    fn name(&self) -> &'static str {
+        "syncseg-temporal-conv-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dys: &CpuStorage,
+        dyl: &Layout,
+        xs: &CpuStorage,
+        xl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, cout, t) = dyl.shape().dims3()?;
+        let (_, cin, _) = xl.shape().dims3()?;
+        let dw = match dys {
+            CpuStorage::F64(_) => f64::storage(backward_weight(
+                self.0,
+                contiguous::<f64>(dys, dyl, "the gradient")?,
+                contiguous::<f64>(xs, xl, "the input")?,
+                b,
+                cin,
+                cout,
+                t,
+            )),
+            _ => f32::storage(backward_weight(
+                self.0,
+                contiguous::<f32>(dys, dyl, "the gradient")?,
+                contiguous::<f32>(xs, xl, "the input")?,
+                b,
+                cin,
+                cout,
+                t,
+            )),
+        };
+        Ok((dw, Shape::from((cout, cin, self.0.k))))
+    }
+}
+
+/// `conv(x, w) + bias` (then ReLU when `shape.relu`) over `x` `[B, cin,
+/// T]`, `w` `[cout, cin, k]`, `bias` `[cout]`: differentiable, on the CPU
+/// (f32 or f64).
+pub fn conv1d_same(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    shape: ConvShape,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &bias.contiguous()?, ConvOp(shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gradcheck::{check, rand, var};
+    use candle_core::{DType, Device};
+
+    fn shapes() -> Vec<ConvShape> {
+        let mut out = Vec::new();
+        for (k, dilation) in [(1, 1), (3, 1), (5, 1), (3, 2), (3, 8), (4, 1)] {
+            for relu in [false, true] {
+                out.push(ConvShape { k, dilation, relu });
+            }
+        }
+        out
+    }
+
+    /// Forward equals candle's `conv1d` (+ bias, + ReLU) for every tap
+    /// count and dilation, also when the window is shorter than a tap's
+    /// reach (those taps see only padding).
+    #[test]
+    fn forward_matches_candle_conv1d() {
+        let dev = Device::Cpu;
+        for shape in shapes() {
+            for t in [1, 2, 3, 9, 20] {
+                let (b, cin, cout) = (2, 3, 4);
+                let x = Tensor::from_vec(rand(&[b, cin, t], 1), (b, cin, t), &dev).unwrap();
+                let w =
+                    Tensor::from_vec(rand(&[cout, cin, shape.k], 2), (cout, cin, shape.k), &dev)
+                        .unwrap();
+                let bias = Tensor::from_vec(rand(&[cout], 3), cout, &dev).unwrap();
+                let ours = conv1d_same(&x, &w, &bias, shape).unwrap();
+                let d = shape.dilation;
+                let pad = d * (shape.k / 2);
+                // candle pads symmetrically: for an even k its output is
+                // one frame longer, the first T frames are ours.
+                let theirs = x
+                    .conv1d(&w, pad, 1, d, 1)
+                    .unwrap()
+                    .narrow(2, 0, t)
+                    .unwrap()
+                    .broadcast_add(&bias.reshape((1, cout, 1)).unwrap())
+                    .unwrap();
+                let theirs = if shape.relu {
+                    theirs.relu().unwrap()
+                } else {
+                    theirs
+                };
+                let diff = (ours - theirs)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                assert!(diff < 1e-12, "{shape:?} T={t}: {diff}");
+            }
+        }
+    }
+
+    /// Finite-difference check of the custom backward (data, weight and
+    /// bias) in f64, with and without the fused ReLU.
+    #[test]
+    fn gradients_match_finite_differences() {
+        for shape in shapes() {
+            for t in [2, 7] {
+                let x = var(&[2, 3, t], 1);
+                let w = var(&[2, 3, shape.k], 2);
+                // Bias away from the ReLU's kink, where the gradient jumps.
+                let bias = var(&[2], 3);
+                let vars = [x.clone(), w.clone(), bias.clone()];
+                check(&vars, &|| {
+                    conv1d_same(x.as_tensor(), w.as_tensor(), bias.as_tensor(), shape).unwrap()
+                });
+            }
+        }
+    }
+
+    /// The op refuses a weight that does not match its tap count, and f32
+    /// runs as f64 does.
+    #[test]
+    fn refuses_mismatched_weights_and_runs_f32() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 3, 5), DType::F32, &dev).unwrap();
+        let w = Tensor::ones((2, 3, 3), DType::F32, &dev).unwrap();
+        let b = Tensor::ones(2, DType::F32, &dev).unwrap();
+        let shape = ConvShape {
+            k: 5,
+            dilation: 1,
+            relu: false,
+        };
+        assert!(conv1d_same(&x, &w, &b, shape).is_err());
+        let y = conv1d_same(&x, &w, &b, ConvShape { k: 3, ..shape }).unwrap();
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [1.0; 10]
+        );
+    }
+}
