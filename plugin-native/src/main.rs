@@ -6,6 +6,14 @@ mod video;
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// mimalloc rather than the system allocator: candle allocates every op's
+/// output afresh, and glibc served the large ones with new mappings whose
+/// pages the kernel zeroes on first touch, so a C2F-TCN training step at
+/// D = 1024 spent ~20 % of its time in page faults (151–184 ms per step
+/// with glibc, 125–146 ms with mimalloc; BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fixes candle's CPU thread count for the process: unset, candle
 /// recomputes it on every matrix product, and its physical-core count
 /// parses `/proc/cpuinfo` each time (~5 % of a C2F-TCN inference here).

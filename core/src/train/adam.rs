@@ -78,6 +78,11 @@ impl Adam {
     }
 
     /// One update from `grads`; variables without a gradient are left alone.
+    ///
+    /// Three in-place passes per variable ([`AdamPass`]: first moment,
+    /// second moment, weight) instead of a dozen candle ops that each
+    /// allocated a tensor of the model's size: the update was ~11 % of a
+    /// C2F-TCN training step at D = 1024.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let c = &self.cfg;
@@ -85,25 +90,40 @@ impl Adam {
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
-            // Everything here is detached: the variable (and a gradient
-            // computed from it) tracks candle's backprop graph, and a moment
-            // built from it would keep the previous step's moment alive,
-            // and that one the step before it — a chain growing by the
-            // model's size every step (issue 19: ~0.85 GB per epoch).
-            let w = var.as_tensor().detach();
-            let g = g.detach();
-            let g = if c.weight_decay != 0.0 {
-                (g + (&w * c.weight_decay)?)?
-            } else {
-                g
-            };
-            let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
-            let update = ((&m / bc1)? / denom)?;
-            var.set(&(w - (update * c.lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            // Everything here is detached and updated in place: a moment
+            // built from the variable or its gradient as a new tensor would
+            // track candle's backprop graph and keep the previous step's
+            // moment alive, and that one the step before it — a chain
+            // growing by the model's size every step (issue 19).
+            let g = g.detach().contiguous()?;
+            let w = var.as_tensor();
+            let decay = c.weight_decay;
+            self.m[i].inplace_op3(
+                &g,
+                w,
+                &AdamPass::FirstMoment {
+                    beta: c.beta1,
+                    decay,
+                },
+            )?;
+            self.v[i].inplace_op3(
+                &g,
+                w,
+                &AdamPass::SecondMoment {
+                    beta: c.beta2,
+                    decay,
+                },
+            )?;
+            w.inplace_op3(
+                &self.m[i],
+                &self.v[i],
+                &AdamPass::Weight {
+                    lr: c.lr,
+                    bc1,
+                    bc2,
+                    eps: c.eps,
+                },
+            )?;
         }
         Ok(())
     }
@@ -112,8 +132,9 @@ impl Adam {
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            out.insert(format!("adam.m.{name}"), self.m[i].clone());
-            out.insert(format!("adam.v.{name}"), self.v[i].clone());
+            // Copies: the moments are updated in place by later steps.
+            out.insert(format!("adam.m.{name}"), self.m[i].copy()?);
+            out.insert(format!("adam.v.{name}"), self.v[i].copy()?);
         }
         out.insert(
             "adam.step".to_string(),
@@ -143,13 +164,101 @@ impl Adam {
                         slot.shape()
                     );
                 }
-                *slot = t.clone();
+                // An own copy, contiguous: steps update it in place.
+                *slot = t.to_dtype(slot.dtype())?.copy()?;
             }
         }
         let step = state
             .get("adam.step")
             .ok_or_else(|| candle_core::Error::Msg("optimizer state lacks adam.step".into()))?;
         self.step = step.to_vec1::<f32>()?.first().copied().unwrap_or(0.0) as u64;
+        Ok(())
+    }
+}
+
+/// One in-place pass of the update over a variable's elements, in f32 or
+/// f64 (the decay `decay · w` is added to the gradient first, as PyTorch's
+/// `weight_decay`).
+enum AdamPass {
+    /// `m ← β·m + (1 − β)·(g + decay·w)`; sources `(g, w)`.
+    FirstMoment { beta: f64, decay: f64 },
+    /// `v ← β·v + (1 − β)·(g + decay·w)²`; sources `(g, w)`.
+    SecondMoment { beta: f64, decay: f64 },
+    /// `w ← w − lr·(m / bc1) / (√(v / bc2) + eps)`; sources `(m, v)`.
+    Weight {
+        lr: f64,
+        bc1: f64,
+        bc2: f64,
+        eps: f64,
+    },
+}
+
+/// [`AdamPass`] over one element type, computing in that type (as
+/// PyTorch's Adam does for f32 parameters): the loops vectorise, where
+/// going through f64 cost more than the composed ops it replaced.
+macro_rules! adam_pass {
+    ($name:ident, $t:ty) => {
+        fn $name(pass: &AdamPass, dst: &mut [$t], a: &[$t], b: &[$t]) {
+            match *pass {
+                AdamPass::FirstMoment { beta, decay } => {
+                    let (beta, keep, decay) = (beta as $t, (1.0 - beta) as $t, decay as $t);
+                    for ((m, &g), &w) in dst.iter_mut().zip(a).zip(b) {
+                        *m = beta * *m + keep * (g + decay * w);
+                    }
+                }
+                AdamPass::SecondMoment { beta, decay } => {
+                    let (beta, keep, decay) = (beta as $t, (1.0 - beta) as $t, decay as $t);
+                    for ((v, &g), &w) in dst.iter_mut().zip(a).zip(b) {
+                        let g = g + decay * w;
+                        *v = beta * *v + keep * g * g;
+                    }
+                }
+                AdamPass::Weight { lr, bc1, bc2, eps } => {
+                    // PyTorch's form: lr/bc1 · m / (√v / √bc2 + eps).
+                    let (step, root, eps) = ((lr / bc1) as $t, bc2.sqrt() as $t, eps as $t);
+                    for ((w, &m), &v) in dst.iter_mut().zip(a).zip(b) {
+                        *w -= step * m / (v.sqrt() / root + eps);
+                    }
+                }
+            }
+        }
+    };
+}
+adam_pass!(adam_pass_f32, f32);
+adam_pass!(adam_pass_f64, f64);
+
+impl candle_core::InplaceOp3 for AdamPass {
+    fn name(&self) -> &'static str {
+        "syncseg-adam"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_l: &candle_core::Layout,
+        a: &candle_core::CpuStorage,
+        al: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        bl: &candle_core::Layout,
+    ) -> Result<()> {
+        use candle_core::CpuStorage as S;
+        let range = |l: &candle_core::Layout| {
+            l.contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("adam: tensors must be contiguous".into()))
+        };
+        let ((d0, d1), (a0, a1), (b0, b1)) = (range(dst_l)?, range(al)?, range(bl)?);
+        if d1 - d0 != a1 - a0 || d1 - d0 != b1 - b0 {
+            candle_core::bail!("adam: a variable, its gradient and moments differ in size");
+        }
+        match (dst, a, b) {
+            (S::F32(d), S::F32(a), S::F32(b)) => {
+                adam_pass_f32(self, &mut d[d0..d1], &a[a0..a1], &b[b0..b1])
+            }
+            (S::F64(d), S::F64(a), S::F64(b)) => {
+                adam_pass_f64(self, &mut d[d0..d1], &a[a0..a1], &b[b0..b1])
+            }
+            _ => candle_core::bail!("adam: variables must be f32 or f64, all of one type"),
+        }
         Ok(())
     }
 }
