@@ -9,8 +9,10 @@
 //! Parameter names follow PyTorch: `weight`, `bias`, `running_mean`,
 //! `running_var`.
 
-use candle_core::{Result, Tensor, Var, D};
+use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+
+use super::batch_norm_op::batch_norm_train;
 
 /// PyTorch's default.
 pub const EPS: f64 = 1e-5;
@@ -85,6 +87,17 @@ impl MaskedBatchNorm {
     /// [`MIN_BATCH_FRAMES`]) normalises with the running statistics instead
     /// and updates nothing.
     pub fn forward_train(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_train_act(x, mask, false)
+    }
+
+    /// [`MaskedBatchNorm::forward_train`], then ReLU when `relu`, as one
+    /// op with its own backward ([`batch_norm_train`]).
+    pub fn forward_train_act(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        relu: bool,
+    ) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         if c != self.channels {
             candle_core::bail!(
@@ -93,59 +106,50 @@ impl MaskedBatchNorm {
                 x.shape()
             );
         }
-        let (mean, var, n) = match mask {
-            None => {
-                let n = (b * t) as f64;
-                let mean = x.mean_keepdim(D::Minus1)?.mean_keepdim(0)?;
-                let centered = x.broadcast_sub(&mean)?;
-                let var = centered.sqr()?.mean_keepdim(D::Minus1)?.mean_keepdim(0)?;
-                (mean, var, n)
+        if let Some(m) = mask {
+            if m.dims3()? != (b, 1, t) {
+                candle_core::bail!("batch-norm: mask {:?} for input {:?}", m.shape(), x.shape());
             }
-            Some(m) => {
-                let n = m
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
-                if n < 1.0 {
-                    candle_core::bail!("batch-norm: the mask selects no frame");
-                }
-                // One frame has no spread: its batch variance is 0 by
-                // construction, and normalising by √(0 + ε) multiplies every
-                // other (padded) frame by ~316 — layer after layer, until the
-                // padding is inf and the masked losses 0·inf = NaN (issue 20:
-                // `distill --batch-size 1` on a 1-frame tail window). With
-                // fewer than two valid frames the layer normalises as in eval
-                // mode and leaves the running statistics alone (PyTorch
-                // refuses such a batch outright).
-                if n < MIN_BATCH_FRAMES {
-                    return self.forward_eval(x);
-                }
-                let mean = (x.broadcast_mul(m)?.sum_keepdim(D::Minus1)?.sum_keepdim(0)? / n)?;
-                let centered = x.broadcast_sub(&mean)?;
-                let var = (centered
-                    .sqr()?
-                    .broadcast_mul(m)?
-                    .sum_keepdim(D::Minus1)?
-                    .sum_keepdim(0)?
-                    / n)?;
-                (mean, var, n)
+            let n = m
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+            if n < 1.0 {
+                candle_core::bail!("batch-norm: the mask selects no frame");
             }
-        };
-        // Running statistics: detached, unbiased variance as in PyTorch.
+            // One frame has no spread: its batch variance is 0 by
+            // construction, and normalising by √(0 + ε) multiplies every
+            // other (padded) frame by ~316 — layer after layer, until the
+            // padding is inf and the masked losses 0·inf = NaN (issue 20:
+            // `distill --batch-size 1` on a 1-frame tail window). With
+            // fewer than two valid frames the layer normalises as in eval
+            // mode and leaves the running statistics alone (PyTorch
+            // refuses such a batch outright).
+            if n < MIN_BATCH_FRAMES {
+                let y = self.forward_eval(x)?;
+                return if relu { y.relu() } else { Ok(y) };
+            }
+        }
+        let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, mask, EPS, relu)?;
+        // Running statistics: unbiased variance as in PyTorch.
+        let n = stats.frames;
         let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        let rm = ((self.running_mean.as_tensor() * (1.0 - MOMENTUM))?
-            + (mean.flatten_all()?.detach() * MOMENTUM)?)?;
-        let rv = ((self.running_var.as_tensor() * (1.0 - MOMENTUM))?
-            + (var.flatten_all()?.detach() * (MOMENTUM * unbias))?)?;
-        self.running_mean.set(&rm)?;
-        self.running_var.set(&rv)?;
-        let scale = self
-            .weight
-            .reshape((1, c, 1))?
-            .broadcast_div(&(var + EPS)?.sqrt()?)?;
-        x.broadcast_sub(&mean)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&self.bias.reshape((1, c, 1))?)
+        let update = |running: &Var, batch: &[f64], scale: f64| -> Result<()> {
+            let old = running
+                .as_tensor()
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?;
+            let new: Vec<f64> = old
+                .iter()
+                .zip(batch)
+                .map(|(r, v)| r * (1.0 - MOMENTUM) + v * MOMENTUM * scale)
+                .collect();
+            let new = Tensor::from_vec(new, c, x.device())?.to_dtype(running.dtype())?;
+            running.set(&new)
+        };
+        update(&self.running_mean, &stats.mean, 1.0)?;
+        update(&self.running_var, &stats.var, unbias)?;
+        Ok(y)
     }
 
     /// `(scale, shift)` per channel such that eval mode is `x·scale + shift`:

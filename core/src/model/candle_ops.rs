@@ -304,10 +304,12 @@ impl Ops for CandleOps<'_> {
                     relu,
                 )?);
             }
-            Some(norm) => self
-                .layers
-                .norm(norm)?
-                .forward_train(&conv.forward(x)?, mask)?,
+            Some(norm) => {
+                let y = conv.forward(x)?;
+                return self.back_from_channels(
+                    self.layers.norm(norm)?.forward_train_act(&y, mask, relu)?,
+                );
+            }
             None => conv.forward(x)?,
         };
         let y = if relu { y.relu()? } else { y };

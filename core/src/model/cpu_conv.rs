@@ -358,7 +358,10 @@ impl CustomOp3 for ConvOp {
         let dy = dy.contiguous()?;
         let dx = dy.apply_op2_no_bwd(w, &BackwardData(self.0))?;
         let dw = dy.apply_op2_no_bwd(x, &BackwardWeight(self.0))?;
-        let db = dy.sum((0, 2))?;
+        // Over the frames (the contiguous axis), then the windows: candle
+        // reduces several axes at once by a single-threaded strided walk,
+        // ~8 % of a batch-4 training step.
+        let db = dy.sum(2)?.sum(0)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

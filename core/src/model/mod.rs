@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod backbone;
 pub mod batch_norm;
+pub mod batch_norm_op;
 pub mod c2f_tcn;
 pub mod candle_ops;
 pub mod checkpoint;
