@@ -314,7 +314,8 @@ impl BatchNormGrad<'_> {
         let relu = self.op.relu;
         let g = |i: usize| {
             let d = dy[i].f64();
-            if relu && !(y[i].f64() > 0.0) {
+            // The ReLU passed where its output is positive (NaN: it did not).
+            if relu && y[i].f64().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 0.0
             } else {
                 d

@@ -204,7 +204,8 @@ fn forward<T: Real>(
     }
     if shape.relu {
         for v in y.iter_mut() {
-            if !(*v > T::default()) {
+            // NaN to 0 as well, as candle's relu does.
+            if (*v).partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
                 *v = T::default();
             }
         }
