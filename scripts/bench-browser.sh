@@ -2,10 +2,13 @@
 # Times segmentation in headless Chromium on WebGPU and on the wasm CPU
 # fallback (BENCHMARKS.md): the same random model and features as
 # `syncseg bench predict`, 10k frames in 600-frame windows by default.
-# Usage: scripts/bench-browser.sh [FRAMES] [DIM] [CLASSES] [ADAPTER]
+# Usage: scripts/bench-browser.sh [FRAMES] [DIM] [CLASSES] [ADAPTER] [DEVICES]
+# DEVICES: the page's backends, comma-separated (default webgpu,cpu; `cpu`
+# alone skips the minutes SwiftShader takes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frames=${1:-10000} dim=${2:-1024} classes=${3:-33} adapter=${4:-none}
+devices=$(echo "${5:-webgpu,cpu}" | sed 's/[^,][^,]*/"&"/g')
 
 cargo build --release --locked -p syncseg-native --bin syncseg
 bash scripts/build-wasm.sh
@@ -20,7 +23,7 @@ cat > "$dir/config.json" <<JSON
   "root": "$PWD/plugin-wasm",
   "files": "$dir",
   "model": "/files/model.syncseg",
-  "cases": [{"name": "bench", "features": "/files/bench.npy", "devices": ["webgpu", "cpu"], "repeat": 3}],
+  "cases": [{"name": "bench", "features": "/files/bench.npy", "devices": [$devices], "repeat": 3}],
   "out": "$dir/result.json"
 }
 JSON

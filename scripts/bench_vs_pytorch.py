@@ -6,6 +6,7 @@ runs), printed as one JSON object:
 
   python bench_vs_pytorch.py c2f --dim 1024 --frames 600 --classes 33 --batch 1
   python bench_vs_pytorch.py vit --size small --batch 8
+  python bench_vs_pytorch.py gemm
 
 The C2F-TCN is the reference architecture (Singhania et al.'s code, as the
 sync paper's release reuses it): double convolutions k=5 with BatchNorm and
@@ -209,6 +210,16 @@ def bench_vit(a):
     return {"frames_per_s": a.batch / secs}
 
 
+def bench_gemm(a):
+    """PyTorch's matmul at the shapes of core/examples/gemm_peak.rs."""
+    out = {}
+    for m, n, k in [(256, 600, 5120), (256, 600, 1280), (256, 300, 1280), (128, 75, 640), (256, 600, 1024)]:
+        x, y = torch.ones(m, k), torch.ones(k, n)
+        secs = timed(lambda: x @ y, 5, 50)
+        out[f"{m}x{n}x{k}_gflops"] = 2 * m * n * k / secs / 1e9
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -224,11 +235,12 @@ def main():
     v.add_argument("--image", type=int, default=224)
     v.add_argument("--batch", type=int, default=8)
     v.add_argument("--iters", type=int, default=3)
+    sub.add_parser("gemm")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    out = bench_c2f(a) if a.what == "c2f" else bench_vit(a)
+    out = {"c2f": bench_c2f, "vit": bench_vit, "gemm": bench_gemm}[a.what](a)
     out.update({k: v for k, v in vars(a).items() if k not in ("what", "threads")})
     out.update({"torch": torch.__version__, "threads": torch.get_num_threads()})
     print(json.dumps(out))
