@@ -4,8 +4,10 @@
 //! Written with candle's primitives the layer was ~15 graph nodes (masked
 //! sums, centring, squares, divisions, the affine map, the ReLU), each an
 //! allocated tensor forward and a zero-filled gradient plus an addition
-//! backward: at D = 1024 the C2F-TCN's 28 such layers cost more of a
-//! training step than their convolutions' GEMMs. Here: one pass for the
+//! backward, and candle reduces the `[1, C, 1]` broadcasts' gradients over
+//! two axes by a single-threaded strided walk (measured on the C2F-TCN at
+//! D = 1024: a batch-4 training step 486–540 ms composed, 301–346 ms with
+//! this op; BENCHMARKS.md). Here: one pass for the
 //! statistics, one for the output; backward one pass for the two per-channel
 //! sums, one for `dx`. Rows are split over candle's own CPU pool.
 //!
@@ -22,37 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-/// The element types the op runs in.
-trait Float: Copy + Send + Sync + 'static {
-    fn f64(self) -> f64;
-    fn of(x: f64) -> Self;
-    fn slice(s: &CpuStorage) -> candle_core::Result<&[Self]>;
-    fn storage(v: Vec<Self>) -> CpuStorage;
-}
-
-macro_rules! float {
-    ($t:ty, $variant:ident) => {
-        impl Float for $t {
-            fn f64(self) -> f64 {
-                self as f64
-            }
-            fn of(x: f64) -> $t {
-                x as $t
-            }
-            fn slice(s: &CpuStorage) -> candle_core::Result<&[$t]> {
-                match s {
-                    CpuStorage::$variant(v) => Ok(v),
-                    _ => candle_core::bail!("batch norm: mixed element types"),
-                }
-            }
-            fn storage(v: Vec<$t>) -> CpuStorage {
-                CpuStorage::$variant(v)
-            }
-        }
-    };
-}
-float!(f32, F32);
-float!(f64, F64);
+use super::cpu_float::{contiguous, in_element_type, CpuFloat as Float};
 
 /// The batch statistics of one forward, per channel.
 #[derive(Debug, Clone)]
@@ -144,13 +116,6 @@ fn mask_row(mask: &Option<Vec<f64>>, bi: usize, t: usize) -> Option<&[f64]> {
     mask.as_ref().map(|m| &m[bi * t..][..t])
 }
 
-fn contiguous<'a, T: Float>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::slice(s)?[a..b]),
-        None => candle_core::bail!("batch norm: arguments must be contiguous"),
-    }
-}
-
 impl BatchNormOp {
     /// Per channel, `(Σ m·x, Σ m·x²-centred)` → μ, σ².
     fn stats<T: Float>(&self, x: &[T], (b, c, t): (usize, usize, usize)) -> BatchStats {
@@ -164,8 +129,8 @@ impl BatchNormOp {
             for bi in 0..b {
                 let xr = row(bi);
                 sum += match mask_row(&self.mask, bi, t) {
-                    Some(m) => sum8(t, |j| xr[j].f64() * m[j]),
-                    None => sum8(t, |j| xr[j].f64()),
+                    Some(m) => sum8(t, |j| xr[j].to_f64() * m[j]),
+                    None => sum8(t, |j| xr[j].to_f64()),
                 };
             }
             let mean = sum / frames;
@@ -173,8 +138,8 @@ impl BatchNormOp {
             for bi in 0..b {
                 let xr = row(bi);
                 sq += match mask_row(&self.mask, bi, t) {
-                    Some(m) => sum8(t, |j| (xr[j].f64() - mean).powi(2) * m[j]),
-                    None => sum8(t, |j| (xr[j].f64() - mean).powi(2)),
+                    Some(m) => sum8(t, |j| (xr[j].to_f64() - mean).powi(2) * m[j]),
+                    None => sum8(t, |j| (xr[j].to_f64() - mean).powi(2)),
                 };
             }
             (mean, sq / frames)
@@ -197,19 +162,19 @@ impl BatchNormOp {
         let stats = self.stats(x, dims);
         // y = x·a + shift per channel.
         let a: Vec<f64> = (0..c)
-            .map(|ch| gamma[ch].f64() / (stats.var[ch] + self.eps).sqrt())
+            .map(|ch| gamma[ch].to_f64() / (stats.var[ch] + self.eps).sqrt())
             .collect();
         let shift: Vec<f64> = (0..c)
-            .map(|ch| beta[ch].f64() - stats.mean[ch] * a[ch])
+            .map(|ch| beta[ch].to_f64() - stats.mean[ch] * a[ch])
             .collect();
-        let mut y = vec![T::of(0.0); x.len()];
+        let mut y = vec![T::from_f64(0.0); x.len()];
         for_each_row(&mut y, t, |r, yr| {
             let xr = &x[r * t..][..t];
             let ch = r % c;
             let (a, s) = (a[ch], shift[ch]);
             for (o, &v) in yr.iter_mut().zip(xr) {
-                let z = v.f64() * a + s;
-                *o = T::of(if self.relu { z.max(0.0) } else { z });
+                let z = v.to_f64() * a + s;
+                *o = T::from_f64(if self.relu { z.max(0.0) } else { z });
             }
         });
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
@@ -240,20 +205,12 @@ impl CustomOp3 for BatchNormOp {
                 candle_core::bail!("batch norm: the mask does not cover the batch's frames");
             }
         }
-        let y = match xs {
-            CpuStorage::F64(_) => f64::storage(self.forward(
-                contiguous::<f64>(xs, xl)?,
-                contiguous(gs, gl)?,
-                contiguous(bs, bl)?,
-                dims,
-            )),
-            _ => f32::storage(self.forward(
-                contiguous::<f32>(xs, xl)?,
-                contiguous(gs, gl)?,
-                contiguous(bs, bl)?,
-                dims,
-            )),
-        };
+        let y = in_element_type!(xs, T => self.forward::<T>(
+            contiguous(xs, xl, "batch norm: the input")?,
+            contiguous(gs, gl, "batch norm: γ")?,
+            contiguous(bs, bl, "batch norm: β")?,
+            dims,
+        ));
         Ok((y, xl.shape().clone()))
     }
 
@@ -313,9 +270,9 @@ impl BatchNormGrad<'_> {
         let mean = &self.stats.mean;
         let relu = self.op.relu;
         let g = |i: usize| {
-            let d = dy[i].f64();
+            let d = dy[i].to_f64();
             // The ReLU passed where its output is positive (NaN: it did not).
-            if relu && y[i].f64().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            if relu && y[i].to_f64().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 0.0
             } else {
                 d
@@ -327,12 +284,12 @@ impl BatchNormGrad<'_> {
             for bi in 0..b {
                 let base = (bi * c + ch) * t;
                 db += sum8(t, |j| g(base + j));
-                dg += sum8(t, |j| g(base + j) * (x[base + j].f64() - mean[ch]));
+                dg += sum8(t, |j| g(base + j) * (x[base + j].to_f64() - mean[ch]));
             }
             (dg * s[ch], db)
         });
         let inv_n = 1.0 / self.stats.frames;
-        let mut out = vec![T::of(0.0); b * c * t + 2 * c];
+        let mut out = vec![T::from_f64(0.0); b * c * t + 2 * c];
         let (dx, tail) = out.split_at_mut(b * c * t);
         for_each_row(dx, t, |r, row| {
             let (bi, ch) = (r / c, r % c);
@@ -341,23 +298,23 @@ impl BatchNormGrad<'_> {
             let base = r * t;
             let dxi = |j: usize, w: f64| {
                 let i = base + j;
-                let xhat = (x[i].f64() - mu) * sc;
+                let xhat = (x[i].to_f64() - mu) * sc;
                 k * (g(i) - w * (db + xhat * dg) * inv_n)
             };
             match mask_row(&self.op.mask, bi, t) {
                 Some(m) => row
                     .iter_mut()
                     .enumerate()
-                    .for_each(|(j, o)| *o = T::of(dxi(j, m[j]))),
+                    .for_each(|(j, o)| *o = T::from_f64(dxi(j, m[j]))),
                 None => row
                     .iter_mut()
                     .enumerate()
-                    .for_each(|(j, o)| *o = T::of(dxi(j, 1.0))),
+                    .for_each(|(j, o)| *o = T::from_f64(dxi(j, 1.0))),
             }
         });
         for ch in 0..c {
-            tail[ch] = T::of(sums[ch].0);
-            tail[c + ch] = T::of(sums[ch].1);
+            tail[ch] = T::from_f64(sums[ch].0);
+            tail[c + ch] = T::from_f64(sums[ch].1);
         }
         out
     }
@@ -379,20 +336,12 @@ impl CustomOp3 for BatchNormGrad<'_> {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = xl.shape().dims3()?;
         let len = dims.0 * dims.1 * dims.2 + 2 * dims.1;
-        let out = match xs {
-            CpuStorage::F64(_) => f64::storage(self.run(
-                contiguous::<f64>(dys, dyl)?,
-                contiguous(xs, xl)?,
-                contiguous(ys, yl)?,
-                dims,
-            )),
-            _ => f32::storage(self.run(
-                contiguous::<f32>(dys, dyl)?,
-                contiguous(xs, xl)?,
-                contiguous(ys, yl)?,
-                dims,
-            )),
-        };
+        let out = in_element_type!(xs, T => self.run::<T>(
+            contiguous(dys, dyl, "batch norm: the gradient")?,
+            contiguous(xs, xl, "batch norm: the input")?,
+            contiguous(ys, yl, "batch norm: the output")?,
+            dims,
+        ));
         Ok((out, Shape::from(len)))
     }
 }

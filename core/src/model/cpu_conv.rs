@@ -22,6 +22,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
+use super::cpu_float::{contiguous, in_element_type, CpuFloat as Real};
+
 /// What a convolution computes: taps, their spacing, and whether a ReLU
 /// follows (fused into the output pass and its gradient).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,42 +50,6 @@ impl ConvShape {
         let in0 = o.max(0) as usize;
         let n = (t as isize - o.abs()).max(0) as usize;
         (out0, in0, n)
-    }
-}
-
-/// The element types the kernels run in (f32 for models, f64 for gradient
-/// checks).
-trait Real:
-    Copy + Default + PartialOrd + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + 'static
-{
-    const ONE: Self;
-    fn slice(s: &CpuStorage) -> candle_core::Result<&[Self]>;
-    fn storage(v: Vec<Self>) -> CpuStorage;
-}
-
-impl Real for f32 {
-    const ONE: f32 = 1.0;
-    fn slice(s: &CpuStorage) -> candle_core::Result<&[f32]> {
-        match s {
-            CpuStorage::F32(v) => Ok(v),
-            _ => candle_core::bail!("the CPU convolution runs in f32 or f64"),
-        }
-    }
-    fn storage(v: Vec<f32>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
-}
-
-impl Real for f64 {
-    const ONE: f64 = 1.0;
-    fn slice(s: &CpuStorage) -> candle_core::Result<&[f64]> {
-        match s {
-            CpuStorage::F64(v) => Ok(v),
-            _ => candle_core::bail!("the CPU convolution runs in f32 or f64"),
-        }
-    }
-    fn storage(v: Vec<f64>) -> CpuStorage {
-        CpuStorage::F64(v)
     }
 }
 
@@ -148,18 +114,6 @@ fn threads() -> usize {
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
-/// The contiguous data of a tensor argument, or an error naming `what`.
-fn contiguous<'a, T: Real>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::slice(s)?[a..b]),
-        None => candle_core::bail!("cpu conv: {what} must be contiguous"),
-    }
-}
-
 /// `y = conv(x) + bias`, then ReLU when `shape.relu`: `x` `[B, cin, T]`,
 /// `w` `[cout, cin, k]`, `bias` `[cout]`.
 fn forward<T: Real>(
@@ -168,9 +122,7 @@ fn forward<T: Real>(
     w: &[T],
     scale: Option<&[T]>,
     bias: &[T],
-    b: usize,
-    cin: usize,
-    t: usize,
+    (b, cin, t): (usize, usize, usize),
 ) -> Vec<T> {
     let k = shape.k;
     let cout = bias.len();
@@ -338,21 +290,14 @@ impl CustomOp3 for ConvOp {
                 self.0.k
             );
         }
-        fn run<T: Real>(
-            op: ConvShape,
-            s: [(&CpuStorage, &Layout); 3],
-            (b, cin, t): (usize, usize, usize),
-        ) -> candle_core::Result<CpuStorage> {
-            let x = contiguous::<T>(s[0].0, s[0].1, "the input")?;
-            let w = contiguous::<T>(s[1].0, s[1].1, "the weight")?;
-            let bias = contiguous::<T>(s[2].0, s[2].1, "the bias")?;
-            Ok(T::storage(forward(op, x, w, None, bias, b, cin, t)))
-        }
-        let args = [(xs, xl), (ws, wl), (bs, bl)];
-        let y = match xs {
-            CpuStorage::F64(_) => run::<f64>(self.0, args, (b, cin, t))?,
-            _ => run::<f32>(self.0, args, (b, cin, t))?,
-        };
+        let y = in_element_type!(xs, T => forward::<T>(
+            self.0,
+            contiguous(xs, xl, "cpu conv: the input")?,
+            contiguous(ws, wl, "cpu conv: the weight")?,
+            None,
+            contiguous(bs, bl, "cpu conv: the bias")?,
+            (b, cin, t),
+        ));
         Ok((y, Shape::from((b, cout, t))))
     }
 
@@ -410,22 +355,18 @@ impl CustomOp3 for AffineConvOp {
                 self.0.k
             );
         }
-        fn run<T: Real>(
-            op: ConvShape,
-            s: [(&CpuStorage, &Layout); 3],
-            (b, cin, t): (usize, usize, usize),
-        ) -> candle_core::Result<CpuStorage> {
-            let x = contiguous::<T>(s[0].0, s[0].1, "the input")?;
-            let w = contiguous::<T>(s[1].0, s[1].1, "the weight")?;
-            let affine = contiguous::<T>(s[2].0, s[2].1, "the affine map")?;
-            let (scale, shift) = affine.split_at(affine.len() / 2);
-            Ok(T::storage(forward(op, x, w, Some(scale), shift, b, cin, t)))
-        }
-        let args = [(xs, xl), (ws, wl), (as_, al)];
-        let y = match xs {
-            CpuStorage::F64(_) => run::<f64>(self.0, args, (b, cin, t))?,
-            _ => run::<f32>(self.0, args, (b, cin, t))?,
-        };
+        let y = in_element_type!(xs, T => {
+            let affine = contiguous::<T>(as_, al, "cpu conv: the affine map")?;
+            let (scale, shift) = affine.split_at(cout);
+            forward::<T>(
+                self.0,
+                contiguous(xs, xl, "cpu conv: the input")?,
+                contiguous(ws, wl, "cpu conv: the weight")?,
+                Some(scale),
+                shift,
+                (b, cin, t),
+            )
+        });
         Ok((y, Shape::from((b, cout, t))))
     }
 
@@ -482,26 +423,15 @@ impl CustomOp2 for BackwardData {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, cout, t) = dyl.shape().dims3()?;
         let (_, cin, _) = wl.shape().dims3()?;
-        let dx = match dys {
-            CpuStorage::F64(_) => f64::storage(backward_data(
-                self.0,
-                contiguous::<f64>(dys, dyl, "the gradient")?,
-                contiguous::<f64>(ws, wl, "the weight")?,
-                b,
-                cin,
-                cout,
-                t,
-            )),
-            _ => f32::storage(backward_data(
-                self.0,
-                contiguous::<f32>(dys, dyl, "the gradient")?,
-                contiguous::<f32>(ws, wl, "the weight")?,
-                b,
-                cin,
-                cout,
-                t,
-            )),
-        };
+        let dx = in_element_type!(dys, T => backward_data::<T>(
+            self.0,
+            contiguous(dys, dyl, "cpu conv: the gradient")?,
+            contiguous(ws, wl, "cpu conv: the weight")?,
+            b,
+            cin,
+            cout,
+            t,
+        ));
         Ok((dx, Shape::from((b, cin, t))))
     }
 }
@@ -523,26 +453,15 @@ impl CustomOp2 for BackwardWeight {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, cout, t) = dyl.shape().dims3()?;
         let (_, cin, _) = xl.shape().dims3()?;
-        let dw = match dys {
-            CpuStorage::F64(_) => f64::storage(backward_weight(
-                self.0,
-                contiguous::<f64>(dys, dyl, "the gradient")?,
-                contiguous::<f64>(xs, xl, "the input")?,
-                b,
-                cin,
-                cout,
-                t,
-            )),
-            _ => f32::storage(backward_weight(
-                self.0,
-                contiguous::<f32>(dys, dyl, "the gradient")?,
-                contiguous::<f32>(xs, xl, "the input")?,
-                b,
-                cin,
-                cout,
-                t,
-            )),
-        };
+        let dw = in_element_type!(dys, T => backward_weight::<T>(
+            self.0,
+            contiguous(dys, dyl, "cpu conv: the gradient")?,
+            contiguous(xs, xl, "cpu conv: the input")?,
+            b,
+            cin,
+            cout,
+            t,
+        ));
         Ok((dw, Shape::from((cout, cin, self.0.k))))
     }
 }

@@ -10,6 +10,7 @@ pub mod candle_ops;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu_conv;
+pub(crate) mod cpu_float;
 pub mod declare;
 pub mod dropout;
 #[cfg(test)]
