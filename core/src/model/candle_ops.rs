@@ -294,9 +294,9 @@ impl Ops for CandleOps<'_> {
             Act::Relu => true,
         };
         let y = match &spec.norm {
-            // Inference: BatchNorm's scale and shift and the ReLU applied
-            // in the convolution's output pass (one pass instead of five
-            // over each activation).
+            // Inference: BatchNorm folded into the convolution and the ReLU
+            // fused into its output pass (one pass instead of five over
+            // each activation).
             Some(norm) if !self.train => {
                 return self.back_from_channels(conv.forward_folded(
                     x,

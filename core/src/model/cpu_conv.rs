@@ -120,7 +120,6 @@ fn forward<T: Real>(
     shape: ConvShape,
     x: &[T],
     w: &[T],
-    scale: Option<&[T]>,
     bias: &[T],
     (b, cin, t): (usize, usize, usize),
 ) -> Vec<T> {
@@ -128,10 +127,8 @@ fn forward<T: Real>(
     let cout = bias.len();
     let mut y = vec![T::default(); b * cout * t];
     for (yb, xb) in y.chunks_mut(cout * t).zip(x.chunks(cin * t)) {
-        if scale.is_none() {
-            for (row, &bo) in yb.chunks_mut(t).zip(bias) {
-                row.fill(bo);
-            }
+        for (row, &bo) in yb.chunks_mut(t).zip(bias) {
+            row.fill(bo);
         }
         for j in 0..k {
             let (out0, in0, n) = shape.span(j, t);
@@ -156,14 +153,6 @@ fn forward<T: Real>(
                         cs: 1,
                     },
                 );
-            }
-        }
-    }
-    if let Some(scale) = scale {
-        for (r, row) in y.chunks_mut(t).enumerate() {
-            let (a, c) = (scale[r % cout], bias[r % cout]);
-            for v in row.iter_mut() {
-                *v = a * *v + c;
             }
         }
     }
@@ -294,7 +283,6 @@ impl CustomOp3 for ConvOp {
             self.0,
             contiguous(xs, xl, "cpu conv: the input")?,
             contiguous(ws, wl, "cpu conv: the weight")?,
-            None,
             contiguous(bs, bl, "cpu conv: the bias")?,
             (b, cin, t),
         ));
@@ -322,87 +310,6 @@ impl CustomOp3 for ConvOp {
         // ~8 % of a batch-4 training step.
         let db = dy.sum(2)?.sum(0)?;
         Ok((Some(dx), Some(dw), Some(db)))
-    }
-}
-
-/// `relu?(scale ⊙ conv(x, w) + shift)` with `affine = [scale; shift]`
-/// `[2, cout]`: inference's BatchNorm applied in the output pass instead of
-/// folded into a scaled copy of the weights on every call.
-struct AffineConvOp(ConvShape);
-
-impl CustomOp3 for AffineConvOp {
-    fn name(&self) -> &'static str {
-        "syncseg-temporal-conv-affine"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        as_: &CpuStorage,
-        al: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (b, cin, t) = xl.shape().dims3()?;
-        let (cout, wcin, k) = wl.shape().dims3()?;
-        if wcin != cin || k != self.0.k || al.shape().dims2()? != (2, cout) {
-            candle_core::bail!(
-                "cpu conv: input {:?}, weight {:?}, affine {:?} do not fit a {}-tap convolution",
-                xl.shape(),
-                wl.shape(),
-                al.shape(),
-                self.0.k
-            );
-        }
-        let y = in_element_type!(xs, T => {
-            let affine = contiguous::<T>(as_, al, "cpu conv: the affine map")?;
-            let (scale, shift) = affine.split_at(cout);
-            forward::<T>(
-                self.0,
-                contiguous(xs, xl, "cpu conv: the input")?,
-                contiguous(ws, wl, "cpu conv: the weight")?,
-                Some(scale),
-                shift,
-                (b, cin, t),
-            )
-        });
-        Ok((y, Shape::from((b, cout, t))))
-    }
-
-    /// Rarely taken (inference has no backward), so simple: `conv(x, w)` is
-    /// recomputed for the scale's gradient.
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        affine: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = if self.0.relu {
-            (dy * y.gt(0.0)?.to_dtype(dy.dtype())?)?
-        } else {
-            dy.clone()
-        };
-        let cout = w.dim(0)?;
-        let plain = ConvShape {
-            relu: false,
-            ..self.0
-        };
-        let zero = Tensor::zeros(cout, x.dtype(), x.device())?;
-        let z = x.apply_op3_no_bwd(w, &zero, &ConvOp(plain))?;
-        let dscale = (&g * &z)?.sum(2)?.sum(0)?;
-        let dshift = g.sum(2)?.sum(0)?;
-        let scale = affine.get(0)?.reshape((1, cout, 1))?;
-        let gs = g.broadcast_mul(&scale)?.contiguous()?;
-        let dx = gs.apply_op2_no_bwd(w, &BackwardData(self.0))?;
-        let dw = gs.apply_op2_no_bwd(x, &BackwardWeight(self.0))?;
-        Ok((
-            Some(dx),
-            Some(dw),
-            Some(Tensor::stack(&[dscale, dshift], 0)?),
-        ))
     }
 }
 
@@ -477,19 +384,6 @@ pub fn conv1d_same(
 ) -> candle_core::Result<Tensor> {
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &bias.contiguous()?, ConvOp(shape))
-}
-
-/// `relu?(scale ⊙ conv(x, w) + shift)` (no bias of its own) over `x` `[B,
-/// cin, T]`, `w` `[cout, cin, k]`, `affine` = `[scale; shift]` `[2, cout]`:
-/// differentiable in all three, on the CPU (f32 or f64).
-pub fn conv1d_same_affine(
-    x: &Tensor,
-    w: &Tensor,
-    affine: &Tensor,
-    shape: ConvShape,
-) -> candle_core::Result<Tensor> {
-    x.contiguous()?
-        .apply_op3(&w.contiguous()?, &affine.contiguous()?, AffineConvOp(shape))
 }
 
 #[cfg(test)]
@@ -567,41 +461,6 @@ mod tests {
                     conv1d_same(x.as_tensor(), w.as_tensor(), bias.as_tensor(), shape).unwrap()
                 });
             }
-        }
-    }
-
-    /// The affine form equals the convolution with the scale folded into
-    /// its weights, and its backward matches finite differences in x, w
-    /// and the affine map.
-    #[test]
-    fn affine_form_matches_folded_weights_and_its_gradients() {
-        for shape in shapes() {
-            let (b, cin, cout, t) = (2, 3, 4, 7);
-            let x = var(&[b, cin, t], 21);
-            let w = var(&[cout, cin, shape.k], 22);
-            let affine = var(&[2, cout], 23);
-            let ours = conv1d_same_affine(x.as_tensor(), w.as_tensor(), affine.as_tensor(), shape)
-                .unwrap();
-            let scale = affine.as_tensor().get(0).unwrap();
-            let folded = w
-                .as_tensor()
-                .broadcast_mul(&scale.reshape((cout, 1, 1)).unwrap())
-                .unwrap();
-            let shift = affine.as_tensor().get(1).unwrap();
-            let theirs = conv1d_same(x.as_tensor(), &folded, &shift, shape).unwrap();
-            let diff = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
-            assert!(diff < 1e-12, "{shape:?}: {diff}");
-            let vars = [x.clone(), w.clone(), affine.clone()];
-            check(&vars, &|| {
-                conv1d_same_affine(x.as_tensor(), w.as_tensor(), affine.as_tensor(), shape).unwrap()
-            });
         }
     }
 
