@@ -81,8 +81,8 @@ impl Adam {
     ///
     /// Three in-place passes per variable ([`AdamPass`]: first moment,
     /// second moment, weight) instead of a dozen candle ops that each
-    /// allocated a tensor of the model's size: the update was ~11 % of a
-    /// C2F-TCN training step at D = 1024.
+    /// allocated a tensor of the model's size: 36–37 ms of a C2F-TCN
+    /// training step at D = 1024 before, 12 ms after.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let c = &self.cfg;
