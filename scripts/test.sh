@@ -81,3 +81,18 @@ cargo clippy -p syncseg-wasm --target wasm32-unknown-unknown --locked -- -D warn
 # campaign, the browser).
 echo "== cargo test (fast and slow tiers)"
 cargo test --workspace --locked -- --include-ignored
+
+# The Python package: `pip install ./plugin-python` into a venv (maturin
+# builds it as the PEP 517 backend; the dev profile reuses what the cargo
+# runs above built), then its pytest suite, which also drives the CLI
+# built above (target/debug/syncseg).
+echo "== the Python package (pip install ./plugin-python, pytest)"
+venv=target/py-venv
+if ! "$venv/bin/python" -c "import numpy, pytest, lmdb, tqdm" >/dev/null 2>&1; then
+    echo "installing numpy pytest lmdb tqdm (PyPI) into $venv"
+    python3 -m venv "$venv" ||
+        { apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/python" -m pip install -q numpy==2.4.6 pytest==9.2.0 lmdb==3.0.0 tqdm==4.70.1
+fi
+MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./plugin-python
+(cd plugin-python && SYNCSEG_CLI="$PWD/../target/debug/syncseg" "../$venv/bin/python" -m pytest -q tests)

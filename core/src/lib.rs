@@ -15,6 +15,8 @@ pub mod feature_data;
 pub mod features;
 pub mod fsio;
 pub mod labels;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod lmdb_store;
 pub mod memory;
 pub mod metrics;
 pub mod model;
@@ -25,6 +27,7 @@ pub mod report;
 pub mod segments;
 pub mod synth;
 pub mod train;
+pub mod video_features;
 pub mod vision;
 
 pub use error::{Error, Result};

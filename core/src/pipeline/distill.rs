@@ -13,7 +13,7 @@ use crate::dataset::MultiViewDataset;
 use crate::error::{Error, Result};
 use crate::labels::{read_bundle, Mapping};
 use crate::model::{AdapterConfig, SegModel};
-use crate::npy::{read_features, FeatureLayout};
+use crate::npy::FeatureLayout;
 use crate::train::adam::AdamConfig;
 use crate::train::data::load_labeled;
 use crate::train::distill::{
@@ -24,6 +24,7 @@ use crate::train::fit::{fit_with, FitConfig};
 use crate::train::objective::Objective;
 use crate::train::run_dir::RunDir;
 use crate::train::supervised::{LabeledVideo, Supervised, SupervisedLoss};
+use crate::video_features::read_video_features;
 
 /// Which part of the model is distilled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +81,9 @@ impl std::str::FromStr for Level {
 pub struct DistillInputs {
     /// The teacher model directory (trained on the teacher view).
     pub teacher: PathBuf,
-    /// Folder of the teacher view's `<video>.npy` features.
+    /// The teacher view's features: a folder of `<video>.npy` or an LMDB store.
     pub teacher_features: Option<PathBuf>,
-    /// Folder of the student view's `<video>.npy` features (same names).
+    /// The student view's features (same video names), as `teacher_features`.
     pub student_features: Option<PathBuf>,
     /// A multi-view dataset root (`features/<view>/`, optional `views.json`).
     pub dataset: Option<PathBuf>,
@@ -310,8 +311,8 @@ fn load_pairs(
             ));
         };
         for name in names {
-            let t = read_features(tdir.join(format!("{name}.npy")), layout)?;
-            let s = read_features(sdir.join(format!("{name}.npy")), layout)?;
+            let t = read_video_features(tdir, &name, layout)?;
+            let s = read_video_features(sdir, &name, layout)?;
             let tol = crate::dataset::LENGTH_TOLERANCE_FRAMES;
             if t.frames.abs_diff(s.frames) > tol {
                 return Err(Error::invalid(format!(

@@ -194,6 +194,9 @@ impl Observer for Observers<'_> {
             log.epoch(record, epochs);
         }
     }
+    fn check(&mut self) -> Result<()> {
+        self.monitor.check()
+    }
 }
 
 /// The feature files' layout for the `time_major` option.

@@ -12,8 +12,9 @@ use crate::export::segments_file::SegmentsFile;
 use crate::export::{render, ExportFormat, ExportOptions, FrameRate};
 use crate::labels::{read_bundle, write_frame_labels};
 use crate::model::SegModel;
-use crate::npy::{read_features, write_npy};
+use crate::npy::write_npy;
 use crate::predict::PredictedSegment;
+use crate::video_features::{read_video_features, source_path};
 
 /// What a prediction run reads and where it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +22,7 @@ use crate::predict::PredictedSegment;
 pub struct PredictInputs {
     /// Model directory (from `train`, `distill` or an import).
     pub model: PathBuf,
-    /// Folder of `<video>.npy` features.
+    /// Features: a folder of `<video>.npy` or an LMDB store.
     pub features: PathBuf,
     /// Videos to segment (a split bundle).
     pub videos: PathBuf,
@@ -99,8 +100,8 @@ pub fn predict(
     let out = &inputs.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     for (done, name) in names.iter().enumerate() {
-        let fpath = inputs.features.join(format!("{name}.npy"));
-        let features = read_features(&fpath, layout)?;
+        let fpath = source_path(&inputs.features, name);
+        let features = read_video_features(&inputs.features, name, layout)?;
         let pred = segmenter
             .predict(&features)
             .map_err(|e| Error::invalid(format!("{}: {e}", fpath.display())))?;

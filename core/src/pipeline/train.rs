@@ -17,10 +17,10 @@ use crate::train::run_dir::RunDir;
 use crate::train::supervised::{Supervised, SupervisedLoss};
 
 /// What a training run reads and where it writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainInputs {
-    /// Folder of `<video>.npy` features.
+    /// Features: a folder of `<video>.npy` or an LMDB store.
     pub features: PathBuf,
     /// Folder of `<video>.txt` per-frame labels.
     pub labels: PathBuf,

@@ -1,5 +1,6 @@
-//! Loading labelled videos from a features folder and a labels folder (the
-//! CLI's `--features DIR --labels DIR --mapping FILE --videos BUNDLE`).
+//! Loading labelled videos from features (a folder of `.npy` files or an
+//! LMDB store) and a labels folder (the CLI's `--features DIR --labels DIR
+//! --mapping FILE --videos BUNDLE`).
 
 use std::path::Path;
 
@@ -8,9 +9,10 @@ use crate::dataset::LENGTH_TOLERANCE_FRAMES;
 use crate::error::{Error, Result};
 use crate::features::Features;
 use crate::labels::{read_frame_labels, Mapping};
-use crate::npy::{read_features, FeatureLayout};
+use crate::npy::FeatureLayout;
+use crate::video_features::{read_video_features, source_path};
 
-/// Reads `features/<video>.npy` for each name.
+/// Reads each video's features from `dir` (`<video>.npy` or an LMDB store).
 pub fn load_features(
     dir: &Path,
     videos: &[String],
@@ -18,7 +20,7 @@ pub fn load_features(
 ) -> Result<Vec<Features>> {
     videos
         .iter()
-        .map(|v| read_features(dir.join(format!("{v}.npy")), layout))
+        .map(|v| read_video_features(dir, v, layout))
         .collect()
 }
 
@@ -34,9 +36,9 @@ pub fn load_labeled(
 ) -> Result<Vec<LabeledVideo>> {
     let mut out: Vec<LabeledVideo> = Vec::with_capacity(videos.len());
     for name in videos {
-        let fpath = features_dir.join(format!("{name}.npy"));
+        let fpath = source_path(features_dir, name);
         let lpath = labels_dir.join(format!("{name}.txt"));
-        let features = read_features(&fpath, layout)?;
+        let features = read_video_features(features_dir, name, layout)?;
         let labels = mapping.encode(&read_frame_labels(&lpath)?, &lpath)?;
         if let Some(first) = out.first() {
             if first.features.dim != features.dim {

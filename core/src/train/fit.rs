@@ -96,6 +96,12 @@ pub trait Observer {
     fn step(&mut self, _epoch: usize, _done: usize, _total: usize, _loss: f32) {}
     /// After each epoch.
     fn epoch(&mut self, _record: &EpochRecord, _epochs: usize) {}
+    /// Before each step: an error stops the run there, with that error
+    /// (a user's interrupt). `last/` then holds the last finished epoch, so
+    /// the run resumes from it.
+    fn check(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything.
@@ -190,6 +196,7 @@ pub fn fit_with(
         let started = std::time::Instant::now();
         let mut total = 0f64;
         for (i, batch) in batches.iter().enumerate() {
+            observer.check()?;
             objective.begin_step(first_step + i as u64, total_steps);
             let value = stepper.step(model, objective, batch)?;
             if !value.is_finite() {

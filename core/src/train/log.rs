@@ -100,6 +100,10 @@ impl Observer for Both<'_> {
         self.0.epoch(record, epochs);
         self.1.epoch(record, epochs);
     }
+    fn check(&mut self) -> crate::error::Result<()> {
+        self.0.check()?;
+        self.1.check()
+    }
 }
 
 #[cfg(test)]

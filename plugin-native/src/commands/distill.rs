@@ -20,11 +20,12 @@ pub struct Args {
     /// The teacher model directory (trained on the teacher view, e.g. exo).
     #[arg(long)]
     pub teacher: PathBuf,
-    /// Folder of the teacher view's `<video>.npy` features (frame t of both
-    /// views must show the same instant; otherwise use --dataset).
+    /// The teacher view's features: a folder of `<video>.npy` or an LMDB
+    /// store (frame t of both views must show the same instant; otherwise
+    /// use --dataset).
     #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
     pub teacher_features: Option<PathBuf>,
-    /// Folder of the student view's `<video>.npy` features (same names).
+    /// The student view's features, as --teacher-features (same names).
     #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
     pub student_features: Option<PathBuf>,
     /// A multi-view dataset root (`features/<view>/`, optional `views.json`

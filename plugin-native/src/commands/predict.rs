@@ -12,7 +12,7 @@ pub struct Args {
     /// Model directory (from `syncseg train`, `distill` or `import`).
     #[arg(long)]
     model: PathBuf,
-    /// Folder of `<video>.npy` features.
+    /// Features: a folder of `<video>.npy` or an LMDB store.
     #[arg(long)]
     features: PathBuf,
     /// Videos to segment (a split bundle).

@@ -16,7 +16,8 @@ fn d() -> TrainOptions {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Folder of `<video>.npy` features, `[D, T]` float arrays.
+    /// Features: a folder of `<video>.npy` (`[D, T]` float arrays) or an
+    /// LMDB store (keys `{video}_{frame:010d}.jpg`, raw float32 values).
     #[arg(long)]
     pub features: PathBuf,
     /// Folder of `<video>.txt` per-frame labels.

@@ -1,0 +1,273 @@
+//! `Model` (a loaded segmentation model), its `Prediction`s, and `export`
+//! of segments to the editor formats.
+
+use std::path::PathBuf;
+
+use numpy::{AllowTypeChange, IntoPyArray, PyArray1, PyArray2, PyArrayLikeDyn, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
+use syncseg_core::model::SegModel;
+use syncseg_core::predict::PredictedSegment;
+
+use crate::arrays::{features_from, parse_layout};
+use crate::errors::{invalid, OrPy};
+
+/// A segmentation model (C2F-TCN or MS-TCN++, with its feature adapter if
+/// distilled at the feature level), loaded on the CPU.
+#[pyclass(module = "syncseg", frozen)]
+pub struct Model {
+    inner: SegModel,
+    path: Option<PathBuf>,
+}
+
+impl Model {
+    pub fn new(inner: SegModel, path: Option<PathBuf>) -> Self {
+        Model { inner, path }
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a model directory or a `.syncseg` bundle.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+        let inner = py
+            .detach(|| SegModel::load(&path, &candle_core::Device::Cpu))
+            .or_py()?;
+        Ok(Model::new(inner, Some(path)))
+    }
+
+    /// Imports a reference PyTorch C2F-TCN state dict (`torch.save` of the
+    /// sync paper's release or C2F-TCN's code) — `syncseg import`.
+    #[staticmethod]
+    #[pyo3(signature = (pth, *, mapping = None, window_frames = 600))]
+    fn import_pth(
+        py: Python<'_>,
+        pth: PathBuf,
+        mapping: Option<PathBuf>,
+        window_frames: usize,
+    ) -> PyResult<Model> {
+        let classes = match &mapping {
+            Some(p) => Some(
+                syncseg_core::labels::Mapping::read(p)
+                    .or_py()?
+                    .names()
+                    .to_vec(),
+            ),
+            None => None,
+        };
+        let mut inner = py
+            .detach(|| SegModel::import_pth(&pth, classes, &candle_core::Device::Cpu))
+            .or_py()?;
+        inner.meta.window_frames = window_frames.max(1);
+        Ok(Model::new(inner, None))
+    }
+
+    /// Writes the model: a directory, or one `.syncseg` file when `path`
+    /// ends so.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let bundle = path.extension().is_some_and(|e| e == "syncseg");
+        py.detach(|| {
+            if bundle {
+                self.inner.save_bundle(&path)
+            } else {
+                self.inner.save(&path)
+            }
+        })
+        .or_py()
+    }
+
+    /// The class names, by label id.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.inner.meta.classes.clone()
+    }
+
+    /// The feature dimension D the model takes.
+    #[getter]
+    fn input_dim(&self) -> usize {
+        self.inner.meta.backbone.input_dim()
+    }
+
+    /// "c2f-tcn" or "ms-tcn".
+    #[getter]
+    fn backbone(&self) -> String {
+        self.inner.meta.backbone.kind().to_string()
+    }
+
+    /// Where the model was loaded from (None for an import not yet saved).
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        self.path.clone()
+    }
+
+    /// Segments one video: `features` `[D, T]` ("dt") or `[T, D]` ("td"),
+    /// any float dtype and memory order.
+    #[pyo3(signature = (features, *, layout = "dt", device = "cpu"))]
+    fn predict(
+        &self,
+        py: Python<'_>,
+        features: PyArrayLikeDyn<'_, f32, AllowTypeChange>,
+        layout: &str,
+        device: &str,
+    ) -> PyResult<Prediction> {
+        if device != "cpu" {
+            return Err(invalid(format!(
+                "`device` '{device}': the Python package runs on the CPU (\"cpu\"); the GPU backend is the command line's `--device wgpu`"
+            )));
+        }
+        let features = features_from("features", &features, parse_layout(layout)?)?;
+        let pred = py
+            .detach(|| syncseg_core::predict::predict(&self.inner, &features))
+            .map_err(|e| invalid(format!("`features`: {e}")))?;
+        let names: Vec<String> = pred
+            .labels
+            .iter()
+            .map(|&l| self.inner.meta.classes[l as usize].clone())
+            .collect();
+        let segments = pred.segments(&self.inner.meta.classes);
+        let (k, t) = (pred.classes, pred.labels.len());
+        let labels: Vec<i32> = pred.labels.iter().map(|&l| l as i32).collect();
+        Ok(Prediction {
+            labels: labels.into_pyarray(py).unbind(),
+            probs: pred.probs.into_pyarray(py).reshape([k, t])?.unbind(),
+            names,
+            segments,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let b = &self.inner.meta.backbone;
+        format!(
+            "Model({}, D={}, K={}{})",
+            b.kind(),
+            b.input_dim(),
+            b.num_classes(),
+            self.path
+                .as_ref()
+                .map(|p| format!(", path='{}'", p.display()))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The segmentation of one video.
+#[pyclass(module = "syncseg", frozen)]
+pub struct Prediction {
+    /// Label id per frame, int32 `[T]`.
+    #[pyo3(get)]
+    labels: Py<PyArray1<i32>>,
+    /// Ensemble probabilities, float32 `[K, T]`.
+    #[pyo3(get)]
+    probs: Py<PyArray2<f32>>,
+    /// Class name per frame.
+    #[pyo3(get)]
+    names: Vec<String>,
+    segments: Vec<PredictedSegment>,
+}
+
+fn segment_dict<'py>(py: Python<'py>, s: &PredictedSegment) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("label", s.label)?;
+    d.set_item("name", &s.name)?;
+    d.set_item("start", s.start)?;
+    d.set_item("end", s.end)?;
+    d.set_item("confidence", s.confidence)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl Prediction {
+    /// Maximal runs of one label: dicts of `label`, `name`, `start`, `end`
+    /// (one past the last frame) and `confidence` (mean probability).
+    #[getter]
+    fn segments<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for s in &self.segments {
+            list.append(segment_dict(py, s)?)?;
+        }
+        Ok(list)
+    }
+
+    fn __len__(&self) -> usize {
+        self.names.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Prediction({} frames, {} segments)",
+            self.names.len(),
+            self.segments.len()
+        )
+    }
+}
+
+/// Argument `segments`: a `Prediction` or a list of segment dicts.
+fn segments_arg(segments: &Bound<'_, PyAny>) -> PyResult<Vec<PredictedSegment>> {
+    if let Ok(pred) = segments.cast::<Prediction>() {
+        return Ok(pred.get().segments.clone());
+    }
+    let mut out = Vec::new();
+    for (i, item) in segments.try_iter()?.enumerate() {
+        let item = item?;
+        let field = |name: &str| -> PyResult<Bound<'_, PyAny>> {
+            item.get_item(name).map_err(|_| {
+                invalid(format!(
+                    "`segments`[{i}]: no '{name}' (a segment has label, name, start, end, confidence)"
+                ))
+            })
+        };
+        let bad = |name: &str| invalid(format!("`segments`[{i}]['{name}']: wrong type"));
+        out.push(PredictedSegment {
+            label: field("label")?.extract().map_err(|_| bad("label"))?,
+            name: field("name")?.extract().map_err(|_| bad("name"))?,
+            start: field("start")?.extract().map_err(|_| bad("start"))?,
+            end: field("end")?.extract().map_err(|_| bad("end"))?,
+            confidence: match item.get_item("confidence") {
+                Ok(c) => c.extract().map_err(|_| bad("confidence"))?,
+                Err(_) => 1.0,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Renders segments (a `Prediction` or a list of segment dicts) as an
+/// editor file: otio, edl, fcpxml, vtt, ffmetadata, srt, youtube, csv,
+/// json. Returns the file's text.
+#[pyfunction]
+#[pyo3(signature = (segments, *, fps = "30000/1001", format = "otio", title = "", video_frames = None, background = Vec::new(), media = None, drop_frame = false))]
+#[allow(clippy::too_many_arguments)]
+pub fn export(
+    py: Python<'_>,
+    segments: &Bound<'_, PyAny>,
+    fps: &str,
+    format: &str,
+    title: &str,
+    video_frames: Option<u64>,
+    background: Vec<String>,
+    media: Option<String>,
+    drop_frame: bool,
+) -> PyResult<String> {
+    let segments = segments_arg(segments)?;
+    let format: ExportFormat = format
+        .parse()
+        .map_err(|e: syncseg_core::Error| invalid(format!("`format`: {e}")))?;
+    let rate: FrameRate = fps
+        .parse()
+        .map_err(|e: syncseg_core::Error| invalid(format!("`fps`: {e}")))?;
+    let options = ExportOptions {
+        title: title.to_string(),
+        video_frames,
+        background,
+        media,
+        drop_frame,
+    };
+    let rendered = render(format, &segments, rate, &options).or_py()?;
+    for note in &rendered.notes {
+        let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
+        PyErr::warn(py, &warning, &std::ffi::CString::new(note.as_str())?, 1)?;
+    }
+    Ok(rendered.text)
+}
