@@ -120,6 +120,36 @@ fn check_device(device: &str) -> PyResult<()> {
     }
 }
 
+/// Runs pipeline job `name` (`job`) on the CPU with the GIL released:
+/// `kwargs` split into its inputs `I` and options `O`, progress to
+/// `progress`; returns the model it wrote to `out(&inputs)`.
+fn run_job<I, O, R>(
+    py: Python<'_>,
+    name: &str,
+    device: &str,
+    progress: Option<Py<PyAny>>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    out: impl Fn(&I) -> &std::path::Path,
+    job: impl FnOnce(&I, &O, &mut CpuEngine, &mut dyn Monitor) -> syncseg_core::Result<R> + Send,
+) -> PyResult<Model>
+where
+    I: serde::Serialize + serde::de::DeserializeOwned + Default + Sync,
+    O: serde::de::DeserializeOwned + Sync,
+    R: Send,
+{
+    check_device(device)?;
+    let (inputs, options) = split::<I>(kwargs_json(kwargs)?);
+    let inputs: I = from_args(name, inputs)?;
+    let options: O = from_args(name, options)?;
+    let mut monitor = PyMonitor {
+        progress,
+        raised: None,
+    };
+    let result = py.detach(|| job(&inputs, &options, &mut CpuEngine, &mut monitor));
+    monitor.finish(result)?;
+    Model::open(py, out(&inputs))
+}
+
 /// Trains a segmentation network (C2F-TCN or MS-TCN++) with labels; see the
 /// type stubs for the arguments (those of `syncseg train`).
 #[pyfunction]
@@ -130,17 +160,15 @@ pub fn train(
     progress: Option<Py<PyAny>>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Model> {
-    check_device(device)?;
-    let (inputs, options) = split::<TrainInputs>(kwargs_json(kwargs)?);
-    let inputs: TrainInputs = from_args("train", inputs)?;
-    let options: TrainOptions = from_args("train", options)?;
-    let mut monitor = PyMonitor {
+    run_job(
+        py,
+        "train",
+        device,
         progress,
-        raised: None,
-    };
-    let result = py.detach(|| pipeline::train(&inputs, &options, &mut CpuEngine, &mut monitor));
-    monitor.finish(result)?;
-    Model::open(py, &inputs.out)
+        kwargs,
+        |i: &TrainInputs| &i.out,
+        |i, o: &TrainOptions, e, m| pipeline::train(i, o, e, m),
+    )
 }
 
 /// Distills a teacher to the student view from synchronized pairs; see the
@@ -153,17 +181,15 @@ pub fn distill(
     progress: Option<Py<PyAny>>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Model> {
-    check_device(device)?;
-    let (inputs, options) = split::<DistillInputs>(kwargs_json(kwargs)?);
-    let inputs: DistillInputs = from_args("distill", inputs)?;
-    let options: DistillOptions = from_args("distill", options)?;
-    let mut monitor = PyMonitor {
+    run_job(
+        py,
+        "distill",
+        device,
         progress,
-        raised: None,
-    };
-    let result = py.detach(|| pipeline::distill(&inputs, &options, &mut CpuEngine, &mut monitor));
-    monitor.finish(result)?;
-    Model::open(py, &inputs.out)
+        kwargs,
+        |i: &DistillInputs| &i.out,
+        |i, o: &DistillOptions, e, m| pipeline::distill(i, o, e, m),
+    )
 }
 
 /// The default options of `job` ("train", "distill" or "predict"), as a

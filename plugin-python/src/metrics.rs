@@ -32,21 +32,25 @@ fn video_labels(
         ))
     })?;
     let ids = ids.as_array();
-    ids.iter()
-        .map(|&id| match mapping {
-            Some(names) => usize::try_from(id)
-                .ok()
-                .and_then(|i| names.get(i))
-                .cloned()
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "`{what}`: label id {id} is not in `mapping` ({} classes)",
-                        names.len()
-                    ))
-                }),
-            None => Ok(id.to_string()),
-        })
-        .collect()
+    ids.iter().map(|&id| id_name(what, id, mapping)).collect()
+}
+
+/// The name of label id `id` (in argument `what`): `mapping`'s, else its
+/// decimal text.
+fn id_name(what: &str, id: i64, mapping: Option<&[String]>) -> PyResult<String> {
+    match mapping {
+        Some(names) => usize::try_from(id)
+            .ok()
+            .and_then(|i| names.get(i))
+            .cloned()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`{what}`: label id {id} is not in `mapping` ({} classes)",
+                    names.len()
+                ))
+            }),
+        None => Ok(id.to_string()),
+    }
 }
 
 /// The `mapping` argument: a mapping file, or the class names in id order.
@@ -111,18 +115,7 @@ pub fn evaluate(
         let name = if let Ok(s) = b.extract::<String>() {
             s
         } else if let Ok(id) = b.extract::<i64>() {
-            match &mapping {
-                Some(names) => usize::try_from(id)
-                    .ok()
-                    .and_then(|i| names.get(i))
-                    .cloned()
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "`background`[{i}]: label id {id} is not in `mapping`"
-                        ))
-                    })?,
-                None => id.to_string(),
-            }
+            id_name(&format!("background[{i}]"), id, mapping.as_deref())?
         } else {
             return Err(invalid(format!(
                 "`background`[{i}]: a label name (str) or id (int)"
