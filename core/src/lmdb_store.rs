@@ -85,11 +85,15 @@ fn lmdb_error(path: &Path, e: heed::Error) -> Error {
 }
 
 /// `(inode, (length, modification time))` of the store's `data.mdb`.
+/// (No inode off Unix: a rewritten store is then told by size and mtime.)
 fn stamp_of(path: &Path) -> Result<(u64, (u64, Option<SystemTime>))> {
-    use std::os::unix::fs::MetadataExt;
     let data = path.join(DATA_FILE);
     let meta = std::fs::metadata(&data).map_err(|e| Error::io(&data, e))?;
-    Ok((meta.ino(), (meta.len(), meta.modified().ok())))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Ok((inode, (meta.len(), meta.modified().ok())))
 }
 
 /// Opens (or finds open) the store at `path`.
