@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch_job;
 pub mod dataset;
 pub mod error;
 pub mod export;
@@ -25,9 +26,12 @@ pub mod pipeline;
 pub mod predict;
 pub mod report;
 pub mod segments;
+pub mod shard;
+pub mod shard_status;
 pub mod synth;
 pub mod train;
 pub mod video_features;
+pub mod video_list;
 pub mod vision;
 
 pub use error::{Error, Result};

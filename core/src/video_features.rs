@@ -32,6 +32,28 @@ pub fn source_path(source: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// How much work each video of `names` in `source` is, for balancing
+/// shards ([`crate::shard`]): its frames in an LMDB store, its file's size
+/// in a folder (proportional to frames at one feature width); 0 when
+/// missing (the job then fails on that video, by name).
+pub fn video_weights(source: &Path, names: &[String]) -> Vec<u64> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if is_lmdb(source) {
+        let frames: std::collections::HashMap<String, usize> =
+            crate::lmdb_store::list_videos(source)
+                .map(|v| v.into_iter().collect())
+                .unwrap_or_default();
+        return names
+            .iter()
+            .map(|n| frames.get(n).map_or(0, |&f| f as u64))
+            .collect();
+    }
+    names
+        .iter()
+        .map(|n| std::fs::metadata(source.join(format!("{n}.npy"))).map_or(0, |m| m.len()))
+        .collect()
+}
+
 /// The `[D, T]` features of video `name` from `source`: `source/<name>.npy`
 /// laid out as `layout`, or the video's frames in the LMDB store `source`
 /// (one value a frame, whatever `layout` says).

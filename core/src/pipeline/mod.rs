@@ -363,6 +363,7 @@ mod tests {
                 out: pred.clone(),
             },
             &PredictOptions::default(),
+            &crate::batch_job::BatchOptions::default(),
             &mut CpuEngine,
             &mut Silent,
         )

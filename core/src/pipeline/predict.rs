@@ -7,14 +7,15 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{layout, Engine, Monitor};
+use crate::batch_job::{run_batch, BatchItem, BatchOptions};
 use crate::error::{Error, Result};
 use crate::export::segments_file::SegmentsFile;
 use crate::export::{render, ExportFormat, ExportOptions, FrameRate};
 use crate::labels::{read_bundle, write_frame_labels};
 use crate::model::SegModel;
 use crate::npy::write_npy;
-use crate::predict::PredictedSegment;
-use crate::video_features::{read_video_features, source_path};
+use crate::predict::{PredictedSegment, Prediction};
+use crate::video_features::{read_video_features, source_path, video_weights};
 
 /// What a prediction run reads and where it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,16 +76,88 @@ mod by_name {
 /// What a prediction run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictReport {
-    /// Videos segmented.
+    /// Videos segmented now (this shard's, less those already finished).
     pub videos: usize,
+    /// Videos of this shard whose outputs existed and were kept.
+    pub reused: usize,
+    /// Videos in this shard (the whole bundle unless sharded).
+    pub shard_videos: usize,
     /// Where the model ran.
     pub device: String,
 }
 
-/// Segments every video of `inputs.videos` into `inputs.out`.
+/// The files [`write_outputs`] writes for `video` under `out`.
+pub fn output_paths(out: &Path, video: &str, options: &PredictOptions) -> Vec<PathBuf> {
+    let mut paths = vec![
+        out.join(format!("{video}.txt")),
+        out.join(format!("{video}.segments.json")),
+    ];
+    if options.save_probs {
+        paths.push(out.join(format!("{video}.probs.npy")));
+    }
+    if let (Some(format), Some(_)) = (options.export, options.fps) {
+        paths.push(out.join(format!("{video}.{}", format.extension())));
+    }
+    paths
+}
+
+/// Writes one video's outputs (each file atomically): `<video>.txt` (a
+/// label a frame), `<video>.segments.json`, and as `options` ask
+/// `<video>.probs.npy` and `<video>.<ext>`. Returns the export's notes
+/// and warnings. Every surface that segments videos into files (the
+/// command line, the Python package's Ray pipeline) writes through here.
+pub fn write_outputs(
+    out: &Path,
+    video: &str,
+    pred: &Prediction,
+    classes: &[String],
+    options: &PredictOptions,
+) -> Result<Vec<String>> {
+    if options.export.is_some() && options.fps.is_none() {
+        return Err(Error::invalid(
+            "`export` needs `fps` (the videos' frame rate)",
+        ));
+    }
+    let label_names: Vec<&str> = pred
+        .labels
+        .iter()
+        .map(|&l| classes[l as usize].as_str())
+        .collect();
+    write_frame_labels(out.join(format!("{video}.txt")), &label_names)?;
+    let segments = pred.segments(classes);
+    SegmentsFile {
+        video: video.to_string(),
+        frames: pred.labels.len() as u64,
+        fps: None,
+        segments: segments.clone(),
+    }
+    .write(out.join(format!("{video}.segments.json")))?;
+    let notes = export_beside(
+        options.export,
+        options.fps,
+        out,
+        video,
+        &segments,
+        pred.labels.len(),
+    )?;
+    if options.save_probs {
+        write_npy(
+            out.join(format!("{video}.probs.npy")),
+            &[pred.classes, pred.labels.len()],
+            &pred.probs,
+        )?;
+    }
+    Ok(notes)
+}
+
+/// Segments every video of `inputs.videos` into `inputs.out` — or this
+/// task's shard of them (`batch`): videos whose outputs exist are kept
+/// unless `batch.overwrite`, and `out/shards/` records each video
+/// ([`crate::batch_job`]).
 pub fn predict(
     inputs: &PredictInputs,
     options: &PredictOptions,
+    batch: &BatchOptions,
     engine: &mut dyn Engine,
     monitor: &mut dyn Monitor,
 ) -> Result<PredictReport> {
@@ -93,53 +166,48 @@ pub fn predict(
             "`export` needs `fps` (the videos' frame rate)",
         ));
     }
+    batch.shard()?;
     let model = SegModel::load(&inputs.model, &Device::Cpu)?;
     let names = read_bundle(&inputs.videos)?;
     let layout = layout(options.time_major);
-    let mut segmenter = engine.segmenter(&model)?;
     let out = &inputs.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    for (done, name) in names.iter().enumerate() {
+    let weights = video_weights(&inputs.features, &names);
+    let items: Vec<BatchItem> = names
+        .iter()
+        .zip(weights)
+        .map(|(name, weight)| BatchItem {
+            name: name.clone(),
+            weight,
+            outputs: output_paths(out, name, options),
+        })
+        .collect();
+    let mut segmenter = engine.segmenter(&model)?;
+    let mut notes = Vec::new();
+    let report = run_batch("predict", out, &items, batch, monitor, |item| {
+        let name = &item.name;
         let fpath = source_path(&inputs.features, name);
         let features = read_video_features(&inputs.features, name, layout)?;
         let pred = segmenter
             .predict(&features)
             .map_err(|e| Error::invalid(format!("{}: {e}", fpath.display())))?;
-        let label_names: Vec<&str> = pred
-            .labels
-            .iter()
-            .map(|&l| model.meta.classes[l as usize].as_str())
-            .collect();
-        write_frame_labels(out.join(format!("{name}.txt")), &label_names)?;
-        let segments = pred.segments(&model.meta.classes);
-        SegmentsFile {
-            video: name.clone(),
-            frames: pred.labels.len() as u64,
-            fps: None,
-            segments: segments.clone(),
-        }
-        .write(out.join(format!("{name}.segments.json")))?;
-        for line in export_beside(
-            options.export,
-            options.fps,
+        notes.extend(write_outputs(
             out,
             name,
-            &segments,
-            pred.labels.len(),
-        )? {
-            monitor.note(&line);
-        }
-        if options.save_probs {
-            write_npy(
-                out.join(format!("{name}.probs.npy")),
-                &[pred.classes, pred.labels.len()],
-                &pred.probs,
-            )?;
-        }
-        monitor.item_done(done + 1, names.len());
+            &pred,
+            &model.meta.classes,
+            options,
+        )?);
+        Ok(pred.labels.len() as u64)
+    });
+    for line in notes {
+        monitor.note(&line);
     }
+    let report = report?;
     Ok(PredictReport {
-        videos: names.len(),
+        videos: report.done,
+        reused: report.reused,
+        shard_videos: report.shard_videos,
         device: segmenter.describe(),
     })
 }

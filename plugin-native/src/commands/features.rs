@@ -4,14 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use anyhow::Context;
+use syncseg_core::batch_job::{run_batch, BatchItem};
 use syncseg_core::features::Features;
 use syncseg_core::npy::write_features;
+use syncseg_core::video_list::{read_video_list, ListedVideo};
 use syncseg_core::vision::{Normalization, Preprocess, Vit};
+use syncseg_core::Error;
 use syncseg_shaders::Gpu;
 
+use super::batch::BatchArgs;
 use super::device::{DeviceChoice, FrameEncoder};
-use crate::progress;
+use crate::progress::{self, CliMonitor};
 use crate::video::{self, VideoInfo};
 
 /// How frames become features.
@@ -86,33 +92,103 @@ impl VitArgs {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The video file (any container and codec FFmpeg reads).
+    #[arg(long, required_unless_present = "videos", conflicts_with = "videos")]
+    video: Option<PathBuf>,
+    /// A list of video files, one a line (optionally a tab and its frame
+    /// count, which balances shards), for a batch: --out is then a folder
+    /// of `<stem>.npy`, finished videos are kept on a rerun, and
+    /// `<out>/shards/` records the run (`syncseg shards status`).
     #[arg(long)]
-    video: PathBuf,
+    videos: Option<PathBuf>,
     #[command(flatten)]
     vit: VitArgs,
-    /// Output `.npy`: float32 `[D, T]` (MS-TCN layout).
+    /// Output `.npy`: float32 `[D, T]` (MS-TCN layout); with --videos, a folder.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    batch: BatchArgs,
+}
+
+fn sampling(fps: Option<f64>) -> String {
+    match fps {
+        Some(f) => format!("sampled at {f} fps"),
+        None => "every frame".to_string(),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let list = match &args.videos {
+        Some(list) => Some(read_video_list(list)?),
+        None => None,
+    };
+    if list.is_some() {
+        args.batch.options().shard()?;
+    }
     let mut vit = args
         .vit
         .encoder(super::device::open_gpu(args.vit.device)?)?;
-    let (features, info) = args.vit.features_of(&args.video, &mut vit)?;
-    write_features(&args.out, &features).with_context(|| format!("{}", args.out.display()))?;
-    println!(
-        "wrote {}: {} × {} frames ({}; video {}×{} at {} fps)",
-        args.out.display(),
-        features.dim,
-        features.frames,
-        match args.vit.fps {
-            Some(f) => format!("sampled at {f} fps"),
-            None => "every frame".to_string(),
+    let Some(list) = list else {
+        let video = args
+            .video
+            .as_deref()
+            .context("--video or --videos is required")?;
+        let (features, info) = args.vit.features_of(video, &mut vit)?;
+        write_features(&args.out, &features).with_context(|| format!("{}", args.out.display()))?;
+        println!(
+            "wrote {}: {} × {} frames ({}; video {}×{} at {} fps)",
+            args.out.display(),
+            features.dim,
+            features.frames,
+            sampling(args.vit.fps),
+            info.width,
+            info.height,
+            info.fps
+        );
+        return Ok(());
+    };
+
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
+    let items: Vec<BatchItem> = list
+        .iter()
+        .map(|v| BatchItem {
+            name: v.name.clone(),
+            weight: v.weight(),
+            outputs: vec![out.join(format!("{}.npy", v.name))],
+        })
+        .collect();
+    let by_name: HashMap<&str, &ListedVideo> = list.iter().map(|v| (v.name.as_str(), v)).collect();
+    let report = run_batch(
+        "features",
+        out,
+        &items,
+        &args.batch.options(),
+        &mut CliMonitor::train(),
+        |item| {
+            let video = by_name[item.name.as_str()];
+            let started = std::time::Instant::now();
+            let (features, _) = args
+                .vit
+                .features_of(&video.path, &mut vit)
+                .map_err(|e| Error::invalid(format!("{e:#}")))?;
+            write_features(&item.outputs[0], &features)?;
+            eprintln!(
+                "{}: {} × {} frames ({}) in {:.1} s",
+                video.path.display(),
+                features.dim,
+                features.frames,
+                sampling(args.vit.fps),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(features.frames as u64)
         },
-        info.width,
-        info.height,
-        info.fps
+    )?;
+    println!(
+        "wrote the features of {} videos into {} ({} already there, {} frames now)",
+        report.done,
+        out.display(),
+        report.reused,
+        report.frames
     );
     Ok(())
 }

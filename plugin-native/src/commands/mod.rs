@@ -1,5 +1,6 @@
 //! The subcommands of `syncseg`, one file each.
 
+mod batch;
 mod bench;
 mod bench_paper;
 mod bench_predict;
@@ -13,6 +14,7 @@ mod features;
 mod import;
 mod predict;
 mod segment;
+mod shards;
 mod synth;
 mod train;
 
@@ -53,10 +55,20 @@ pub enum Command {
     /// Time the model's inference and training step on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Batch jobs split over array tasks (Slurm, Kubernetes): their progress.
+    #[command(subcommand)]
+    Shards(ShardsCommand),
     /// Bundle a model directory into one file (for browsers and editor plugins).
     ExportModel(export_model::Args),
     /// Convert a reference PyTorch C2F-TCN checkpoint (.pth) into a model directory.
     Import(import::Args),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShardsCommand {
+    /// Summarise a sharded run's output folder: done, failed and pending
+    /// videos, shards not started; exits non-zero unless all are done.
+    Status(shards::StatusArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => export::run(a),
         Command::Import(a) => import::run(a),
         Command::ExportModel(a) => export_model::run(a),
+        Command::Shards(ShardsCommand::Status(a)) => shards::status(a),
         Command::Bench(BenchCommand::Step(a)) => bench::run(a),
         Command::Bench(BenchCommand::Predict(a)) => bench_predict::predict(a),
         Command::Bench(BenchCommand::Kernels(a)) => bench_predict::kernels(a),

@@ -36,6 +36,8 @@ pub struct Args {
     /// Where the model runs: cpu, wgpu (the GPU through Vulkan/Metal/DX12) or auto.
     #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::default())]
     device: super::device::DeviceChoice,
+    #[command(flatten)]
+    batch: super::batch::BatchArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -55,11 +57,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = syncseg_core::pipeline::predict(
         &inputs,
         &options,
+        &args.batch.options(),
         &mut engine,
         &mut CliMonitor::items("predict"),
     )?;
+    let kept = if report.reused > 0 {
+        format!(", {} already finished", report.reused)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "segmented {} videos into {} ({})",
+        "segmented {} videos into {} ({}{kept})",
         report.videos,
         inputs.out.display(),
         report.device

@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use syncseg_core::fsio::write_bytes_atomic;
 use syncseg_core::labels::Mapping;
+use syncseg_core::shard::Shard;
 use syncseg_core::synth::{Generator, Preset, SynthConfig};
 
 use syncseg_core::pipeline::study::{score, Budget};
@@ -48,6 +49,16 @@ pub struct Args {
     /// look; the report says so).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Compute only this shard of the seeds (from 0; needs --num-shards):
+    /// seed s belongs to shard s mod N. Default: SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX. Shards share --out; once all have finished, a
+    /// run without sharding computes nothing and writes the whole report.
+    #[arg(long)]
+    shard_index: Option<usize>,
+    /// How many shards the seeds are split into (default:
+    /// SLURM_ARRAY_TASK_COUNT; required with JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    num_shards: Option<usize>,
 }
 
 /// What the cached cells depend on; a resumed run must match it.
@@ -94,7 +105,16 @@ fn check_out(out: &Path, config: &BenchConfig) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+    // Another shard may be writing the configuration at this moment: its
+    // temporary file is not a foreign output.
+    let foreign = |e: std::io::Result<std::fs::DirEntry>| {
+        e.map_or(true, |e| {
+            !e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(".syncseg-") && n.ends_with(".tmp"))
+        })
+    };
+    if out.exists() && std::fs::read_dir(out)?.any(foreign) {
         bail!(
             "{}: exists and is not a bench paper output; choose another --out",
             out.display()
@@ -355,12 +375,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dim: args.dim,
         epochs: args.epochs,
     };
+    let (shard, source) =
+        Shard::resolve(args.shard_index, args.num_shards, |k| std::env::var(k).ok())?;
+    // Seeds cost alike: the balanced assignment is round robin.
+    let seeds: Vec<u64> = shard
+        .pick(&vec![1; args.seeds as usize])
+        .into_iter()
+        .map(|s| s as u64)
+        .collect();
+    if !shard.is_whole() {
+        eprintln!(
+            "[bench paper] shard {} of {} ({source}): seeds {:?}",
+            shard.index, shard.count, seeds
+        );
+    }
     check_out(&args.out, &config)?;
     let cells = plan::cells();
-    let total = args.seeds as usize * cells.len();
+    let total = seeds.len() * cells.len();
     let started = Instant::now();
     let (mut done, mut computed, mut computed_secs) = (0usize, 0usize, 0.0f64);
-    for seed in 0..args.seeds {
+    for &seed in &seeds {
         let root = args.out.join(format!("seed-{seed}"));
         let data = root.join("data");
         let models = root.join("models");
