@@ -74,6 +74,30 @@ fn records(dir: &Path, file: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The videos each shard's manifest header assigns it: disjoint and
+/// covering `expected` videos.
+fn assert_disjoint_cover(dir: &Path, command: &str, shards: usize, expected: usize) {
+    let mut all = Vec::new();
+    for i in 0..shards {
+        let file = dir
+            .join("shards")
+            .join(format!("{command}.{i}-of-{shards}.jsonl"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        for v in header["videos"].as_array().unwrap() {
+            all.push(v.as_str().unwrap().to_string());
+        }
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        (n, all.len()),
+        (expected, expected),
+        "shards overlap or miss videos"
+    );
+}
+
 /// Five clips of 1–5 s listed in `videos.txt` (one with its frame count),
 /// the tiny ViT, and the features of all of them by one process.
 struct Collection {
@@ -298,6 +322,7 @@ fn kubernetes_indexed_job_emulation_equals_one_process() {
     }
     let text = check(status(&out), "shards status");
     assert!(text.contains(&format!("{completions} started")), "{text}");
+    assert_disjoint_cover(&out, "features", completions, 5);
     assert_eq!(
         outputs(&out),
         c.reference,
