@@ -6,7 +6,9 @@
 //!   ([`crate::fsio::write_atomic`]), so a file is whole or absent.
 //! * A video whose outputs all exist is finished: a rerun skips it (unless
 //!   `overwrite`), so a crash or a preemption costs at most the video in
-//!   flight.
+//!   flight; the rerun removes the temporary files that video's
+//!   interrupted writes left (shards own disjoint videos, so no other task
+//!   is writing them).
 //! * Each shard keeps a manifest, `<out>/shards/<command>.<i>-of-<n>.jsonl`:
 //!   a header line (the shard's videos, the whole list's size and digest)
 //!   and one line per video as it ends (done or failed, seconds, frames).
@@ -273,6 +275,10 @@ pub fn run_batch(
                 error: None,
             }
         } else {
+            // What a killed earlier run of this shard was writing.
+            for p in &item.outputs {
+                crate::fsio::remove_stale_temps(p)?;
+            }
             match work(item) {
                 Ok(frames) => {
                     report.done += 1;

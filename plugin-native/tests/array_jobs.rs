@@ -108,11 +108,17 @@ struct Collection {
 }
 
 fn collection(threads: &str) -> Collection {
+    clips(threads, &[3, 1, 5, 2, 4])
+}
+
+/// Clips of `seconds` (one with its frame count), listed and extracted by
+/// one process.
+fn clips(threads: &str, seconds: &[usize]) -> Collection {
     let dir = tempfile::tempdir().unwrap();
     let videos = dir.path().join("videos");
     std::fs::create_dir_all(&videos).unwrap();
     let mut list = String::from("# recordings\n");
-    for (i, secs) in [3, 1, 5, 2, 4].into_iter().enumerate() {
+    for (i, &secs) in seconds.iter().enumerate() {
         clip(&videos, &format!("rec{i}"), secs);
         if i == 2 {
             list.push_str(&format!("videos/rec{i}.mp4\t{}\n", secs * 10));
@@ -139,7 +145,7 @@ fn collection(threads: &str) -> Collection {
         "one process",
     );
     let reference = outputs(&single);
-    assert_eq!(reference.len(), 5, "{:?}", reference.keys());
+    assert_eq!(reference.len(), seconds.len(), "{:?}", reference.keys());
     Collection {
         list: list_path,
         weights,
@@ -220,6 +226,71 @@ fn slurm_array_emulation_equals_one_process_and_resumes() {
         .map(|r| r["video"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(redone, [victim]);
+    assert_eq!(outputs(&out), c.reference);
+}
+
+#[test]
+fn a_killed_task_loses_at_most_the_video_in_flight() {
+    let c = clips("1", &[5; 10]);
+    let out = c.dir.path().join("killed");
+    let manifest = out.join("shards/features.0-of-1.jsonl");
+    let mut args = vec![
+        "features".to_string(),
+        "--videos".into(),
+        p(&c.list).into(),
+        "--weights".into(),
+        p(&c.weights).into(),
+        "--out".into(),
+        p(&out).into(),
+    ];
+    args.extend(SMALL.iter().map(|s| s.to_string()));
+    let mut child = Command::new(bin())
+        .args(&args)
+        .env("CI", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGKILL once three videos are recorded: mid-way through the fourth.
+    let started = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&manifest).map_or(0, |t| t.lines().count());
+        if lines >= 4 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the task ended before it was killed"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Whole outputs only (a write in flight may have left a temporary file).
+    let finished = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".npy")
+        })
+        .count();
+    assert!((3..10).contains(&finished), "{finished} videos written");
+
+    // The rerun computes only what was not finished, and the result is
+    // that of an uninterrupted run, with no temporary file left.
+    let out2 = syncseg(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    check(out2, "the rerun");
+    let redone = records(&out, "features.0-of-1.jsonl")
+        .iter()
+        .filter(|r| r["reused"] == false)
+        .count();
+    assert_eq!(redone, 10 - finished);
     assert_eq!(outputs(&out), c.reference);
 }
 
