@@ -119,6 +119,15 @@ impl Shard {
                     )
                 })?,
             };
+            // A list (`--array=3,5`) numbers tasks by gaps: its ids are
+            // not shard indices (a rerun of some tasks of a bigger array).
+            if let Some(max) = var("SLURM_ARRAY_TASK_MAX")? {
+                if max < min || (max - min) % step != 0 || (max - min) / step + 1 != n {
+                    return Err(Error::invalid(format!(
+                        "SLURM_ARRAY_TASK_ID {id}: the array ({min}–{max}, step {step}, {n} tasks) is not a range from its first id; give `shard_index` and `num_shards` (e.g. the task id and the full array's size)"
+                    )));
+                }
+            }
             if id < min || (id - min) % step != 0 {
                 return Err(Error::invalid(format!(
                     "SLURM_ARRAY_TASK_ID {id}: not on the array's range (min {min}, step {step}); use --array=A-B[:S] without gaps, or give `shard_index`"
