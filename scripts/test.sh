@@ -39,6 +39,13 @@ if ! python3 -c "import otio_cmx3600_adapter, otio_fcpx_xml_adapter, webvtt, srt
         python3 -m pip install -q --break-system-packages otio-cmx3600-adapter==1.0.0 otio-fcpx-xml-adapter==1.0.0 webvtt-py==0.6.0 srt==3.5.3
 fi
 need_apt xmllint libxml2-utils
+# The Kubernetes template test reads examples/k8s/*.yaml with PyYAML, as
+# Kubernetes tooling does (plugin-native/tests/array_jobs.rs).
+if ! python3 -c "import yaml" >/dev/null 2>&1; then
+    echo "installing PyYAML (PyPI)"
+    python3 -m pip install -q PyYAML==6.0.3 ||
+        python3 -m pip install -q --break-system-packages PyYAML==6.0.3
+fi
 
 # The wgpu executor's tests run on any Vulkan adapter; without a GPU that is
 # Mesa's lavapipe (a CPU Vulkan driver).
@@ -93,6 +100,12 @@ if ! "$venv/bin/python" -c "import numpy, pytest, lmdb, tqdm" >/dev/null 2>&1; t
     python3 -m venv "$venv" ||
         { apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
     "$venv/bin/python" -m pip install -q numpy==2.4.6 pytest==9.2.0 lmdb==3.0.0 tqdm==4.70.1
+fi
+# syncseg.ray's tests start a local Ray cluster (2 CPUs); Ray Data and Tune
+# come with pandas and pyarrow (~530 MB in the venv, ~30 s to install).
+if ! "$venv/bin/python" -c "import ray.data, ray.tune" >/dev/null 2>&1; then
+    echo "installing ray[data,tune] (PyPI) into $venv"
+    "$venv/bin/python" -m pip install -q "ray[data,tune]==2.60.0"
 fi
 MATURIN_PEP517_ARGS="--profile dev" "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./plugin-python
 (cd plugin-python && SYNCSEG_CLI="$PWD/../target/debug/syncseg" "../$venv/bin/python" -m pytest -q tests)

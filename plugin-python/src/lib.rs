@@ -1,7 +1,8 @@
 //! The `syncseg` Python module (its native part, `syncseg._syncseg`):
 //! core's pipeline (train, distill), models and predictions over NumPy
-//! arrays, the exact TAS metrics, the synthetic benchmark and the editor
-//! exporters. The pure-Python package around it (`python/syncseg`) adds
+//! arrays (and the files `syncseg predict` writes), the label-free
+//! held-out pair loss, the exact TAS metrics, the synthetic benchmark and
+//! the editor exporters. The pure-Python package around it (`python/syncseg`) adds
 //! the tqdm bar and re-exports everything here.
 //!
 //! Jobs take keyword arguments named as the command line's flags with
@@ -15,6 +16,7 @@ mod errors;
 mod jobs;
 mod metrics;
 mod model;
+mod pairs;
 
 use pyo3::prelude::*;
 
@@ -32,5 +34,6 @@ fn _syncseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::load_features, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::list_videos, m)?)?;
     m.add_function(wrap_pyfunction!(model::export, m)?)?;
+    m.add_function(wrap_pyfunction!(pairs::pair_loss, m)?)?;
     Ok(())
 }

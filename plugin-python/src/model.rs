@@ -8,7 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
 use syncseg_core::model::SegModel;
-use syncseg_core::predict::PredictedSegment;
+use syncseg_core::pipeline::predict::{output_paths, write_outputs};
+use syncseg_core::pipeline::PredictOptions;
+use syncseg_core::predict::{PredictedSegment, Prediction as CorePrediction};
 
 use crate::arrays::{features_from, parse_layout};
 use crate::errors::{invalid, OrPy};
@@ -25,6 +27,109 @@ impl Model {
     pub fn new(inner: SegModel, path: Option<PathBuf>) -> Self {
         Model { inner, path }
     }
+
+    /// The loaded model.
+    pub fn inner(&self) -> &SegModel {
+        &self.inner
+    }
+
+    /// `pred` as a Python `Prediction`.
+    fn to_python(&self, py: Python<'_>, pred: CorePrediction) -> PyResult<Prediction> {
+        let names: Vec<String> = pred
+            .labels
+            .iter()
+            .map(|&l| self.inner.meta.classes[l as usize].clone())
+            .collect();
+        let segments = pred.segments(&self.inner.meta.classes);
+        let (k, t) = (pred.classes, pred.labels.len());
+        let labels: Vec<i32> = pred.labels.iter().map(|&l| l as i32).collect();
+        Ok(Prediction {
+            labels: labels.into_pyarray(py).unbind(),
+            probs: pred.probs.into_pyarray(py).reshape([k, t])?.unbind(),
+            names,
+            segments,
+        })
+    }
+
+    /// Argument `prediction` as core's, checked against this model's
+    /// classes.
+    fn core_prediction(&self, py: Python<'_>, pred: &Prediction) -> PyResult<CorePrediction> {
+        let probs = pred.probs.bind(py);
+        let dims = probs.dims();
+        let (k, t) = (dims[0], dims[1]);
+        let probs = probs.to_vec()?;
+        let classes = self.inner.meta.classes.len();
+        if k != classes {
+            return Err(invalid(format!(
+                "`prediction`: {k} classes, but the model has {classes}"
+            )));
+        }
+        let labels = pred.labels.bind(py).to_vec()?;
+        if labels.len() != t {
+            return Err(invalid(format!(
+                "`prediction`: {} labels for {t} frames of probabilities",
+                labels.len()
+            )));
+        }
+        let labels = labels
+            .iter()
+            .map(|&l| {
+                u32::try_from(l)
+                    .ok()
+                    .filter(|&l| (l as usize) < classes)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "`prediction`: label {l} is not a class of the model"
+                        ))
+                    })
+            })
+            .collect::<PyResult<Vec<u32>>>()?;
+        Ok(CorePrediction {
+            probs,
+            classes: k,
+            labels,
+        })
+    }
+}
+
+/// What `Model.write_outputs` writes from.
+enum Source {
+    Prediction(CorePrediction),
+    Features(syncseg_core::features::Features),
+}
+
+/// The `export`/`fps`/`save_probs` arguments as core's predict options.
+fn predict_options(
+    export: Option<&str>,
+    fps: Option<&str>,
+    save_probs: bool,
+) -> PyResult<PredictOptions> {
+    let export = export
+        .map(|f| f.parse::<ExportFormat>())
+        .transpose()
+        .map_err(|e| invalid(format!("`export`: {e}")))?;
+    let fps = fps
+        .map(|f| f.parse::<FrameRate>())
+        .transpose()
+        .map_err(|e| invalid(format!("`fps`: {e}")))?;
+    if export.is_some() && fps.is_none() {
+        return Err(invalid("`export` needs `fps` (the video's frame rate)"));
+    }
+    Ok(PredictOptions {
+        save_probs,
+        export,
+        fps,
+        ..PredictOptions::default()
+    })
+}
+
+/// Each of core's notes on an export as a Python `UserWarning`.
+fn warn_all(py: Python<'_>, notes: &[String]) -> PyResult<()> {
+    let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
+    for note in notes {
+        PyErr::warn(py, &warning, &std::ffi::CString::new(note.as_str())?, 1)?;
+    }
+    Ok(())
 }
 
 #[pymethods]
@@ -121,20 +226,86 @@ impl Model {
         let pred = py
             .detach(|| syncseg_core::predict::predict(&self.inner, &features))
             .map_err(|e| invalid(format!("`features`: {e}")))?;
-        let names: Vec<String> = pred
-            .labels
-            .iter()
-            .map(|&l| self.inner.meta.classes[l as usize].clone())
-            .collect();
-        let segments = pred.segments(&self.inner.meta.classes);
-        let (k, t) = (pred.classes, pred.labels.len());
-        let labels: Vec<i32> = pred.labels.iter().map(|&l| l as i32).collect();
-        Ok(Prediction {
-            labels: labels.into_pyarray(py).unbind(),
-            probs: pred.probs.into_pyarray(py).reshape([k, t])?.unbind(),
-            names,
-            segments,
-        })
+        self.to_python(py, pred)
+    }
+
+    /// Writes the files `syncseg predict` writes for one video, byte for
+    /// byte, into `out` (created if missing): `<video>.txt` (a class name
+    /// a frame), `<video>.segments.json`, with `save_probs` `<video>.probs.npy`,
+    /// and with `export` (and `fps`) the editor file `<video>.<ext>`.
+    /// `prediction` is a `Prediction` of this model, or features (as
+    /// `predict` takes them, laid out as `layout`), segmented first.
+    /// Returns the paths written; the export's notes are `UserWarning`s
+    /// (a video the format cannot represent is not exported, as on the
+    /// command line).
+    #[pyo3(signature = (prediction, video, out, *, export = None, fps = None, save_probs = false, layout = "dt"))]
+    #[allow(clippy::too_many_arguments)]
+    fn write_outputs(
+        &self,
+        py: Python<'_>,
+        prediction: &Bound<'_, PyAny>,
+        video: &str,
+        out: PathBuf,
+        export: Option<&str>,
+        fps: Option<&str>,
+        save_probs: bool,
+        layout: &str,
+    ) -> PyResult<Vec<PathBuf>> {
+        let options = predict_options(export, fps, save_probs)?;
+        if video.is_empty() || video.contains(['/', '\\']) {
+            return Err(invalid(format!(
+                "`video` '{video}': a file name (no folders), as in a split bundle"
+            )));
+        }
+        // A prediction is converted here, features are segmented below
+        // with the GIL released.
+        let source = match prediction.cast::<Prediction>() {
+            Ok(pred) => Source::Prediction(self.core_prediction(py, pred.get())?),
+            Err(_) => {
+                let features: PyArrayLikeDyn<'_, f32, AllowTypeChange> =
+                    prediction.extract().map_err(|_| {
+                        invalid(format!(
+                            "`prediction`: a Prediction or a 2-D array of features, not a {}",
+                            prediction
+                                .get_type()
+                                .name()
+                                .map(|n| n.to_string())
+                                .unwrap_or_default()
+                        ))
+                    })?;
+                Source::Features(features_from(
+                    "prediction",
+                    &features,
+                    parse_layout(layout)?,
+                )?)
+            }
+        };
+        let classes = &self.inner.meta.classes;
+        let notes = py
+            .detach(|| {
+                let pred = match source {
+                    Source::Prediction(pred) => pred,
+                    Source::Features(features) => {
+                        syncseg_core::predict::predict(&self.inner, &features).map_err(|e| {
+                            syncseg_core::Error::invalid(format!("`prediction`: {e}"))
+                        })?
+                    }
+                };
+                std::fs::create_dir_all(&out).map_err(|e| syncseg_core::Error::io(&out, e))?;
+                write_outputs(&out, video, &pred, classes, &options)
+            })
+            .or_py()?;
+        warn_all(py, &notes)?;
+        let mut paths = output_paths(&out, video, &options);
+        // core reports an export it skipped as a `warning: …` line and
+        // writes no file for it (its other lines are `note: …`).
+        if let Some(format) = options.export {
+            if notes.iter().any(|n| n.starts_with("warning:")) {
+                let skipped = out.join(format!("{video}.{}", format.extension()));
+                paths.retain(|p| *p != skipped);
+            }
+        }
+        Ok(paths)
     }
 
     fn __repr__(&self) -> String {
@@ -265,9 +436,6 @@ pub fn export(
         drop_frame,
     };
     let rendered = render(format, &segments, rate, &options).or_py()?;
-    for note in &rendered.notes {
-        let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
-        PyErr::warn(py, &warning, &std::ffi::CString::new(note.as_str())?, 1)?;
-    }
+    warn_all(py, &rendered.notes)?;
     Ok(rendered.text)
 }

@@ -4,6 +4,8 @@ import os
 import pathlib
 import shutil
 
+import lmdb
+import numpy as np
 import pytest
 
 import syncseg
@@ -56,3 +58,26 @@ def cli():
             pytest.fail("no syncseg binary: build it with `cargo build -p syncseg-native`")
         pytest.skip("no syncseg binary built (cargo build -p syncseg-native)")
     return exe
+
+
+def write_release_store(npy_dir, store, videos):
+    """An LMDB store as the sync paper's release writes it: one
+    environment, key `<video>_{i+1:010d}.jpg`, value frame i's float32."""
+    env = lmdb.open(str(store), map_size=1 << 30)
+    with env.begin(write=True) as txn:
+        for video in videos:
+            x = np.load(npy_dir / f"{video}.npy")  # [D, T]
+            for i, frame in enumerate(np.ascontiguousarray(x.T, dtype=np.float32)):
+                txn.put(f"{video}_{i + 1:010d}.jpg".encode(), frame.tobytes())
+    env.close()
+
+
+def output_files(folder):
+    """{relative path: bytes} of what a prediction run wrote into `folder`,
+    less the command line's run records (`shards/`)."""
+    folder = pathlib.Path(folder)
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).parts[0] != "shards"
+    }

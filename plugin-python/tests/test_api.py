@@ -2,9 +2,12 @@
 
 import ast
 import importlib.util
+import inspect
 import json
 import pathlib
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -34,6 +37,61 @@ def test_stub_defaults_are_cores():
             assert stub == value, f"{fn.name}({name}=): stub {stub!r}, core {value!r}"
             checked += 1
     assert checked == len(syncseg.defaults("train")) + len(syncseg.defaults("distill"))
+
+
+REQUIRED = "<required>"
+
+
+def _stub_signature(fn):
+    """(name, kind, default) of each parameter of a stub function."""
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    defaults = [REQUIRED] * (len(positional) - len(args.defaults)) + [ast.literal_eval(d) for d in args.defaults]
+    params = [(a.arg, "positional", d) for a, d in zip(positional, defaults)]
+    params += [(a.arg, "keyword", REQUIRED if d is None else ast.literal_eval(d))
+               for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    return [p for p in params if p[0] != "self"]
+
+
+def _native_signature(obj):
+    """As `_stub_signature`, from the native object's text signature (a
+    default pyo3 cannot write, such as `Vec::new()`, reads `...`)."""
+    kinds = {inspect.Parameter.KEYWORD_ONLY: "keyword"}
+    return [
+        (p.name, kinds.get(p.kind, "positional"), REQUIRED if p.default is inspect.Parameter.empty else p.default)
+        for p in inspect.signature(obj).parameters.values()
+        if p.name != "self"
+    ]
+
+
+def test_stub_signatures_are_the_native_ones():
+    """Every native function and method in the stubs takes the arguments
+    and defaults the stubs say (train and distill: the test above)."""
+    stubs = ast.parse((REPO / "plugin-python/python/syncseg/__init__.pyi").read_text())
+    functions = {fn.name: (syncseg, fn) for fn in stubs.body if isinstance(fn, ast.FunctionDef)}
+    for cls in (c for c in stubs.body if isinstance(c, ast.ClassDef)):
+        for fn in cls.body:
+            if (isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_")
+                    and not any(getattr(d, "id", None) == "property" for d in fn.decorator_list)):
+                functions[f"{cls.name}.{fn.name}"] = (getattr(syncseg, cls.name), fn)
+    checked = 0
+    for name, (owner, fn) in functions.items():
+        if name in ("train", "distill"):
+            continue
+        native = _native_signature(getattr(owner, name.split(".")[-1]))
+        stub = _stub_signature(fn)
+        assert [p[:2] for p in native] == [p[:2] for p in stub], name
+        for (arg, _, have), (_, _, want) in zip(native, stub):
+            if have is not Ellipsis:
+                assert have == want, f"{name}({arg}=): native {have!r}, stub {want!r}"
+        checked += 1
+    assert checked >= 10
+    assert {n for n in functions if "." not in n} | {"Model", "Prediction", "__version__"} == set(syncseg.__all__)
+
+
+def test_importing_syncseg_does_not_import_ray():
+    code = "import sys, syncseg; assert 'ray' not in sys.modules, 'ray imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_predict_takes_any_dtype_order_and_layout(bench, teacher):

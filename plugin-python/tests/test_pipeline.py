@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import syncseg
-from conftest import SMALL, job_paths
+from conftest import SMALL, job_paths, output_files, write_release_store
 
 
 def bundle(data, split):
@@ -55,30 +55,53 @@ def test_train_distill_predict_evaluate(bench, teacher, tmp_path):
     assert all(0.0 <= scores[k] <= 100.0 for k in ("edit", "f1_10", "f1_25", "f1_50", "mof"))
 
 
-def test_predict_equals_the_command_lines_probs(bench, teacher, tmp_path, cli):
-    out = tmp_path / "pred"
+def test_predict_and_write_outputs_equal_the_command_line(bench, teacher, tmp_path, cli):
+    out = tmp_path / "cli"
     subprocess.run(
         [cli, "predict", "--model", str(teacher.path), "--features", str(bench / "features/exo"),
-         "--videos", str(bench / "splits/exo_test.bundle"), "--out", str(out), "--save-probs"],
+         "--videos", str(bench / "splits/exo_test.bundle"), "--out", str(out), "--save-probs",
+         "--export", "fcpxml", "--fps", "30000/1001"],
         check=True, capture_output=True,
     )
-    for video in bundle(bench, "exo_test"):
-        p = teacher.predict(syncseg.load_features(bench / "features/exo", video=video))
+    mine = tmp_path / "python"
+    for i, video in enumerate(bundle(bench, "exo_test")):
+        x = syncseg.load_features(bench / "features/exo", video=video)
+        p = teacher.predict(x)
         want = np.load(out / f"{video}.probs.npy")
         assert np.array_equal(p.probs, want), video
         assert p.names == (out / f"{video}.txt").read_text().splitlines()
+        # From the prediction, or (every other video) from the features.
+        # The export's notes, as the command line prints them.
+        with pytest.warns(UserWarning, match=f"note: {video}: no media path given"):
+            written = teacher.write_outputs(p if i % 2 else x, video, mine, export="fcpxml",
+                                            fps="30000/1001", save_probs=True)
+        assert [w.name for w in written] == [
+            f"{video}.txt", f"{video}.segments.json", f"{video}.probs.npy", f"{video}.fcpxml"]
+    assert output_files(mine) == output_files(out)
 
 
-def write_release_store(npy_dir, store, videos):
-    """An LMDB store as the sync paper's release writes it: one
-    environment, key `<video>_{i+1:010d}.jpg`, value frame i's float32."""
-    env = lmdb.open(str(store), map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        for video in videos:
-            x = np.load(npy_dir / f"{video}.npy")  # [D, T]
-            for i, frame in enumerate(np.ascontiguousarray(x.T, dtype=np.float32)):
-                txn.put(f"{video}_{i + 1:010d}.jpg".encode(), frame.tobytes())
-    env.close()
+def test_write_outputs_refuses_bad_arguments(teacher, tmp_path):
+    x = np.zeros((teacher.input_dim, 40), np.float32)
+    p = teacher.predict(x)
+    with pytest.raises(ValueError, match="`export` needs `fps`"):
+        teacher.write_outputs(p, "v", tmp_path, export="srt")
+    with pytest.raises(ValueError, match="`export`: "):
+        teacher.write_outputs(p, "v", tmp_path, export="mp4", fps="25")
+    with pytest.raises(ValueError, match="`video` 'a/b'"):
+        teacher.write_outputs(p, "a/b", tmp_path)
+    with pytest.raises(ValueError, match="a Prediction or a 2-D array"):
+        teacher.write_outputs("features.npy", "v", tmp_path)
+    with pytest.raises(ValueError, match="`prediction`: expected a 2-D array"):
+        teacher.write_outputs(np.zeros(5), "v", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    # Only the default files.
+    assert [w.name for w in teacher.write_outputs(x, "v", tmp_path)] == ["v.txt", "v.segments.json"]
+    # A video the format cannot hold (YouTube: 30 s at least) is not
+    # exported, as on the command line, and not listed.
+    with pytest.warns(UserWarning, match="warning: w: not exported as youtube"):
+        written = teacher.write_outputs(p, "w", tmp_path, export="youtube", fps="25")
+    assert [w.name for w in written] == ["w.txt", "w.segments.json"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["v.segments.json", "v.txt", "w.segments.json", "w.txt"]
 
 
 @pytest.fixture(scope="module")

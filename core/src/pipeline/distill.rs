@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{close_log, layout, open_log, Engine, Monitor, Observers, StageReport, Trained};
 use crate::dataset::MultiViewDataset;
 use crate::error::{Error, Result};
+use crate::features::Features;
 use crate::labels::{read_bundle, Mapping};
 use crate::model::{AdapterConfig, SegModel};
 use crate::npy::FeatureLayout;
@@ -281,6 +282,73 @@ fn load_task_videos(
     load_labeled(&features, &labels, &mapping, &names, layout)
 }
 
+/// The recordings of `names` as (name, teacher view, student view), read
+/// from two feature sources and checked to be synchronized frame by frame.
+fn read_feature_pairs(
+    teacher_features: &Path,
+    student_features: &Path,
+    names: Vec<String>,
+    layout: FeatureLayout,
+) -> Result<Vec<(String, Features, Features)>> {
+    let mut recs = Vec::with_capacity(names.len());
+    for name in names {
+        let t = read_video_features(teacher_features, &name, layout)?;
+        let s = read_video_features(student_features, &name, layout)?;
+        let tol = crate::dataset::LENGTH_TOLERANCE_FRAMES;
+        if t.frames.abs_diff(s.frames) > tol {
+            return Err(Error::invalid(format!(
+                "pair '{name}': the teacher view has {} frames and the student view {}: not synchronized \
+                 frame by frame (use `dataset` with a views.json declaring each view's fps and offset)",
+                t.frames, s.frames
+            )));
+        }
+        recs.push((name, t, s));
+    }
+    Ok(recs)
+}
+
+/// The label-free held-out pair loss of `student` against `teacher`, the
+/// score distillation selects its epoch on: over the synchronized pairs of
+/// `videos` (every frame; teacher view from `teacher_features`, student
+/// view from `student_features`), the MSE between the student's heads and
+/// the teacher's, summed over `levels` (default: every head) and averaged
+/// over windows. Students distilled with different `levels` compare on it
+/// only when it is taken over the same `levels`.
+pub fn pair_loss(
+    teacher: &SegModel,
+    student: &SegModel,
+    teacher_features: &Path,
+    student_features: &Path,
+    videos: &Path,
+    levels: Option<Vec<usize>>,
+    time_major: bool,
+) -> Result<f64> {
+    let names = read_bundle(videos)?;
+    let recs = read_feature_pairs(
+        teacher_features,
+        student_features,
+        names,
+        layout(time_major),
+    )?;
+    let pairs = make_pairs(recs, &PairOptions::default(), &Default::default())?;
+    let levels = levels.unwrap_or_else(|| (0..teacher.meta.backbone.outputs()).collect());
+    let objective = Distill::new(
+        teacher,
+        &[],
+        &pairs,
+        levels,
+        teacher.meta.window_frames,
+        Device::Cpu,
+    )?;
+    let validation = objective.validate(student)?.ok_or_else(|| {
+        Error::invalid(format!(
+            "`videos` {}: no held-out windows",
+            videos.display()
+        ))
+    })?;
+    Ok(-validation.score)
+}
+
 fn load_pairs(
     inputs: &DistillInputs,
     options: &DistillOptions,
@@ -310,19 +378,7 @@ fn load_pairs(
                 "give `teacher_features` and `student_features`, or `dataset` with `teacher_view` and `student_view`",
             ));
         };
-        for name in names {
-            let t = read_video_features(tdir, &name, layout)?;
-            let s = read_video_features(sdir, &name, layout)?;
-            let tol = crate::dataset::LENGTH_TOLERANCE_FRAMES;
-            if t.frames.abs_diff(s.frames) > tol {
-                return Err(Error::invalid(format!(
-                    "pair '{name}': the teacher view has {} frames and the student view {}: not synchronized \
-                     frame by frame (use `dataset` with a views.json declaring each view's fps and offset)",
-                    t.frames, s.frames
-                )));
-            }
-            recs.push((name, t, s));
-        }
+        recs = read_feature_pairs(tdir, sdir, names, layout)?;
     }
     let procedures =
         match (&inputs.procedures, &inputs.dataset) {

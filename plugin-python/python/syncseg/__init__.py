@@ -7,7 +7,9 @@ flags with underscores and have the same defaults (``syncseg.defaults(job)``).
 Features are NumPy arrays ``[D, T]`` (or ``[T, D]`` with ``layout="td"``),
 folders of ``<video>.npy``, or LMDB stores as the paper's release writes
 them. Errors are ``ValueError`` (bad input) and ``OSError`` (files) with the
-command line's one-line messages.
+command line's one-line messages. ``syncseg.ray`` (imported on its own,
+with Ray installed) runs prediction and distillation sweeps on a Ray
+cluster.
 """
 
 from typing import Any, Callable, Dict, Optional, Union
@@ -22,6 +24,7 @@ from ._syncseg import (
     export,
     list_videos,
     load_features,
+    pair_loss,
     synth,
 )
 
@@ -35,6 +38,7 @@ __all__ = [
     "export",
     "list_videos",
     "load_features",
+    "pair_loss",
     "synth",
     "train",
 ]

@@ -14,6 +14,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 Progress = Union[Callable[[Dict[str, Any]], None], bool, None]
 Labels = Union[Sequence[str], npt.ArrayLike]
 Layout = Literal["dt", "td"]
+ExportFormat = Literal["otio", "edl", "fcpxml", "vtt", "ffmetadata", "srt", "youtube", "csv", "json"]
 
 class Prediction:
     """The segmentation of one video."""
@@ -62,6 +63,23 @@ class Model:
     ) -> Prediction:
         """Segments one video: ``features`` ``[D, T]`` (``"dt"``) or
         ``[T, D]`` (``"td"``), any float dtype and memory order."""
+    def write_outputs(
+        self,
+        prediction: Union[Prediction, npt.ArrayLike],
+        video: str,
+        out: PathLike,
+        *,
+        export: Optional[ExportFormat] = None,
+        fps: Optional[str] = None,
+        save_probs: bool = False,
+        layout: Layout = "dt",
+    ) -> List[pathlib.Path]:
+        """Writes into ``out`` the files ``syncseg predict`` writes for one
+        video, byte for byte: ``<video>.txt``, ``<video>.segments.json``,
+        with ``save_probs`` ``<video>.probs.npy``, with ``export`` and
+        ``fps`` ``<video>.<ext>``. ``prediction`` is a ``Prediction`` of
+        this model or features to segment first. Returns the paths
+        written; the export's notes are ``UserWarning``s."""
 
 def train(
     *,
@@ -140,6 +158,23 @@ def distill(
     ``student_features`` are folders of ``<video>.npy`` or LMDB stores whose
     frame t shows the same instant. Returns the student, saved in ``out``."""
 
+def pair_loss(
+    teacher: Model,
+    student: Model,
+    *,
+    teacher_features: PathLike,
+    student_features: PathLike,
+    videos: PathLike,
+    levels: Optional[Sequence[int]] = None,
+    time_major: bool = False,
+) -> float:
+    """The label-free held-out pair loss of ``student``: the MSE between
+    its heads on the student view and ``teacher``'s on the synchronized
+    teacher view, summed over ``levels`` (default every head), averaged
+    over the windows of ``videos`` (a split bundle). With distill's
+    ``levels`` and ``val_videos`` it is the loss that run selected its
+    epoch on. No labels are read."""
+
 def defaults(job: Literal["train", "distill", "predict"]) -> Dict[str, Any]:
     """The default options of a job, as core defines them."""
 
@@ -173,7 +208,7 @@ def export(
     segments: Union[Prediction, Sequence[Dict[str, Any]]],
     *,
     fps: str = "30000/1001",
-    format: Literal["otio", "edl", "fcpxml", "vtt", "ffmetadata", "srt", "youtube", "csv", "json"] = "otio",
+    format: ExportFormat = "otio",
     title: str = "",
     video_frames: Optional[int] = None,
     background: Sequence[str] = (),
