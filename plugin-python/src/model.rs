@@ -252,11 +252,13 @@ impl Model {
         layout: &str,
     ) -> PyResult<Vec<PathBuf>> {
         let options = predict_options(export, fps, save_probs)?;
-        if video.is_empty() || video.contains(['/', '\\']) {
-            return Err(invalid(format!(
-                "`video` '{video}': a file name (no folders), as in a split bundle"
-            )));
+        if video.is_empty() {
+            return Err(invalid(
+                "`video`: empty (the name outputs are written under)",
+            ));
         }
+        syncseg_core::labels::check_video_name(video)
+            .map_err(|e| invalid(format!("`video`: {e}")))?;
         // A prediction is converted here, features are segmented below
         // with the GIL released.
         let source = match prediction.cast::<Prediction>() {
