@@ -3,7 +3,7 @@ actor, writing what `syncseg predict` writes (byte for byte):
 
     python examples/ray/segment.py --model student --features features/ego \\
         --out predictions [--videos split.bundle] [--concurrency 2] \\
-        [--export otio --fps 30000/1001] [--save-probs] [--address auto]
+        [--export otio --fps 30000/1001] [--save-probs] [--overwrite] [--address auto]
 
 `--features` is a folder of <video>.npy (read with
 ray.data.read_binary_files) or an LMDB store. Without `--address` it starts
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--fps", help="the videos' frame rate, for --export")
     ap.add_argument("--save-probs", action="store_true")
     ap.add_argument("--time-major", action="store_true", help="feature files are [T, D]")
+    ap.add_argument("--overwrite", action="store_true", help="redo videos whose files exist")
     ap.add_argument("--address", help="a running cluster (\"auto\"); default: a local one")
     args = ap.parse_args()
 
@@ -38,12 +39,13 @@ def main() -> None:
     rows = syncseg.ray.segment(
         args.model, args.features, args.out, videos=args.videos, concurrency=args.concurrency,
         batch_size=args.batch_size, export=args.export, fps=args.fps, save_probs=args.save_probs,
-        layout="td" if args.time_major else "dt",
+        layout="td" if args.time_major else "dt", overwrite=args.overwrite,
     )
     seconds = time.perf_counter() - start
-    frames = sum(r["frames"] for r in rows)
-    print(f"{len(rows)} videos, {frames} frames in {seconds:.1f} s "
-          f"({args.concurrency} actors) -> {args.out}")
+    computed = [r for r in rows if not r["kept"]]
+    frames = sum(r["frames"] for r in computed)
+    print(f"{len(computed)} videos, {frames} frames in {seconds:.1f} s "
+          f"({args.concurrency} actors; {len(rows) - len(computed)} already finished, kept) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ fn _syncseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::load_features, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::list_videos, m)?)?;
     m.add_function(wrap_pyfunction!(model::export, m)?)?;
+    m.add_function(wrap_pyfunction!(model::output_paths, m)?)?;
     m.add_function(wrap_pyfunction!(pairs::pair_loss, m)?)?;
     Ok(())
 }

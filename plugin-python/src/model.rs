@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use syncseg_core::export::{render, ExportFormat, ExportOptions, FrameRate};
 use syncseg_core::model::SegModel;
-use syncseg_core::pipeline::predict::{output_paths, write_outputs};
+use syncseg_core::pipeline::predict::{output_paths as output_paths_of, write_outputs};
 use syncseg_core::pipeline::PredictOptions;
 use syncseg_core::predict::{PredictedSegment, Prediction as CorePrediction};
 
@@ -121,6 +121,23 @@ fn predict_options(
         fps,
         ..PredictOptions::default()
     })
+}
+
+/// The files `syncseg predict` (and `Model.write_outputs`) writes for
+/// `video` under `out` with these options: a video whose files all exist
+/// is finished, which is how reruns skip it.
+#[pyfunction]
+#[pyo3(signature = (out, video, *, export = None, fps = None, save_probs = false))]
+pub fn output_paths(
+    out: PathBuf,
+    video: &str,
+    export: Option<&str>,
+    fps: Option<&str>,
+    save_probs: bool,
+) -> PyResult<Vec<PathBuf>> {
+    syncseg_core::labels::check_video_name(video).map_err(|e| invalid(format!("`video`: {e}")))?;
+    let options = predict_options(export, fps, save_probs)?;
+    Ok(output_paths_of(&out, video, &options))
 }
 
 /// Each of core's notes on an export as a Python `UserWarning`.
@@ -298,7 +315,7 @@ impl Model {
             })
             .or_py()?;
         warn_all(py, &notes)?;
-        let mut paths = output_paths(&out, video, &options);
+        let mut paths = output_paths_of(&out, video, &options);
         // core reports an export it skipped as a `warning: …` line and
         // writes no file for it (its other lines are `note: …`).
         if let Some(format) = options.export {

@@ -56,6 +56,25 @@ def test_the_ray_pipeline_writes_the_command_lines_files(bench, teacher, tmp_pat
         assert [os.path.basename(p) for p in r["paths"]] == [
             f"{r['video']}.{ext}" for ext in ("txt", "segments.json", "probs.npy", "vtt")]
 
+    assert not any(r["kept"] for r in rows)
+
+    # A rerun keeps every finished video; one whose files are gone (a
+    # preempted actor) is the only one computed; overwrite redoes all.
+    (tmp_path / "ray" / f"{names[2]}.vtt").unlink()
+    again = syncseg.ray.segment(
+        teacher, bench / "features/exo", tmp_path / "ray", videos=videos, concurrency=1,
+        export="vtt", fps="25", save_probs=True,
+    )
+    assert [r["video"] for r in again if not r["kept"]] == [names[2]]
+    assert [r["video"] for r in again] == names
+    assert output_files(tmp_path / "ray") == output_files(want)
+    redone = syncseg.ray.segment(
+        teacher, bench / "features/exo", tmp_path / "ray", videos=videos, concurrency=1,
+        export="vtt", fps="25", save_probs=True, overwrite=True,
+    )
+    assert not any(r["kept"] for r in redone)
+    assert output_files(tmp_path / "ray") == output_files(want)
+
     # A list of files, and an LMDB store (read by the actors), one actor.
     files = [bench / "features/exo" / f"{v}.npy" for v in names[:4]]
     syncseg.ray.segment(teacher.path, files, tmp_path / "list", concurrency=1)

@@ -24,6 +24,7 @@ from ._syncseg import (
     export,
     list_videos,
     load_features,
+    output_paths,
     pair_loss,
     synth,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "export",
     "list_videos",
     "load_features",
+    "output_paths",
     "pair_loss",
     "synth",
     "train",

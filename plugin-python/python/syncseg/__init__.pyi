@@ -158,6 +158,18 @@ def distill(
     ``student_features`` are folders of ``<video>.npy`` or LMDB stores whose
     frame t shows the same instant. Returns the student, saved in ``out``."""
 
+def output_paths(
+    out: PathLike,
+    video: str,
+    *,
+    export: Optional[ExportFormat] = None,
+    fps: Optional[str] = None,
+    save_probs: bool = False,
+) -> List[pathlib.Path]:
+    """The files ``syncseg predict`` (and ``Model.write_outputs``) writes
+    for ``video`` under ``out`` with these options; a video whose files
+    all exist is finished (reruns skip it)."""
+
 def pair_loss(
     teacher: Model,
     student: Model,

@@ -129,6 +129,7 @@ def segment(
     fps: Optional[str] = None,
     save_probs: bool = False,
     layout: str = "dt",
+    overwrite: bool = False,
 ) -> List[Dict[str, Any]]:
     """Segments videos on the Ray cluster and writes into ``out`` the files
     ``syncseg predict`` writes (byte for byte): ``<video>.txt``,
@@ -140,8 +141,12 @@ def segment(
     paths, or an LMDB store (then ``videos`` defaults to all of its
     videos). ``.npy`` files are read by ``ray.data.read_binary_files``;
     ``concurrency`` actors each hold one loaded model and take
-    ``num_cpus`` CPUs (and compute on as many threads). Returns one dict per video (``video``, ``frames``,
-    ``segments``, ``paths``), in the order of the videos given.
+    ``num_cpus`` CPUs (and compute on as many threads). A video whose files
+    all exist in ``out`` is kept, not recomputed (``overwrite`` redoes it),
+    as ``syncseg predict`` does on a rerun. Returns one dict per video
+    (``video``, ``frames``, ``segments``, ``paths``, ``kept``; ``frames``
+    and ``segments`` are ``None`` for a kept video), in the order of the
+    videos given.
     """
     ray = _ray()
     out = pathlib.Path(out).resolve()
@@ -183,6 +188,23 @@ def segment(
             raise ValueError(f"video '{name}' is given twice: its files in `out` would collide")
         seen.add(name)
     out.mkdir(parents=True, exist_ok=True)
+    order = {name: i for i, name in enumerate(names)}
+    # Finished videos (every file there) are kept, as the CLI's reruns do.
+    expected = {
+        n: syncseg.output_paths(out, n, export=export, fps=fps, save_probs=save_probs) for n in names
+    }
+    kept = [] if overwrite else [n for n in names if all(p.is_file() for p in expected[n])]
+    if kept:
+        done = set(kept)
+        if store is None:
+            paths = [p for p, n in zip(paths, names) if n not in done]
+        names = [n for n in names if n not in done]
+    rows: List[Dict[str, Any]] = [
+        dict(video=n, frames=None, segments=None, paths=[str(p) for p in expected[n]], kept=True)
+        for n in kept
+    ]
+    if not names:
+        return rows
     if store is None:
         # Reading is I/O: the read tasks take no CPU of the actors' (with
         # one each, actors as many as the CPUs leave the reads waiting
@@ -195,7 +217,7 @@ def segment(
     else:
         ds = ray.data.from_items([{"video": v} for v in names])
         kwargs["features"] = str(store)
-    rows = ds.map_batches(
+    computed = ds.map_batches(
         Segmenter,
         fn_constructor_kwargs=kwargs,
         compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -207,13 +229,13 @@ def segment(
         # actors: 14.7 s, with this 11.5 s).
         runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(max(1, int(num_cpus)))}},
     ).take_all()
-    order = {name: i for i, name in enumerate(names)}
-    rows.sort(key=lambda r: order[r["video"]])
-    return [
+    rows += [
         dict(video=str(r["video"]), frames=int(r["frames"]), segments=int(r["segments"]),
-             paths=[str(p) for p in r["paths"]])
-        for r in rows
+             paths=[str(p) for p in r["paths"]], kept=False)
+        for r in computed
     ]
+    rows.sort(key=lambda r: order[r["video"]])
+    return rows
 
 
 def distill_trial(config: Dict[str, Any]) -> None:
