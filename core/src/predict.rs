@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::features::Features;
+use crate::model::cpu_infer::CpuInference;
 use crate::model::{Mode, SegModel};
 use crate::segments::segments_of;
 use crate::train::windows::{features_batch, padded_len, windows, Window};
@@ -102,16 +103,31 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
     let k = c.num_classes();
     let t_total = features.frames;
     let mut probs = vec![0f32; k * t_total];
+    // On the CPU, the executor that reuses its buffers from one batch of
+    // windows to the next (the same bits as candle's eval path).
+    let mut exec = device
+        .is_cpu()
+        .then(|| CpuInference::new(model.net.layers()));
     for (chunk, t) in window_batches(t_total, model.meta.window_frames) {
         let (x, _) = features_batch(&[features], &chunk, t, &device)?;
         let x = model.adapt(&x, None)?;
-        let out = model.net.forward(&x, Mode::Eval, model.meta.steps)?;
-        let p: Tensor = model.net.probabilities(&out)?;
-        let p = p.to_vec3::<f32>()?;
-        for (w, pw) in chunk.iter().zip(p) {
-            for (class, row) in pw.iter().enumerate() {
-                probs[class * t_total + w.start..class * t_total + w.start + w.len]
-                    .copy_from_slice(&row[..w.len]);
+        let mut write = |p: &[f32]| {
+            for (w, pw) in chunk.iter().zip(p.chunks_exact(k * t)) {
+                for (class, row) in pw.chunks_exact(t).enumerate() {
+                    probs[class * t_total + w.start..class * t_total + w.start + w.len]
+                        .copy_from_slice(&row[..w.len]);
+                }
+            }
+        };
+        match exec.as_mut() {
+            Some(exec) => {
+                let x = exec.input_tensor(&x)?;
+                write(model.net.infer_cpu(exec, &x)?.data());
+            }
+            None => {
+                let out = model.net.forward(&x, Mode::Eval, model.meta.steps)?;
+                let p: Tensor = model.net.probabilities(&out)?;
+                write(&p.flatten_all()?.to_vec1::<f32>()?);
             }
         }
     }

@@ -15,11 +15,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::c2f_tcn::{c2f_specs, C2fTcn, Mode};
+use super::c2f_tcn::{c2f_forward, c2f_specs, C2fTcn, Mode};
 use super::candle_ops::CandleLayers;
 use super::config::C2fConfig;
+use super::cpu_infer::{Buf, CpuInference};
 use super::declare::Declare;
-use super::ms_tcn::{ms_tcn_specs, MsTcn, MsTcnConfig};
+use super::ms_tcn::{ms_tcn_forward, ms_tcn_specs, MsTcn, MsTcnConfig};
+use super::ops::Ops;
 use crate::error::Result;
 
 /// Which network, by the name users type (`--backbone`).
@@ -243,6 +245,41 @@ impl Network {
         match self {
             Network::C2fTcn(n) => n.ensemble(outputs),
             Network::MsTcn(n) => n.probabilities(outputs),
+        }
+    }
+
+    /// Eval-mode class probabilities `[B, K, T]` of `x` `[B, D, T]` on the
+    /// CPU inference executor, which must run over [`Network::layers`]:
+    /// the same function and the same bits as [`Network::forward`] in
+    /// [`Mode::Eval`] followed by [`Network::probabilities`], without
+    /// candle's per-op allocations.
+    pub fn infer_cpu(&self, exec: &mut CpuInference, x: &Buf) -> Result<Buf> {
+        let cfg = self.config();
+        let (_, d, t) = x.dims();
+        if d != cfg.input_dim() {
+            return Err(crate::error::Error::invalid(format!(
+                "the model expects {}-dimensional features, got {d}",
+                cfg.input_dim()
+            )));
+        }
+        match self {
+            Network::C2fTcn(n) => {
+                if t < super::MIN_FRAMES {
+                    return Err(crate::error::Error::invalid(format!(
+                        "C2F-TCN needs at least {} frames, got {t} (pad the input)",
+                        super::MIN_FRAMES
+                    )));
+                }
+                let out = c2f_forward(exec, n.config(), x, None)?;
+                exec.ensemble(&out.heads, &n.config().ensemble_weights)
+            }
+            Network::MsTcn(n) => {
+                let stages = ms_tcn_forward(exec, n.config(), x)?;
+                let last = stages
+                    .last()
+                    .ok_or_else(|| crate::error::Error::invalid("MS-TCN++: no stage output"))?;
+                exec.softmax(last)
+            }
         }
     }
 

@@ -66,7 +66,41 @@ struct View<T> {
 /// # Safety
 /// Every view must address `m×k`, `k×n` and `m×n` elements inside live
 /// allocations, and `dst` must not overlap `lhs` or `rhs`.
+#[cfg(test)]
 unsafe fn matmul<T: Real>(
+    dst: *mut T,
+    dst_rs: usize,
+    dst_cs: usize,
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: View<T>,
+    rhs: View<T>,
+) {
+    // Below ~32k multiply-adds the rayon hand-off costs more than it saves.
+    let parallelism = if m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    matmul_on(
+        parallelism,
+        dst,
+        dst_rs,
+        dst_cs,
+        accumulate,
+        (m, n, k),
+        lhs,
+        rhs,
+    )
+}
+
+/// [`matmul`] on the given threads.
+///
+/// # Safety
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_on<T: Real>(
+    parallelism: gemm::Parallelism,
     dst: *mut T,
     dst_rs: usize,
     dst_cs: usize,
@@ -78,12 +112,6 @@ unsafe fn matmul<T: Real>(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    // Below ~32k multiply-adds the rayon hand-off costs more than it saves.
-    let parallelism = if m * n * k >= 1 << 15 {
-        gemm::Parallelism::Rayon(threads())
-    } else {
-        gemm::Parallelism::None
-    };
     gemm::gemm(
         m,
         n,
@@ -123,51 +151,157 @@ fn forward<T: Real>(
     bias: &[T],
     (b, cin, t): (usize, usize, usize),
 ) -> Vec<T> {
+    let mut y = vec![T::default(); b * bias.len() * t];
+    forward_into(shape, x, w, bias, (b, cin, t), &mut y);
+    y
+}
+
+/// [`forward`] into `y` `[B, cout, T]`, whose contents are overwritten
+/// (the CPU inference executor's reused buffers, [`super::cpu_infer`]).
+///
+/// The output rows are split into one block per thread, and each thread
+/// runs its block through every window and tap with single-threaded GEMMs,
+/// the bias fill and the ReLU included: one fork-join per convolution
+/// rather than one per tap and window (at T = 600 the scheduler's wake-ups
+/// between those were ~15 % of an inference), and the epilogue runs in
+/// parallel on rows still in cache. The `gemm` crate's depth blocking
+/// depends on the depth only, so a row block sums every output in the same
+/// order as the whole matrix does: the same bits as one multi-threaded
+/// GEMM per tap (a test below checks it).
+pub(crate) fn forward_into<T: Real>(
+    shape: ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: &[T],
+    (b, cin, t): (usize, usize, usize),
+    y: &mut [T],
+) {
     let k = shape.k;
     let cout = bias.len();
-    let mut y = vec![T::default(); b * cout * t];
-    for (yb, xb) in y.chunks_mut(cout * t).zip(x.chunks(cin * t)) {
-        for (row, &bo) in yb.chunks_mut(t).zip(bias) {
+    assert!(
+        x.len() == b * cin * t && y.len() == b * cout * t && w.len() == cout * cin * k,
+        "cpu conv: buffer sizes do not fit [{b}, {cin}, {t}] → {cout} with {k} taps"
+    );
+    let out = SendPtr(y.as_mut_ptr());
+    for_row_blocks(cout, b * cout * cin * k * t, |rows| {
+        // SAFETY: the blocks are disjoint row ranges of every window, so
+        // no two threads write one element; `y` outlives the call.
+        unsafe { forward_rows(shape, x, w, bias, (b, cin, t), out, rows) }
+    });
+}
+
+/// `f` over the [`row_blocks`] of `rows` rows, in parallel when there is
+/// more than one, returning when all are done.
+fn for_row_blocks(rows: usize, macs: usize, f: impl Fn(std::ops::Range<usize>) + Sync + Send) {
+    let blocks = row_blocks(rows, macs);
+    if blocks.len() == 1 {
+        f(0..rows);
+    } else {
+        use rayon::prelude::*;
+        blocks.into_par_iter().for_each(f);
+    }
+}
+
+/// A pointer that threads writing disjoint parts of one buffer share.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that closures capture the whole wrapper
+    /// rather than its non-`Send` field).
+    fn ptr(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: only used for disjoint writes inside one rayon scope.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Multiply-adds below which a convolution runs on one thread: waking the
+/// pool costs ~10–30 µs, what ~1M multiply-adds take on one core.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// The row blocks of `rows` output rows, one per thread, or one block when
+/// `macs` is too little work to share. Every block but the last is a
+/// multiple of 16 rows (the f32 microkernel's height) and none is shorter
+/// than 16 unless it is the only one: the `gemm` crate computes a one-row
+/// product as a matrix-vector product, which sums in another order.
+fn row_blocks(rows: usize, macs: usize) -> Vec<std::ops::Range<usize>> {
+    let threads = if macs >= PARALLEL_MIN_MACS {
+        threads().max(1)
+    } else {
+        1
+    };
+    let per = (rows / threads / 16 * 16).max(16);
+    let n = (rows / per).clamp(1, threads);
+    (0..n)
+        .map(|i| i * per..if i + 1 == n { rows } else { (i + 1) * per })
+        .collect()
+}
+
+/// Rows `rows` of every window of `y = conv(x) + bias` (then ReLU), on
+/// this thread.
+///
+/// # Safety
+/// `y` must address `[b, cout, t]` elements, `cout = bias.len()`, that no
+/// other thread touches in `rows`.
+unsafe fn forward_rows<T: Real>(
+    shape: ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: &[T],
+    (b, cin, t): (usize, usize, usize),
+    y: SendPtr<T>,
+    rows: std::ops::Range<usize>,
+) {
+    let (k, cout, m) = (shape.k, bias.len(), rows.len());
+    for (win, xb) in x.chunks(cin * t).enumerate().take(b) {
+        let yb = y.0.add((win * cout + rows.start) * t);
+        // SAFETY: rows `rows` of window `win` are m·t elements from yb.
+        for (row, &bo) in std::slice::from_raw_parts_mut(yb, m * t)
+            .chunks_mut(t)
+            .zip(&bias[rows.clone()])
+        {
             row.fill(bo);
         }
         for j in 0..k {
             let (out0, in0, n) = shape.span(j, t);
-            // SAFETY: W_j is cout×cin at stride (cin·k, k) from w[j]; the
-            // input view cin×n from xb[in0] and the output cout×n from
-            // yb[out0] stay inside their rows since in0 + n ≤ t, out0 + n ≤ t.
-            unsafe {
-                matmul(
-                    yb.as_mut_ptr().add(out0),
-                    t,
-                    1,
-                    true,
-                    (cout, n, cin),
-                    View {
-                        ptr: w.as_ptr().add(j),
-                        rs: cin * k,
-                        cs: k,
-                    },
-                    View {
-                        ptr: xb.as_ptr().add(in0),
-                        rs: t,
-                        cs: 1,
-                    },
-                );
+            // W_j's rows `rows` are m×cin at stride (cin·k, k) from
+            // w[rows.start·cin·k + j]; the input view cin×n from xb[in0]
+            // and the output m×n from yb[out0] stay inside their rows
+            // since in0 + n ≤ t, out0 + n ≤ t.
+            matmul_on(
+                gemm::Parallelism::None,
+                yb.add(out0),
+                t,
+                1,
+                true,
+                (m, n, cin),
+                View {
+                    ptr: w.as_ptr().add(rows.start * cin * k + j),
+                    rs: cin * k,
+                    cs: k,
+                },
+                View {
+                    ptr: xb.as_ptr().add(in0),
+                    rs: t,
+                    cs: 1,
+                },
+            );
+        }
+        if shape.relu {
+            for v in std::slice::from_raw_parts_mut(yb, m * t) {
+                // NaN to 0 as well, as candle's relu does.
+                if (*v).partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
+                    *v = T::default();
+                }
             }
         }
     }
-    if shape.relu {
-        for v in y.iter_mut() {
-            // NaN to 0 as well, as candle's relu does.
-            if (*v).partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
-                *v = T::default();
-            }
-        }
-    }
-    y
 }
 
-/// `dx` `[B, cin, T]` from `dy` `[B, cout, T]` and `w` `[cout, cin, k]`.
+/// `dx` `[B, cin, T]` from `dy` `[B, cout, T]` and `w` `[cout, cin, k]`,
+/// the rows of `dx` split across threads as [`forward_into`] splits `y`.
 fn backward_data<T: Real>(
     shape: ConvShape,
     dy: &[T],
@@ -179,37 +313,44 @@ fn backward_data<T: Real>(
 ) -> Vec<T> {
     let k = shape.k;
     let mut dx = vec![T::default(); b * cin * t];
-    for (dxb, dyb) in dx.chunks_mut(cin * t).zip(dy.chunks(cout * t)) {
-        for j in 0..k {
-            let (out0, in0, n) = shape.span(j, t);
-            // SAFETY: W_jᵀ is cin×cout at stride (k, cin·k) from w[j]; dy's
-            // view cout×n from dyb[out0], dx's cin×n from dxb[in0].
-            unsafe {
-                matmul(
-                    dxb.as_mut_ptr().add(in0),
-                    t,
-                    1,
-                    true,
-                    (cin, n, cout),
-                    View {
-                        ptr: w.as_ptr().add(j),
-                        rs: k,
-                        cs: cin * k,
-                    },
-                    View {
-                        ptr: dyb.as_ptr().add(out0),
-                        rs: t,
-                        cs: 1,
-                    },
-                );
+    let out = SendPtr(dx.as_mut_ptr());
+    for_row_blocks(cin, b * cout * cin * k * t, |rows| {
+        let m = rows.len();
+        for (win, dyb) in dy.chunks(cout * t).enumerate().take(b) {
+            for j in 0..k {
+                let (out0, in0, n) = shape.span(j, t);
+                // SAFETY: rows `rows` of W_jᵀ are m×cout at stride (k,
+                // cin·k) from w[rows.start·k + j]; dy's view cout×n from
+                // dyb[out0]; dx's m×n from row rows.start of window `win`
+                // at in0, rows no other block writes.
+                unsafe {
+                    matmul_on(
+                        gemm::Parallelism::None,
+                        out.ptr().add((win * cin + rows.start) * t + in0),
+                        t,
+                        1,
+                        true,
+                        (m, n, cout),
+                        View {
+                            ptr: w.as_ptr().add(rows.start * k + j),
+                            rs: k,
+                            cs: cin * k,
+                        },
+                        View {
+                            ptr: dyb.as_ptr().add(out0),
+                            rs: t,
+                            cs: 1,
+                        },
+                    );
+                }
             }
         }
-    }
+    });
     dx
 }
 
 /// `dW` `[cout, cin, k]` from `dy` `[B, cout, T]` and `x` `[B, cin, T]`,
-/// summed over the batch.
+/// summed over the batch, the rows of `dW` split across threads.
 fn backward_weight<T: Real>(
     shape: ConvShape,
     dy: &[T],
@@ -221,33 +362,39 @@ fn backward_weight<T: Real>(
 ) -> Vec<T> {
     let k = shape.k;
     let mut dw = vec![T::default(); cout * cin * k];
-    for (dyb, xb) in dy.chunks(cout * t).zip(x.chunks(cin * t)).take(b) {
-        for j in 0..k {
-            let (out0, in0, n) = shape.span(j, t);
-            // SAFETY: dW_j is cout×cin at stride (cin·k, k) from dw[j]; dy's
-            // view cout×n from dyb[out0]; xᵀ's n×cin from xb[in0] at stride
-            // (1, t).
-            unsafe {
-                matmul(
-                    dw.as_mut_ptr().add(j),
-                    cin * k,
-                    k,
-                    true,
-                    (cout, cin, n),
-                    View {
-                        ptr: dyb.as_ptr().add(out0),
-                        rs: t,
-                        cs: 1,
-                    },
-                    View {
-                        ptr: xb.as_ptr().add(in0),
-                        rs: 1,
-                        cs: t,
-                    },
-                );
+    let out = SendPtr(dw.as_mut_ptr());
+    for_row_blocks(cout, b * cout * cin * k * t, |rows| {
+        let m = rows.len();
+        for (dyb, xb) in dy.chunks(cout * t).zip(x.chunks(cin * t)).take(b) {
+            for j in 0..k {
+                let (out0, in0, n) = shape.span(j, t);
+                // SAFETY: rows `rows` of dW_j are m×cin at stride (cin·k,
+                // k) from dw[rows.start·cin·k + j], rows no other block
+                // writes; dy's view m×n from row rows.start of dyb at
+                // out0; xᵀ's n×cin from xb[in0] at stride (1, t).
+                unsafe {
+                    matmul_on(
+                        gemm::Parallelism::None,
+                        out.ptr().add(rows.start * cin * k + j),
+                        cin * k,
+                        k,
+                        true,
+                        (m, cin, n),
+                        View {
+                            ptr: dyb.as_ptr().add(rows.start * t + out0),
+                            rs: t,
+                            cs: 1,
+                        },
+                        View {
+                            ptr: xb.as_ptr().add(in0),
+                            rs: 1,
+                            cs: t,
+                        },
+                    );
+                }
             }
         }
-    }
+    });
     dw
 }
 
@@ -442,6 +589,179 @@ mod tests {
                     .to_scalar::<f64>()
                     .unwrap();
                 assert!(diff < 1e-12, "{shape:?} T={t}: {diff}");
+            }
+        }
+    }
+
+    /// The row-block split gives the bits of one whole-matrix GEMM per tap
+    /// (the order the forward summed in before it was split), for blocks
+    /// of any size, also ones that are not multiples of the microkernel.
+    #[test]
+    fn row_blocks_sum_in_the_whole_matrix_order() {
+        for (k, dilation, cout, cin, t) in [
+            (5, 1, 64, 96, 300),
+            (3, 4, 50, 40, 77),
+            (1, 1, 33, 128, 600),
+        ] {
+            let shape = ConvShape {
+                k,
+                dilation,
+                relu: true,
+            };
+            let b = 2;
+            let x: Vec<f32> = rand(&[b, cin, t], 1).iter().map(|&v| v as f32).collect();
+            let w: Vec<f32> = rand(&[cout, cin, k], 2).iter().map(|&v| v as f32).collect();
+            let bias: Vec<f32> = rand(&[cout], 3).iter().map(|&v| v as f32).collect();
+            // The reference: bias, then one multi-threaded GEMM per tap
+            // and window over all rows, then ReLU.
+            let mut want = vec![0f32; b * cout * t];
+            for (yb, xb) in want.chunks_mut(cout * t).zip(x.chunks(cin * t)) {
+                for (row, &bo) in yb.chunks_mut(t).zip(&bias) {
+                    row.fill(bo);
+                }
+                for j in 0..k {
+                    let (out0, in0, n) = shape.span(j, t);
+                    unsafe {
+                        matmul(
+                            yb.as_mut_ptr().add(out0),
+                            t,
+                            1,
+                            true,
+                            (cout, n, cin),
+                            View {
+                                ptr: w.as_ptr().add(j),
+                                rs: cin * k,
+                                cs: k,
+                            },
+                            View {
+                                ptr: xb.as_ptr().add(in0),
+                                rs: t,
+                                cs: 1,
+                            },
+                        );
+                    }
+                }
+            }
+            want.iter_mut()
+                .filter(|v| (**v).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+                .for_each(|v| *v = 0.0);
+            #[allow(clippy::single_range_in_vec_init)]
+            for blocks in [
+                vec![0..cout],
+                vec![0..16, 16..cout],
+                vec![0..7, 7..cout - 5, cout - 5..cout],
+            ] {
+                let mut got = vec![f32::NAN; b * cout * t];
+                let out = SendPtr(got.as_mut_ptr());
+                for rows in blocks.clone() {
+                    unsafe { forward_rows(shape, &x, &w, &bias, (b, cin, t), out, rows) };
+                }
+                let differ = want
+                    .iter()
+                    .zip(&got)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(differ, 0, "k={k} cout={cout} blocks {blocks:?}");
+            }
+            let mut got = vec![f32::NAN; b * cout * t];
+            forward_into(shape, &x, &w, &bias, (b, cin, t), &mut got);
+            let differ: Vec<(usize, f32, f32)> = want
+                .iter()
+                .zip(&got)
+                .enumerate()
+                .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
+                .map(|(i, (a, b))| (i, *a, *b))
+                .collect();
+            assert!(
+                differ.is_empty(),
+                "k={k} cout={cout}: {} differ, first {:?}",
+                differ.len(),
+                &differ[..differ.len().min(5)]
+            );
+        }
+    }
+
+    /// The backward GEMMs split by rows give the bits of whole-matrix
+    /// GEMMs per tap and window, in the order the backward summed before.
+    #[test]
+    fn backward_row_blocks_sum_in_the_whole_matrix_order() {
+        let (k, cout, cin, t, b) = (5, 48, 80, 300, 2);
+        let shape = ConvShape {
+            k,
+            dilation: 2,
+            relu: false,
+        };
+        let f =
+            |n: &[usize], seed| -> Vec<f32> { rand(n, seed).iter().map(|&v| v as f32).collect() };
+        let (dy, w, x) = (
+            f(&[b, cout, t], 1),
+            f(&[cout, cin, k], 2),
+            f(&[b, cin, t], 3),
+        );
+        let (mut dx, mut dw) = (vec![0f32; b * cin * t], vec![0f32; cout * cin * k]);
+        for win in 0..b {
+            let (dyb, xb) = (&dy[win * cout * t..], &x[win * cin * t..]);
+            for j in 0..k {
+                let (out0, in0, n) = shape.span(j, t);
+                unsafe {
+                    matmul(
+                        dx.as_mut_ptr().add(win * cin * t + in0),
+                        t,
+                        1,
+                        true,
+                        (cin, n, cout),
+                        View {
+                            ptr: w.as_ptr().add(j),
+                            rs: k,
+                            cs: cin * k,
+                        },
+                        View {
+                            ptr: dyb.as_ptr().add(out0),
+                            rs: t,
+                            cs: 1,
+                        },
+                    );
+                    matmul(
+                        dw.as_mut_ptr().add(j),
+                        cin * k,
+                        k,
+                        true,
+                        (cout, cin, n),
+                        View {
+                            ptr: dyb.as_ptr().add(out0),
+                            rs: t,
+                            cs: 1,
+                        },
+                        View {
+                            ptr: xb.as_ptr().add(in0),
+                            rs: 1,
+                            cs: t,
+                        },
+                    );
+                }
+            }
+        }
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits());
+        assert!(same(&dx, &backward_data(shape, &dy, &w, b, cin, cout, t)));
+        assert!(same(&dw, &backward_weight(shape, &dy, &x, b, cin, cout, t)));
+    }
+
+    /// The blocks cover every row once, in multiples of 16 but the last.
+    #[test]
+    fn row_blocks_cover_the_rows() {
+        for rows in [1, 15, 16, 33, 256, 1000] {
+            for macs in [0, 1 << 30] {
+                let blocks = row_blocks(rows, macs);
+                assert_eq!(blocks.first().unwrap().start, 0);
+                assert_eq!(blocks.last().unwrap().end, rows);
+                for pair in blocks.windows(2) {
+                    assert_eq!(pair[0].end, pair[1].start);
+                    assert_eq!(pair[0].len() % 16, 0);
+                    assert!(pair[1].len() >= 16);
+                }
+                if macs == 0 {
+                    assert_eq!(blocks.len(), 1);
+                }
             }
         }
     }

@@ -123,13 +123,19 @@ impl Resample {
                     dst[i1] = dst[i1] + w * src[j];
                 }
             } else {
-                for j in 0..self.t_out {
-                    let w = w[j];
-                    dst[j] = (T::one() - w) * src[taps.i0[j]] + w * src[taps.i1[j]];
-                }
+                resample_row(&taps, &w, src, dst);
             }
         }
         out
+    }
+}
+
+/// One row resampled: `dst[j] = (1 − w[j])·src[i0[j]] + w[j]·src[i1[j]]`
+/// with `w` the taps' weights in the row's type (the op's forward, and the
+/// CPU inference executor's, [`super::cpu_infer`]).
+pub(crate) fn resample_row<T: num_like::Float>(taps: &Taps, w: &[T], src: &[T], dst: &mut [T]) {
+    for (j, d) in dst.iter_mut().enumerate().take(taps.i0.len()) {
+        *d = (T::one() - w[j]) * src[taps.i0[j]] + w[j] * src[taps.i1[j]];
     }
 }
 
@@ -173,7 +179,7 @@ impl CustomOp1 for Resample {
 }
 
 /// The float arithmetic the op needs, for f32 and f64.
-mod num_like {
+pub(crate) mod num_like {
     pub trait Float:
         Copy
         + std::ops::Add<Output = Self>

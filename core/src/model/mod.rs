@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu_conv;
 pub(crate) mod cpu_float;
+pub mod cpu_infer;
 pub mod declare;
 pub mod dropout;
 #[cfg(test)]

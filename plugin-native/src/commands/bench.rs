@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use syncseg_core::model::cpu_infer::CpuInference;
 use syncseg_core::model::{AdapterConfig, C2fConfig, Mode, ModelMeta, SegModel};
 use syncseg_core::train::adam::{Adam, AdamConfig};
 use syncseg_core::train::losses::{ensemble_cross_entropy, truncated_mse};
@@ -152,13 +153,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // Inference as `predict` runs it on the CPU: the executor that reuses
+    // its buffers across calls, from the features to the probabilities.
+    let mut exec = CpuInference::new(model.net.layers());
     let infer = time(&mut || {
-        let out = model.net.forward(&x, Mode::Eval, 0)?;
-        model
-            .net
-            .probabilities(&out)?
-            .sum_all()?
-            .to_scalar::<f32>()?;
+        let xb = exec.input_tensor(&x)?;
+        let p = model.net.infer_cpu(&mut exec, &xb)?;
+        std::hint::black_box(p.data().iter().sum::<f32>());
         Ok(())
     })?;
     let step = time(&mut || {
