@@ -137,7 +137,7 @@ unsafe fn matmul_on<T: Real>(
 
 /// candle's thread count, read once: candle recomputes it on every call
 /// (its physical-core count parses `/proc/cpuinfo`, ~5 % of an inference).
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }

@@ -18,44 +18,70 @@
 //! the label parity with the wgpu kernels and the browser holds unchanged
 //! (a test below checks the bits).
 //!
-//! It runs the temporal backbones (C2F-TCN, MS-TCN++). The feature adapter
-//! and the ViT (linear layers, LayerNorm, attention) are not implemented
-//! here and return an error; callers run them on candle first.
+//! It runs every network of the op interface: the temporal backbones
+//! (C2F-TCN, MS-TCN++) bit for bit, the feature adapter and the DINOv2 ViT
+//! (linear layers, LayerNorm, attention, GELU/SwiGLU;
+//! [`super::cpu_attention`]) within [`super::tolerance::Tolerance::PARITY`]
+//! of candle (their sums are ordered differently).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor;
 
 use super::candle_ops::CandleLayers;
+use rayon::prelude::*;
+
+use super::cpu_attention::{
+    attention, gelu, layer_norm_window, parallel, swiglu, zip_chunks, ELEMENTWISE_CHUNK,
+};
 use super::cpu_conv::{forward_into, ConvShape};
 use super::interp::{resample_row, Taps};
 use super::ops::{Act, ConvSpec, LayerNormSpec, LinearSpec, Ops};
 use crate::error::{Error, Result};
 
 /// Freed buffers by length, for the next op that needs that many floats.
+/// Shared by the activations it lent (they return their buffer when
+/// dropped) and, through [`BufferPool`], by an executor's owner across
+/// calls.
 #[derive(Default)]
 struct Pool {
-    free: RefCell<HashMap<usize, Vec<Vec<f32>>>>,
+    free: Mutex<HashMap<usize, Vec<Vec<f32>>>>,
 }
 
 impl Pool {
+    fn free(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Vec<f32>>>> {
+        // A panic while holding the lock leaves only a list of spare
+        // buffers behind: still usable.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A buffer of `len` floats with unspecified contents.
     fn take(&self, len: usize) -> Vec<f32> {
-        self.free
-            .borrow_mut()
+        self.free()
             .get_mut(&len)
             .and_then(Vec::pop)
             .unwrap_or_else(|| vec![0.0; len])
     }
 
     fn give(&self, buf: Vec<f32>) {
-        self.free
-            .borrow_mut()
-            .entry(buf.len())
-            .or_default()
-            .push(buf);
+        self.free().entry(buf.len()).or_default().push(buf);
+    }
+}
+
+/// Buffers kept between executors, so that a caller running the same
+/// shapes again (the ViT over batch after batch of frames) does not fault
+/// in fresh pages each time. It keeps every length it has seen: hold one
+/// per model and shape, not across unrelated shapes.
+#[derive(Clone, Default)]
+pub struct BufferPool(Arc<Pool>);
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let free = self.0.free();
+        let bytes: usize = free.iter().map(|(len, v)| len * v.len() * 4).sum();
+        write!(f, "BufferPool({bytes} bytes free)")
     }
 }
 
@@ -66,7 +92,7 @@ pub struct Activation {
     batch: usize,
     channels: usize,
     frames: usize,
-    pool: Rc<Pool>,
+    pool: Arc<Pool>,
 }
 
 impl Activation {
@@ -107,7 +133,7 @@ struct FoldedConv {
 /// it keeps every buffer length it has seen until dropped.
 pub struct CpuInference<'a> {
     layers: &'a CandleLayers,
-    pool: Rc<Pool>,
+    pool: Arc<Pool>,
     folded: HashMap<String, Rc<FoldedConv>>,
 }
 
@@ -117,9 +143,15 @@ pub type Buf = Rc<Activation>;
 impl<'a> CpuInference<'a> {
     /// An executor over `layers` (f32 parameters on the CPU).
     pub fn new(layers: &'a CandleLayers) -> Self {
+        Self::with_pool(layers, &BufferPool::default())
+    }
+
+    /// An executor over `layers` that takes and returns its buffers from
+    /// `pool`.
+    pub fn with_pool(layers: &'a CandleLayers, pool: &BufferPool) -> Self {
         CpuInference {
             layers,
-            pool: Rc::new(Pool::default()),
+            pool: pool.0.clone(),
             folded: HashMap::new(),
         }
     }
@@ -193,12 +225,21 @@ impl<'a> CpuInference<'a> {
         self.folded.insert(spec.name.clone(), f.clone());
         Ok(f)
     }
+}
 
-    fn unsupported(what: &str) -> Error {
-        Error::invalid(format!(
-            "the CPU inference executor runs temporal convolution networks only; {what} runs on candle"
-        ))
-    }
+/// `f` over the f32 elements of `t` (contiguous, on the CPU) in place,
+/// without a copy.
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Err(Error::invalid(
+            "the CPU inference executor takes f32 parameters on the CPU",
+        ));
+    };
+    Ok(f(&v[a..b]))
 }
 
 /// Softmax over the channels of `x` `[K, T]` at every frame, into `p`, as
@@ -378,9 +419,10 @@ impl Ops for CpuInference<'_> {
             )));
         }
         Ok(self.alloc(a.dims(), |y| {
-            for ((d, &u), &v) in y.iter_mut().zip(&a.data).zip(&b.data) {
-                *d = u + v;
-            }
+            y.copy_from_slice(&a.data);
+            zip_chunks(y, &b.data, ELEMENTWISE_CHUNK, |d, s| {
+                d.iter_mut().zip(s).for_each(|(d, &v)| *d += v)
+            });
         }))
     }
 
@@ -389,32 +431,134 @@ impl Ops for CpuInference<'_> {
         Ok(x.clone())
     }
 
-    fn linear(&mut self, _spec: &LinearSpec, _x: &Buf) -> Result<Buf> {
-        Err(Self::unsupported("a linear layer"))
+    fn linear(&mut self, spec: &LinearSpec, x: &Buf) -> Result<Buf> {
+        let l = self.layers.linear(&spec.name)?;
+        let (b, cin, t) = x.dims();
+        if cin != spec.cin || l.weight.dims2()? != (spec.cout, spec.cin) {
+            return Err(Error::invalid(format!(
+                "linear layer {}: weight {:?} and {cin} input channels, the network expects [{}, {}]",
+                spec.name,
+                l.weight.dims(),
+                spec.cout,
+                spec.cin
+            )));
+        }
+        let shape = ConvShape {
+            k: 1,
+            dilation: 1,
+            relu: false,
+        };
+        // The weights are read in place (a ViT-L's are 1.2 GB): a linear
+        // layer has no BatchNorm to fold.
+        let mut y = self.pool.take(b * spec.cout * t);
+        with_cpu_f32(&l.weight, |w| {
+            with_cpu_f32(&l.bias, |bias| {
+                forward_into(shape, &x.data, w, bias, (b, cin, t), &mut y)
+            })
+        })??;
+        Ok(self.wrap(y, (b, spec.cout, t)))
     }
 
-    fn layer_norm(&mut self, _spec: &LayerNormSpec, _x: &Buf) -> Result<Buf> {
-        Err(Self::unsupported("LayerNorm"))
+    fn layer_norm(&mut self, spec: &LayerNormSpec, x: &Buf) -> Result<Buf> {
+        let n = self.layers.layer_norm(&spec.name)?;
+        let (b, c, t) = x.dims();
+        let (weight, bias) = (n.weight.to_vec1::<f32>()?, n.bias.to_vec1::<f32>()?);
+        if weight.len() != c {
+            return Err(Error::invalid(format!(
+                "LayerNorm {} normalises {} channels, the input has {c}",
+                spec.name,
+                weight.len()
+            )));
+        }
+        let eps = n.eps as f32;
+        Ok(self.alloc((b, c, t), |y| {
+            let run = |(yw, xw): (&mut [f32], &[f32])| {
+                layer_norm_window(xw, yw, (c, t), &weight, &bias, eps)
+            };
+            if parallel(y.len()) {
+                y.par_chunks_mut(c * t)
+                    .zip(x.data.par_chunks(c * t))
+                    .for_each(run);
+            } else {
+                y.chunks_mut(c * t).zip(x.data.chunks(c * t)).for_each(run);
+            }
+        }))
     }
 
-    fn gelu(&mut self, _x: &Buf) -> Result<Buf> {
-        Err(Self::unsupported("GELU"))
+    fn gelu(&mut self, x: &Buf) -> Result<Buf> {
+        Ok(self.alloc(x.dims(), |y| {
+            zip_chunks(y, &x.data, ELEMENTWISE_CHUNK, |d, s| {
+                d.iter_mut().zip(s).for_each(|(d, &v)| *d = gelu(v))
+            })
+        }))
     }
 
-    fn attention(&mut self, _qkv: &Buf, _heads: usize, _mask: Option<&Buf>) -> Result<Buf> {
-        Err(Self::unsupported("attention"))
+    fn attention(&mut self, qkv: &Buf, heads: usize, key_mask: Option<&Buf>) -> Result<Buf> {
+        let (b, rows, t) = qkv.dims();
+        if rows % 3 != 0 || heads == 0 || (rows / 3) % heads != 0 {
+            return Err(Error::invalid(format!(
+                "attention over {rows} rows cannot be q, k, v of {heads} heads"
+            )));
+        }
+        if let Some(m) = key_mask {
+            if m.dims() != (b, 1, t) {
+                return Err(Error::invalid(format!(
+                    "the attention mask is {:?}, the windows are ({b}, 1, {t})",
+                    m.dims()
+                )));
+            }
+        }
+        let w = rows / 3;
+        Ok(self.alloc((b, w, t), |y| {
+            attention(&qkv.data, y, (w, t), heads, key_mask.map(|m| &m.data[..]))
+        }))
     }
 
-    fn swiglu(&mut self, _x: &Buf) -> Result<Buf> {
-        Err(Self::unsupported("SwiGLU"))
+    fn swiglu(&mut self, x: &Buf) -> Result<Buf> {
+        let (b, c, t) = x.dims();
+        let h = c / 2;
+        Ok(self.alloc((b, h, t), |y| {
+            // Per window: the first h rows are a, the next h rows b.
+            zip_chunks(y, &x.data, (h * t, 2), |d, s| {
+                let (a, g) = s.split_at(h * t);
+                for ((d, &a), &g) in d.iter_mut().zip(a).zip(g) {
+                    *d = swiglu(a, g);
+                }
+            })
+        }))
     }
 
-    fn frames(&mut self, _x: &Buf, _start: usize, _len: usize) -> Result<Buf> {
-        Err(Self::unsupported("a frame range"))
+    fn frames(&mut self, x: &Buf, start: usize, len: usize) -> Result<Buf> {
+        let (b, c, t) = x.dims();
+        if start + len > t {
+            return Err(Error::invalid(format!(
+                "frames {start}..{} of a {t}-frame activation",
+                start + len
+            )));
+        }
+        Ok(self.alloc((b, c, len), |y| {
+            for (d, s) in y.chunks_exact_mut(len.max(1)).zip(x.data.chunks_exact(t)) {
+                d.copy_from_slice(&s[start..start + len]);
+            }
+        }))
     }
 
-    fn add_constant(&mut self, _x: &Buf, _c: &[f64]) -> Result<Buf> {
-        Err(Self::unsupported("a positional table"))
+    fn add_constant(&mut self, x: &Buf, c: &[f64]) -> Result<Buf> {
+        let (b, ch, t) = x.dims();
+        if c.len() != ch * t {
+            return Err(Error::invalid(format!(
+                "a table of {} values added to [{ch}, {t}] windows",
+                c.len()
+            )));
+        }
+        let table: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+        Ok(self.alloc((b, ch, t), |y| {
+            zip_chunks(y, &x.data, (ch * t, 1), |d, s| {
+                for ((d, &v), &k) in d.iter_mut().zip(s).zip(&table) {
+                    *d = v + k;
+                }
+            })
+        }))
     }
 }
 
@@ -508,6 +652,88 @@ mod tests {
         }
     }
 
+    /// Layers `declared` with every parameter moved away from its start.
+    fn random_layers(
+        declared: &crate::model::declare::Declare,
+    ) -> (CandleLayers, candle_nn::VarMap) {
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let layers = CandleLayers::new(declared, &vb).unwrap();
+        for (i, var) in varmap.all_vars().iter().enumerate() {
+            let noise = Tensor::from_vec(
+                normal(var.elem_count(), 200 + i as u64),
+                var.shape(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            var.set(&(var.as_tensor() + (noise * 0.3).unwrap()).unwrap())
+                .unwrap();
+        }
+        (layers, varmap)
+    }
+
+    /// The transformers (the adapter with a key mask, the ViT with either
+    /// MLP) agree with candle's eval path within the parity tolerance.
+    #[test]
+    fn transformers_agree_with_candle() {
+        use crate::model::adapter::{adapter_forward, adapter_specs, AdapterConfig};
+        use crate::model::candle_ops::CandleOps;
+        use crate::model::tolerance::Tolerance;
+        use crate::vision::{vit_forward, vit_specs, Mlp, VitConfig};
+        let check = |what: &str, want: &Tensor, got: &Buf| {
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            Tolerance::PARITY
+                .check(got.data(), &want, what)
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        let cfg = AdapterConfig {
+            layers: 2,
+            heads: 2,
+            width: 8,
+            ffn: 12,
+        };
+        let (layers, _vars) = random_layers(&adapter_specs(&cfg, 5).unwrap());
+        let (b, t) = (2, 23);
+        let x = Tensor::from_vec(normal(b * 5 * t, 1), (b, 5, t), &Device::Cpu).unwrap();
+        let mut m = vec![1f32; b * t];
+        m[b * t - t / 3..].iter_mut().for_each(|v| *v = 0.0);
+        let mask = Tensor::from_vec(m.clone(), (b, 1, t), &Device::Cpu).unwrap();
+        let want =
+            adapter_forward(&mut CandleOps::new(&layers, false), &cfg, &x, Some(&mask)).unwrap();
+        let mut exec = CpuInference::new(&layers);
+        let (xb, mb) = (
+            exec.input_tensor(&x).unwrap(),
+            exec.input(&m, (b, 1, t)).unwrap(),
+        );
+        check(
+            "adapter",
+            &want,
+            &adapter_forward(&mut exec, &cfg, &xb, Some(&mb)).unwrap(),
+        );
+        for mlp in [Mlp::Gelu { hidden: 16 }, Mlp::SwiGlu { hidden: 6 }] {
+            let cfg = VitConfig {
+                dim: 8,
+                depth: 2,
+                heads: 2,
+                patch: 2,
+                mlp,
+                registers: 1,
+                pos_grid: 2,
+            };
+            let (layers, _vars) = random_layers(&vit_specs(&cfg, 11).unwrap());
+            let embed: Vec<f64> = (0..8 * 11).map(|i| (i as f64 * 0.3).cos()).collect();
+            let x = Tensor::from_vec(normal(3 * 12 * 11, 2), (3, 12, 11), &Device::Cpu).unwrap();
+            let want = vit_forward(&mut CandleOps::new(&layers, false), &cfg, &x, &embed).unwrap();
+            let mut exec = CpuInference::new(&layers);
+            let xb = exec.input_tensor(&x).unwrap();
+            check(
+                &format!("ViT {mlp:?}"),
+                &want,
+                &vit_forward(&mut exec, &cfg, &xb, &embed).unwrap(),
+            );
+        }
+    }
+
     /// After the first call the executor allocates nothing new: every
     /// buffer of the second call comes from the pool.
     #[test]
@@ -517,7 +743,7 @@ mod tests {
         let mut exec = CpuInference::new(net.layers());
         let x = Tensor::zeros((2, 12, 400), DType::F32, &Device::Cpu).unwrap();
         let pooled =
-            |exec: &CpuInference| -> usize { exec.pool.free.borrow().values().map(Vec::len).sum() };
+            |exec: &CpuInference| -> usize { exec.pool.free().values().map(Vec::len).sum() };
         for _ in 0..2 {
             let xb = exec.input_tensor(&x).unwrap();
             drop(net.infer_cpu(&mut exec, &xb).unwrap());
@@ -542,7 +768,7 @@ mod tests {
         let wide = exec.input(&vec![0.0; 13 * 400], (1, 13, 400)).unwrap();
         let e = net.infer_cpu(&mut exec, &wide).unwrap_err().to_string();
         assert!(e.contains("12-dimensional"), "{e}");
-        let e = exec.gelu(&wide).unwrap_err().to_string();
-        assert!(e.contains("runs on candle"), "{e}");
+        let e = exec.attention(&wide, 5, None).unwrap_err().to_string();
+        assert!(e.contains("cannot be q, k, v of 5 heads"), "{e}");
     }
 }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::pos_embed::resize_bicubic;
 use crate::error::{Error, Result};
 use crate::model::candle_ops::{CandleLayers, CandleOps};
+use crate::model::cpu_infer::{BufferPool, CpuInference};
 use crate::model::declare::Declare;
 use crate::model::ops::{LayerNormSpec, LinearSpec, Ops};
 
@@ -186,6 +187,9 @@ pub struct Vit {
     layers: CandleLayers,
     /// `[D, N]` row-major: CLS + pos₀, registers, patch bias + posᵢ.
     embed: Vec<f64>,
+    /// The CPU executor's activations, kept from one batch of frames to
+    /// the next (a batch's shapes repeat; fresh pages cost ~6 %).
+    buffers: BufferPool,
 }
 
 /// Tensors by official name, from either layout.
@@ -460,6 +464,7 @@ impl Vit {
             image,
             layers,
             embed,
+            buffers: BufferPool::default(),
         })
     }
 
@@ -539,6 +544,16 @@ impl Vit {
             .permute((0, 2, 4, 1, 3, 5))?
             .reshape((b, grid * grid, 3 * p * p))?
             .pad_with_zeros(1, 1 + self.cfg.registers, 0)?;
+        if images.device().is_cpu() && images.dtype() == candle_core::DType::F32 {
+            // The CPU executor, channel-major `[B, 3p², N]`: no per-op
+            // allocations, one fork-join per layer, attention per
+            // (frame, head) task (BENCHMARKS.md, issue 22).
+            let mut exec = CpuInference::with_pool(&self.layers, &self.buffers);
+            let x = exec.input_tensor(&patches.transpose(1, 2)?.contiguous()?)?;
+            let cls = vit_forward(&mut exec, &self.cfg, &x, &self.embed)?;
+            let d = self.cfg.dim;
+            return Ok(Tensor::from_slice(cls.data(), (b, d), images.device())?);
+        }
         let mut ops = CandleOps::new(&self.layers, false).frame_major();
         let cls = vit_forward(&mut ops, &self.cfg, &patches, &self.embed)?;
         Ok(cls.squeeze(1)?)
