@@ -61,11 +61,12 @@ struct View<T> {
     cs: usize,
 }
 
-/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` on strided views.
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` as the convolutions ran before the
+/// row split (one multi-threaded GEMM per tap and window): the tests'
+/// reference order.
 ///
 /// # Safety
-/// Every view must address `m×k`, `k×n` and `m×n` elements inside live
-/// allocations, and `dst` must not overlap `lhs` or `rhs`.
+/// As [`matmul_on`].
 #[cfg(test)]
 unsafe fn matmul<T: Real>(
     dst: *mut T,
@@ -94,10 +95,11 @@ unsafe fn matmul<T: Real>(
     )
 }
 
-/// [`matmul`] on the given threads.
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` on strided views, on `parallelism`.
 ///
 /// # Safety
-/// As [`matmul`].
+/// Every view must address `m×k`, `k×n` and `m×n` elements inside live
+/// allocations, and `dst` must not overlap `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul_on<T: Real>(
     parallelism: gemm::Parallelism,

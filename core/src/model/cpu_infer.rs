@@ -29,10 +29,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor;
-
-use super::candle_ops::CandleLayers;
 use rayon::prelude::*;
 
+use super::candle_ops::CandleLayers;
 use super::cpu_attention::{
     attention, gelu, layer_norm_window, parallel, swiglu, zip_chunks, ELEMENTWISE_CHUNK,
 };
@@ -176,6 +175,11 @@ impl<'a> CpuInference<'a> {
 
     /// `x` `[B, C, T]` (row-major) as an activation.
     pub fn input(&self, x: &[f32], dims: (usize, usize, usize)) -> Result<Buf> {
+        if dims.0 == 0 || dims.1 == 0 || dims.2 == 0 {
+            return Err(Error::invalid(format!(
+                "cpu inference: an empty input {dims:?}"
+            )));
+        }
         if x.len() != dims.0 * dims.1 * dims.2 {
             return Err(Error::invalid(format!(
                 "cpu inference: {} values do not make a {dims:?} input",
@@ -333,8 +337,15 @@ impl Ops for CpuInference<'_> {
         }
         let (b, c, t) = x.dims();
         let n = t / k;
+        if n == 0 {
+            // Every activation keeps at least one frame (no zero-length
+            // chunks anywhere below).
+            return Err(Error::invalid(format!(
+                "max pooling {t} frames by {k} leaves none"
+            )));
+        }
         Ok(self.alloc((b, c, n), |y| {
-            for (dst, src) in y.chunks_exact_mut(n.max(1)).zip(x.data.chunks_exact(t)) {
+            for (dst, src) in y.chunks_exact_mut(n).zip(x.data.chunks_exact(t)) {
                 for (d, window) in dst.iter_mut().zip(src.chunks_exact(k)) {
                     let mut m = window[0];
                     for &v in &window[1..] {
@@ -385,6 +396,13 @@ impl Ops for CpuInference<'_> {
         for (head, &w) in heads.iter().zip(weights) {
             if w == 0.0 {
                 continue;
+            }
+            if head.batch != b || head.channels != k {
+                return Err(Error::invalid(format!(
+                    "ensemble: a head of {:?} beside one of {:?}",
+                    head.dims(),
+                    first.dims()
+                )));
             }
             let head = self.resample(head, t, t)?;
             let m = w / total;
@@ -530,14 +548,14 @@ impl Ops for CpuInference<'_> {
 
     fn frames(&mut self, x: &Buf, start: usize, len: usize) -> Result<Buf> {
         let (b, c, t) = x.dims();
-        if start + len > t {
+        if len == 0 || start + len > t {
             return Err(Error::invalid(format!(
                 "frames {start}..{} of a {t}-frame activation",
                 start + len
             )));
         }
         Ok(self.alloc((b, c, len), |y| {
-            for (d, s) in y.chunks_exact_mut(len.max(1)).zip(x.data.chunks_exact(t)) {
+            for (d, s) in y.chunks_exact_mut(len).zip(x.data.chunks_exact(t)) {
                 d.copy_from_slice(&s[start..start + len]);
             }
         }))
@@ -762,6 +780,12 @@ mod tests {
         let net = perturbed(&cfg);
         let mut exec = CpuInference::new(net.layers());
         assert!(exec.input(&[0.0; 5], (1, 2, 3)).is_err());
+        assert!(exec.input(&[], (1, 2, 0)).is_err());
+        let three = exec.input(&[1.0; 6], (1, 2, 3)).unwrap();
+        let e = exec.max_pool(&three, 4).unwrap_err().to_string();
+        assert!(e.contains("leaves none"), "{e}");
+        assert!(exec.frames(&three, 2, 2).is_err());
+        assert!(exec.frames(&three, 0, 0).is_err());
         let short = exec.input(&vec![0.0; 12 * 100], (1, 12, 100)).unwrap();
         let e = net.infer_cpu(&mut exec, &short).unwrap_err().to_string();
         assert!(e.contains("at least 384 frames"), "{e}");

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -188,8 +189,10 @@ pub struct Vit {
     /// `[D, N]` row-major: CLS + pos₀, registers, patch bias + posᵢ.
     embed: Vec<f64>,
     /// The CPU executor's activations, kept from one batch of frames to
-    /// the next (a batch's shapes repeat; fresh pages cost ~6 %).
-    buffers: BufferPool,
+    /// the next (a batch's shapes repeat; fresh pages cost ~6 %): for the
+    /// last batch size met only, so that a video's shorter last batch
+    /// does not leave a second set behind.
+    buffers: Mutex<(usize, BufferPool)>,
 }
 
 /// Tensors by official name, from either layout.
@@ -464,7 +467,7 @@ impl Vit {
             image,
             layers,
             embed,
-            buffers: BufferPool::default(),
+            buffers: Mutex::new((0, BufferPool::default())),
         })
     }
 
@@ -548,7 +551,14 @@ impl Vit {
             // The CPU executor, channel-major `[B, 3p², N]`: no per-op
             // allocations, one fork-join per layer, attention per
             // (frame, head) task (BENCHMARKS.md, issue 22).
-            let mut exec = CpuInference::with_pool(&self.layers, &self.buffers);
+            let pool = {
+                let mut kept = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.0 != b {
+                    *kept = (b, BufferPool::default());
+                }
+                kept.1.clone()
+            };
+            let mut exec = CpuInference::with_pool(&self.layers, &pool);
             let x = exec.input_tensor(&patches.transpose(1, 2)?.contiguous()?)?;
             let cls = vit_forward(&mut exec, &self.cfg, &x, &self.embed)?;
             let d = self.cfg.dim;
