@@ -21,7 +21,7 @@
 //! It runs every network of the op interface: the temporal backbones
 //! (C2F-TCN, MS-TCN++) bit for bit, the feature adapter and the DINOv2 ViT
 //! (linear layers, LayerNorm, attention, GELU/SwiGLU;
-//! [`super::cpu_attention`]) within [`super::tolerance::Tolerance::PARITY`]
+//! [`super::cpu_transformer`]) within [`super::tolerance::Tolerance::PARITY`]
 //! of candle (their sums are ordered differently).
 
 use std::collections::HashMap;
@@ -32,10 +32,10 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use super::candle_ops::CandleLayers;
-use super::cpu_attention::{
+use super::cpu_conv::{forward_into, ConvShape};
+use super::cpu_transformer::{
     attention, gelu, layer_norm_window, parallel, swiglu, zip_chunks, ELEMENTWISE_CHUNK,
 };
-use super::cpu_conv::{forward_into, ConvShape};
 use super::interp::{resample_row, Taps};
 use super::ops::{Act, ConvSpec, LayerNormSpec, LinearSpec, Ops};
 use crate::error::{Error, Result};

@@ -9,10 +9,10 @@ pub mod c2f_tcn;
 pub mod candle_ops;
 pub mod checkpoint;
 pub mod config;
-pub(crate) mod cpu_attention;
 pub mod cpu_conv;
 pub(crate) mod cpu_float;
 pub mod cpu_infer;
+pub(crate) mod cpu_transformer;
 pub mod declare;
 pub mod dropout;
 #[cfg(test)]
