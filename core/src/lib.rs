@@ -28,6 +28,7 @@ pub mod report;
 pub mod segments;
 pub mod shard;
 pub mod shard_status;
+pub mod stream;
 pub mod synth;
 pub mod train;
 pub mod video_features;

@@ -3,7 +3,8 @@
 //! Videos are cut into windows of the model's training window length (each
 //! window zero-padded to C2F-TCN's minimum of 384 frames) and processed
 //! independently, as the reference release does; memory is bounded by one
-//! window whatever the video length.
+//! window whatever the video length. A causal network runs over the whole
+//! video at once, as its stream ([`crate::stream`]) does.
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,7 @@ pub fn predict(model: &SegModel, features: &Features) -> Result<Prediction> {
     let mut exec = device
         .is_cpu()
         .then(|| CpuInference::new(model.net.layers()));
-    for (chunk, t) in window_batches(t_total, model.meta.window_frames) {
+    for (chunk, t) in window_batches(t_total, model.meta.prediction_window(t_total)) {
         let (x, _) = features_batch(&[features], &chunk, t, &device)?;
         let x = model.adapt(&x, None)?;
         let mut write = |p: &[f32]| {

@@ -76,6 +76,7 @@ pub fn time_kernels(
                     cin,
                     k,
                     dilation: 1,
+                    causal: false,
                 };
                 let x = g.alloc(cin * t, "x");
                 let y = g.alloc(cout * t, "y");

@@ -133,7 +133,7 @@ impl WgpuSegmenter {
         }
         let k = cfg.num_classes();
         let total = features.frames;
-        let windows: Vec<_> = window_batches(total, self.meta.window_frames)
+        let windows: Vec<_> = window_batches(total, self.meta.prediction_window(total))
             .into_iter()
             .flat_map(|(ws, t)| ws.into_iter().map(move |w| (w, t)))
             .collect();
@@ -181,7 +181,7 @@ impl WgpuSegmenter {
         let max_binding = self.gpu.max_binding_bytes();
         let by_probs = (max_binding / (4 * cfg.num_classes() as u64)) as usize;
         let by_memory = (CHUNK_INPUT_BYTES / (4 * cfg.input_dim() as u64)) as usize;
-        let window = self.meta.window_frames.max(1);
+        let window = self.meta.prediction_window(total).max(1);
         let frames = total.min(
             by_probs
                 .min(by_memory)

@@ -38,7 +38,7 @@ fn flat(t: &Tensor) -> Vec<f32> {
 }
 
 /// loss = Σ relu(conv(concat(x₁, x₂), w) + b) ⊙ r over a batch of windows,
-/// so ∂loss/∂out = r.
+/// so ∂loss/∂out = r; `causal`: taps at and before `t` only.
 fn conv_relu_case(
     parts: [usize; 2],
     cout: usize,
@@ -46,6 +46,7 @@ fn conv_relu_case(
     frames: usize,
     batch: usize,
     seed: u64,
+    causal: bool,
 ) {
     use syncseg_shaders::kernels::conv::{conv_batch, Batch};
     let cin = parts[0] + parts[1];
@@ -76,7 +77,8 @@ fn conv_relu_case(
         k,
         candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev),
     )
-    .unwrap();
+    .unwrap()
+    .with_causal(causal);
     let (vw, vb) = {
         let vars = varmap.data().lock().unwrap();
         let (vw, vb) = (vars["weight"].clone(), vars["bias"].clone());
@@ -106,6 +108,7 @@ fn conv_relu_case(
         cin,
         k,
         dilation: 1,
+        causal,
     };
     let n = batch * cout * frames;
     let y = g.alloc(n, "y");
@@ -190,7 +193,8 @@ fn conv_relu_case(
                     };
                     for kk in 0..k {
                         for t in 0..frames {
-                            let src = t as i64 + kk as i64 - (k / 2) as i64;
+                            let pad = if causal { k - 1 } else { k / 2 };
+                            let src = t as i64 + kk as i64 - pad as i64;
                             if src >= 0 && (src as usize) < frames {
                                 refw[(co * cin + ci) * k + kk] += dzv[(b * cout + co) * frames + t]
                                     as f64
@@ -215,13 +219,15 @@ fn conv_relu_case(
 #[test]
 fn conv_relu_gradients_match_candle() {
     skip_without_gpu!();
-    conv_relu_case([1, 2], 1, 1, 1, 1, 1);
+    conv_relu_case([1, 2], 1, 1, 1, 1, 1, false);
     // candle's conv1d backward underflows below T = 2·pad + 1.
-    conv_relu_case([3, 5], 7, 5, 5, 1, 2);
-    conv_relu_case([3, 5], 7, 5, 17, 3, 3);
-    conv_relu_case([40, 30], 70, 3, 130, 2, 4);
-    conv_relu_case([64, 65], 65, 5, 300, 1, 5);
-    conv_relu_case([16, 8], 33, 1, 1000, 4, 6);
+    conv_relu_case([3, 5], 7, 5, 5, 1, 2, false);
+    conv_relu_case([3, 5], 7, 5, 17, 3, 3, false);
+    conv_relu_case([3, 5], 7, 5, 17, 3, 3, true);
+    conv_relu_case([40, 30], 70, 3, 130, 2, 4, false);
+    conv_relu_case([40, 30], 70, 3, 130, 2, 7, true);
+    conv_relu_case([64, 65], 65, 5, 300, 1, 5, false);
+    conv_relu_case([16, 8], 33, 1, 1000, 4, 6, false);
 }
 
 #[test]
@@ -240,6 +246,7 @@ fn gradients_accumulate_when_asked() {
                 cin,
                 k,
                 dilation: 1,
+                causal: false,
             };
             let xs = g.constant(&x, "x");
             let dys = g.constant(&dy, "dy");

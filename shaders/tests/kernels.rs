@@ -57,16 +57,17 @@ fn erf(x: f64) -> f64 {
     v.copysign(x)
 }
 
-/// Reference: y[o, t] = act(Σ w[o, c, j] x[c, t + j − k/2] + b[o]) (+ y0).
+/// Reference: y[o, t] = act(Σ w[o, c, j] x[c, t + j − pad] + b[o]) (+ y0),
+/// pad = k/2 (same) or k − 1 (causal).
 fn conv_ref(
     x: &[f32],
     w: &[f32],
     b: &[f32],
-    (cin, cout, k, t): (usize, usize, usize, usize),
+    (cin, cout, k, t, causal): (usize, usize, usize, usize, bool),
     act: Activation,
     y0: Option<&[f32]>,
 ) -> Vec<f64> {
-    let pad = k / 2;
+    let pad = if causal { k - 1 } else { k / 2 };
     let mut y = vec![0f64; cout * t];
     for o in 0..cout {
         for tt in 0..t {
@@ -116,11 +117,13 @@ fn conv_matches_reference_across_shapes_parts_and_activations() {
             let b = random(cout, seed + 200);
             let y0 = random(cout * t, seed + 300);
             let accumulate = a == 1;
+            // Every other shape causal (padding k − 1 on the left only).
+            let causal = n % 2 == 1;
             let want = conv_ref(
                 &x,
                 &w,
                 &b,
-                (cin, cout, k, t),
+                (cin, cout, k, t, causal),
                 act,
                 accumulate.then_some(&y0[..]),
             );
@@ -134,6 +137,7 @@ fn conv_matches_reference_across_shapes_parts_and_activations() {
                     cin,
                     k,
                     dilation: 1,
+                    causal,
                 };
                 let mut parts = Vec::new();
                 if split > 0 {
@@ -176,7 +180,14 @@ fn conv_output_channel_ranges_land_at_row_offsets() {
     let x = random(cin * t, 1);
     let w = random(cout_all * cin * k, 2);
     let b = random(cout_all, 3);
-    let full = conv_ref(&x, &w, &b, (cin, cout_all, k, t), Activation::None, None);
+    let full = conv_ref(
+        &x,
+        &w,
+        &b,
+        (cin, cout_all, k, t, false),
+        Activation::None,
+        None,
+    );
     let got = run(|g| {
         let weights = ConvWeights {
             weight: g.constant(&w, "w"),
@@ -185,6 +196,7 @@ fn conv_output_channel_ranges_land_at_row_offsets() {
             cin,
             k,
             dilation: 1,
+            causal: false,
         };
         let xs = g.constant(&x, "x");
         let y = g.alloc(8 * t, "y");

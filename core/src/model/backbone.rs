@@ -147,6 +147,30 @@ impl BackboneConfig {
         }
     }
 
+    /// This network causal with `lookahead` frames of future context, for
+    /// streaming: MS-TCN++ only (the C2F-TCN's pooling and upsampling
+    /// pyramid reads the whole window).
+    pub fn with_lookahead(self, lookahead: usize) -> Result<Self> {
+        match self {
+            BackboneConfig::MsTcn(c) => {
+                let c = c.with_lookahead(lookahead);
+                c.validate()?;
+                Ok(BackboneConfig::MsTcn(c))
+            }
+            BackboneConfig::C2fTcn(_) => Err(crate::error::Error::invalid(
+                "a causal network must be an MS-TCN++ (--backbone ms-tcn): the C2F-TCN's pooling pyramid reads the whole window",
+            )),
+        }
+    }
+
+    /// The look-ahead of a causal network, `None` for an offline one.
+    pub fn lookahead(&self) -> Option<usize> {
+        match self {
+            BackboneConfig::MsTcn(c) => c.lookahead(),
+            BackboneConfig::C2fTcn(_) => None,
+        }
+    }
+
     /// Checks every size before anything is allocated from it.
     pub fn validate(&self) -> Result<()> {
         match self {

@@ -62,6 +62,7 @@ pub struct TemporalConv {
     bias: Tensor,
     k: usize,
     dilation: usize,
+    causal: bool,
 }
 
 impl TemporalConv {
@@ -92,7 +93,14 @@ impl TemporalConv {
             bias,
             k,
             dilation,
+            causal: false,
         })
+    }
+
+    /// This convolution causal (taps at and before `t`, zero padding
+    /// `dilation · (k − 1)` on the left) or same-padded.
+    pub fn with_causal(self, causal: bool) -> Self {
+        TemporalConv { causal, ..self }
     }
 
     /// The weight `[C_out, C_in, k]`.
@@ -109,6 +117,7 @@ impl TemporalConv {
         ConvShape {
             k: self.k,
             dilation: self.dilation,
+            causal: self.causal,
             relu,
         }
     }

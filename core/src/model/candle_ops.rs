@@ -129,7 +129,8 @@ impl CandleLayers {
             match layer {
                 Layer::Conv(s) => {
                     let conv =
-                        TemporalConv::dilated(s.cin, s.cout, s.k, s.dilation, vb.pp(&s.name))?;
+                        TemporalConv::dilated(s.cin, s.cout, s.k, s.dilation, vb.pp(&s.name))?
+                            .with_causal(s.causal);
                     layers.convs.insert(s.name.clone(), conv);
                     if let Some(norm) = &s.norm {
                         let bn = MaskedBatchNorm::new(s.cout, vb.pp(norm))?;

@@ -112,6 +112,17 @@ impl ModelMeta {
         }
     }
 
+    /// The window prediction cuts a `frames`-long video into: the training
+    /// window, or the whole video for a causal network, which a stream
+    /// runs over the whole video with its state carried along, and whose
+    /// offline prediction is the finished stream's, frame for frame.
+    pub fn prediction_window(&self, frames: usize) -> usize {
+        match &self.backbone {
+            BackboneConfig::MsTcn(c) if c.causal.is_some() => frames.max(1),
+            _ => self.window_frames,
+        }
+    }
+
     /// What is wrong with this description, in one line (`Err`): a format
     /// other than [`FORMAT`], an architecture out of bounds, class names
     /// that are empty, repeated, span lines or do not match the number of
@@ -777,6 +788,7 @@ fn ms_tcn_config_from_shapes(t: &HashMap<String, Tensor>, path: &Path) -> Result
         layers_r: count(&|i| format!("Rs.0.layers.{i}.conv_dilated.weight")).max(1),
         refinements: count(&|s| format!("Rs.{s}.conv_out.weight")),
         dropout: 0.5,
+        causal: None,
     })
 }
 

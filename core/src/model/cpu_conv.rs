@@ -3,7 +3,8 @@
 //! with their own backward.
 //!
 //! Tap `j` of a convolution with dilation `d` and `k` taps reads frame
-//! `t + o`, `o = j·d − d·⌊k/2⌋`, and zero padding outside `0..T`. So
+//! `t + o`, `o = j·d − d·⌊k/2⌋` (causal: `o = j·d − d·(k − 1)`), and zero
+//! padding outside `0..T`. So
 //!
 //! ```text
 //! y[:, t]        += W_j · x[:, t + o]          (forward)
@@ -32,14 +33,22 @@ pub struct ConvShape {
     pub k: usize,
     /// Frames between taps.
     pub dilation: usize,
+    /// Taps at and before `t` only (`o = j·d − d·(k − 1)`).
+    pub causal: bool,
     /// `relu(conv(x))` rather than `conv(x)`.
     pub relu: bool,
 }
 
 impl ConvShape {
+    /// Zero frames before the first input frame (a causal convolution's
+    /// reach into the past).
+    pub(crate) fn left_pad(&self) -> usize {
+        super::ops::left_pad(self.k, self.dilation, self.causal)
+    }
+
     /// Frame offset of tap `j`.
     fn offset(&self, j: usize) -> isize {
-        (j * self.dilation) as isize - (self.dilation * (self.k / 2)) as isize
+        (j * self.dilation) as isize - self.left_pad() as isize
     }
 
     /// For tap `j` over `t` frames: the first output frame, the first input
@@ -256,49 +265,145 @@ unsafe fn forward_rows<T: Real>(
     y: SendPtr<T>,
     rows: std::ops::Range<usize>,
 ) {
-    let (k, cout, m) = (shape.k, bias.len(), rows.len());
+    let cout = bias.len();
     for (win, xb) in x.chunks(cin * t).enumerate().take(b) {
-        let yb = y.0.add((win * cout + rows.start) * t);
-        // SAFETY: rows `rows` of window `win` are m·t elements from yb.
-        for (row, &bo) in std::slice::from_raw_parts_mut(yb, m * t)
-            .chunks_mut(t)
-            .zip(&bias[rows.clone()])
-        {
-            row.fill(bo);
-        }
-        for j in 0..k {
-            let (out0, in0, n) = shape.span(j, t);
-            // W_j's rows `rows` are m×cin at stride (cin·k, k) from
-            // w[rows.start·cin·k + j]; the input view cin×n from xb[in0]
-            // and the output m×n from yb[out0] stay inside their rows
-            // since in0 + n ≤ t, out0 + n ≤ t.
+        // SAFETY: rows `rows` of window `win` are rows·t elements from
+        // there; the input view of every tap's span stays inside the
+        // window's rows since in0 + n ≤ t.
+        window_rows(
+            shape,
+            |j| shape.span(j, t),
+            (xb.as_ptr(), t, cin),
+            w,
+            bias,
+            rows.clone(),
+            (y.0.add((win * cout + rows.start) * t), t),
+            t,
+        );
+    }
+}
+
+/// Input channels per GEMM call. The `gemm` crate picks its depth
+/// blocking from all three matrix sizes (up to 64 × 64 outputs it cuts at
+/// 512, above it splits the depth evenly), so one output frame would sum
+/// its channels in two orders at two frame counts: a stream's few frames
+/// and a file's thousands. Calls of at most 512 channels are one block at
+/// every size; the split is the one `gemm` makes itself for large
+/// matrices on this machine (1024 → 2 × 512), so the bits stay as before.
+const DEPTH_BLOCK: usize = 512;
+
+/// The channel ranges of [`DEPTH_BLOCK`]-bounded, even GEMM calls over
+/// `cin` channels.
+fn depth_blocks(cin: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let parts = cin.div_ceil(DEPTH_BLOCK).max(1);
+    let per = cin.div_ceil(parts);
+    (0..parts).map(move |i| i * per..((i + 1) * per).min(cin))
+}
+
+/// Rows `rows` of one window's `y = conv(x) + bias` (then ReLU), on this
+/// thread: the bias, then for each tap `j` one GEMM per [`depth_blocks`]
+/// over the frames it reaches, `span(j)` = (first output frame, first
+/// input frame, frames), then the ReLU. Every forward convolution, whole
+/// files and streams alike, runs this, so a frame's output has the same
+/// bits whichever way it was computed.
+///
+/// # Safety
+/// `x` (base, row stride, channels) must address `cin` rows holding every
+/// tap's span; `y` (base of row `rows.start`, row stride) must address
+/// `rows.len()` rows of every span's output frames, which no other thread
+/// touches; neither may overlap the other.
+#[allow(clippy::too_many_arguments)]
+unsafe fn window_rows<T: Real>(
+    shape: ConvShape,
+    span: impl Fn(usize) -> (usize, usize, usize),
+    (x, x_rs, cin): (*const T, usize, usize),
+    w: &[T],
+    bias: &[T],
+    rows: std::ops::Range<usize>,
+    (y, y_rs): (*mut T, usize),
+    frames: usize,
+) {
+    let (k, m) = (shape.k, rows.len());
+    for (i, &bo) in bias[rows.clone()].iter().enumerate() {
+        std::slice::from_raw_parts_mut(y.add(i * y_rs), frames).fill(bo);
+    }
+    for j in 0..k {
+        let (out0, in0, n) = span(j);
+        for c in depth_blocks(cin) {
+            // W_j's rows `rows`, channels `c` are m×|c| at stride (cin·k,
+            // k) from w[rows.start·cin·k + c.start·k + j].
             matmul_on(
                 gemm::Parallelism::None,
-                yb.add(out0),
-                t,
+                y.add(out0),
+                y_rs,
                 1,
                 true,
-                (m, n, cin),
+                (m, n, c.len()),
                 View {
-                    ptr: w.as_ptr().add(rows.start * cin * k + j),
+                    ptr: w.as_ptr().add((rows.start * cin + c.start) * k + j),
                     rs: cin * k,
                     cs: k,
                 },
                 View {
-                    ptr: xb.as_ptr().add(in0),
-                    rs: t,
+                    ptr: x.add(c.start * x_rs + in0),
+                    rs: x_rs,
                     cs: 1,
                 },
             );
         }
-        if shape.relu {
-            for v in std::slice::from_raw_parts_mut(yb, m * t) {
+    }
+    if shape.relu {
+        for i in 0..m {
+            for v in std::slice::from_raw_parts_mut(y.add(i * y_rs), frames) {
                 // NaN to 0 as well, as candle's relu does.
                 if (*v).partial_cmp(&T::default()) != Some(std::cmp::Ordering::Greater) {
                     *v = T::default();
                 }
             }
         }
+    }
+}
+
+/// The last `n` output frames of a causal convolution, into `y`
+/// `[cout, n]` (overwritten): `x` holds `cin` rows at stride `x_rs`, each
+/// the `reach = dilation·(k − 1)` frames before the first output frame
+/// then the `n` frames up to the last (zeros before the start of the
+/// stream). The same GEMMs as [`forward_into`] over a whole file, so the
+/// same bits; a stream keeps `x` in a ring ([`crate::stream`]).
+pub(crate) fn forward_causal_tail(
+    shape: ConvShape,
+    x: &[f32],
+    x_rs: usize,
+    w: &[f32],
+    bias: &[f32],
+    n: usize,
+    y: &mut [f32],
+) {
+    let (k, cout) = (shape.k, bias.len());
+    let reach = shape.left_pad();
+    let cin = w.len() / (cout * k).max(1);
+    assert!(
+        shape.causal
+            && w.len() == cout * cin * k
+            && y.len() == cout * n
+            && x_rs >= reach + n
+            && x.len() >= (cin.max(1) - 1) * x_rs + reach + n,
+        "cpu conv: a causal tail of {n} frames does not fit its buffers"
+    );
+    // SAFETY: tap j reads columns reach + o_j .. reach + o_j + n ⊂ 0 ..
+    // reach + n of every row (o_j ∈ [−reach, 0]), inside `x` (asserted);
+    // `y` is cout rows of n.
+    unsafe {
+        window_rows(
+            shape,
+            |j| (0, (reach as isize + shape.offset(j)) as usize, n),
+            (x.as_ptr(), x_rs, cin),
+            w,
+            bias,
+            0..cout,
+            (y.as_mut_ptr(), n),
+            n,
+        );
     }
 }
 
@@ -545,7 +650,14 @@ mod tests {
         let mut out = Vec::new();
         for (k, dilation) in [(1, 1), (3, 1), (5, 1), (3, 2), (3, 8), (4, 1)] {
             for relu in [false, true] {
-                out.push(ConvShape { k, dilation, relu });
+                for causal in [false, true] {
+                    out.push(ConvShape {
+                        k,
+                        dilation,
+                        causal,
+                        relu,
+                    });
+                }
             }
         }
         out
@@ -567,12 +679,19 @@ mod tests {
                 let bias = Tensor::from_vec(rand(&[cout], 3), cout, &dev).unwrap();
                 let ours = conv1d_same(&x, &w, &bias, shape).unwrap();
                 let d = shape.dilation;
-                let pad = d * (shape.k / 2);
                 // candle pads symmetrically: for an even k its output is
-                // one frame longer, the first T frames are ours.
-                let theirs = x
-                    .conv1d(&w, pad, 1, d, 1)
-                    .unwrap()
+                // one frame longer, the first T frames are ours. A causal
+                // convolution is candle's over the input padded on the
+                // left only.
+                let theirs = if shape.causal {
+                    x.pad_with_zeros(2, d * (shape.k - 1), 0)
+                        .unwrap()
+                        .conv1d(&w, 0, 1, d, 1)
+                        .unwrap()
+                } else {
+                    x.conv1d(&w, d * (shape.k / 2), 1, d, 1).unwrap()
+                };
+                let theirs = theirs
                     .narrow(2, 0, t)
                     .unwrap()
                     .broadcast_add(&bias.reshape((1, cout, 1)).unwrap())
@@ -608,6 +727,7 @@ mod tests {
             let shape = ConvShape {
                 k,
                 dilation,
+                causal: false,
                 relu: true,
             };
             let b = 2;
@@ -691,6 +811,7 @@ mod tests {
         let shape = ConvShape {
             k,
             dilation: 2,
+            causal: false,
             relu: false,
         };
         let f =
@@ -797,6 +918,7 @@ mod tests {
         let shape = ConvShape {
             k: 5,
             dilation: 1,
+            causal: false,
             relu: false,
         };
         assert!(conv1d_same(&x, &w, &b, shape).is_err());

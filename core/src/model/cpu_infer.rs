@@ -125,13 +125,16 @@ struct FoldedConv {
     bias: Vec<f32>,
     k: usize,
     dilation: usize,
+    causal: bool,
 }
 
 /// The executor: a network's layers, the folded convolutions met so far,
 /// and the pool. Make one per video (or per run of same-shaped windows):
 /// it keeps every buffer length it has seen until dropped.
 pub struct CpuInference<'a> {
-    layers: &'a CandleLayers,
+    /// `None`: an executor of the parameter-free ops only (a stream's,
+    /// which keeps its own convolutions).
+    layers: Option<&'a CandleLayers>,
     pool: Arc<Pool>,
     folded: HashMap<String, Rc<FoldedConv>>,
 }
@@ -149,14 +152,33 @@ impl<'a> CpuInference<'a> {
     /// `pool`.
     pub fn with_pool(layers: &'a CandleLayers, pool: &BufferPool) -> Self {
         CpuInference {
-            layers,
+            layers: Some(layers),
             pool: pool.0.clone(),
             folded: HashMap::new(),
         }
     }
 
+    /// An executor of the ops without parameters (concatenation, sums,
+    /// softmax, resampling, …); a layer op on it is an error.
+    pub fn without_layers() -> CpuInference<'static> {
+        CpuInference {
+            layers: None,
+            pool: BufferPool::default().0,
+            folded: HashMap::new(),
+        }
+    }
+
+    fn layers(&self) -> Result<&'a CandleLayers> {
+        self.layers
+            .ok_or_else(|| Error::invalid("this CPU executor has no layers"))
+    }
+
     /// A new activation of `(b, c, t)` whose every element `fill` writes.
-    fn alloc(&self, (b, c, t): (usize, usize, usize), fill: impl FnOnce(&mut [f32])) -> Buf {
+    pub(crate) fn alloc(
+        &self,
+        (b, c, t): (usize, usize, usize),
+        fill: impl FnOnce(&mut [f32]),
+    ) -> Buf {
         let mut data = self.pool.take(b * c * t);
         fill(&mut data);
         self.wrap(data, (b, c, t))
@@ -202,10 +224,10 @@ impl<'a> CpuInference<'a> {
         if let Some(f) = self.folded.get(&spec.name) {
             return Ok(f.clone());
         }
-        let conv = self.layers.conv(&spec.name)?;
+        let conv = self.layers()?.conv(&spec.name)?;
         let (weight, bias) = match &spec.norm {
             Some(norm) => {
-                let (scale, shift) = self.layers.norm(norm)?.folded()?;
+                let (scale, shift) = self.layers()?.norm(norm)?.folded()?;
                 let cout = conv.weight().dim(0)?;
                 let w = conv.weight().broadcast_mul(&scale.reshape((cout, 1, 1))?)?;
                 let b = ((conv.bias() * &scale)? + shift)?;
@@ -225,6 +247,7 @@ impl<'a> CpuInference<'a> {
             bias: bias.to_vec1::<f32>()?,
             k,
             dilation: spec.dilation,
+            causal: spec.causal,
         });
         self.folded.insert(spec.name.clone(), f.clone());
         Ok(f)
@@ -299,6 +322,7 @@ impl Ops for CpuInference<'_> {
         let shape = ConvShape {
             k: f.k,
             dilation: f.dilation,
+            causal: f.causal,
             relu: spec.act == Act::Relu,
         };
         Ok(self.alloc((b, spec.cout, t), |y| {
@@ -450,7 +474,7 @@ impl Ops for CpuInference<'_> {
     }
 
     fn linear(&mut self, spec: &LinearSpec, x: &Buf) -> Result<Buf> {
-        let l = self.layers.linear(&spec.name)?;
+        let l = self.layers()?.linear(&spec.name)?;
         let (b, cin, t) = x.dims();
         if cin != spec.cin || l.weight.dims2()? != (spec.cout, spec.cin) {
             return Err(Error::invalid(format!(
@@ -464,6 +488,7 @@ impl Ops for CpuInference<'_> {
         let shape = ConvShape {
             k: 1,
             dilation: 1,
+            causal: false,
             relu: false,
         };
         // The weights are read in place (a ViT-L's are 1.2 GB): a linear
@@ -478,7 +503,7 @@ impl Ops for CpuInference<'_> {
     }
 
     fn layer_norm(&mut self, spec: &LayerNormSpec, x: &Buf) -> Result<Buf> {
-        let n = self.layers.layer_norm(&spec.name)?;
+        let n = self.layers()?.layer_norm(&spec.name)?;
         let (b, c, t) = x.dims();
         let (weight, bias) = (n.weight.to_vec1::<f32>()?, n.bias.to_vec1::<f32>()?);
         if weight.len() != c {

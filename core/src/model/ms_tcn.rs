@@ -41,7 +41,30 @@ pub struct MsTcnConfig {
     pub refinements: usize,
     /// Drop probability of every layer's dropout (`nn.Dropout()`: 0.5).
     pub dropout: f32,
+    /// A causal network (every convolution reads the past only) with a
+    /// fixed look-ahead, for streaming; `None`: the release's, whose
+    /// convolutions read both ways. Written to `model.json` only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causal: Option<Causal>,
 }
+
+/// What makes an MS-TCN++ causal: every convolution's taps at or before
+/// their frame, and the output for frame `t` read `lookahead` frames later
+/// (the input delayed: the network sees frames up to `t + L` and no
+/// further), so a stream labels frame `t` once frame `t + L` arrived.
+/// Training and offline prediction pad the input with `L` zero frames at
+/// the end and drop the first `L` outputs, which is what a stream does
+/// when it is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Causal {
+    /// Frames of future context, L.
+    pub lookahead: usize,
+}
+
+/// The largest look-ahead (frames) a causal model may have: about nine
+/// minutes at 30 fps, far past any live use.
+pub const MAX_LOOKAHEAD: usize = 1 << 14;
 
 impl MsTcnConfig {
     /// The release's architecture: 11 + 3 × 10 layers of 64 channels.
@@ -54,7 +77,21 @@ impl MsTcnConfig {
             layers_r: 10,
             refinements: 3,
             dropout: 0.5,
+            causal: None,
         }
+    }
+
+    /// This network causal with `lookahead` frames of future context.
+    pub fn with_lookahead(self, lookahead: usize) -> Self {
+        MsTcnConfig {
+            causal: Some(Causal { lookahead }),
+            ..self
+        }
+    }
+
+    /// The look-ahead L of a causal network (`None`: not causal).
+    pub fn lookahead(&self) -> Option<usize> {
+        self.causal.map(|c| c.lookahead)
     }
 
     /// Stages (prediction generation + refinements): the number of outputs.
@@ -90,6 +127,13 @@ impl MsTcnConfig {
                 self.refinements
             )));
         }
+        if let Some(l) = self.lookahead() {
+            if l > MAX_LOOKAHEAD {
+                return Err(Error::invalid(format!(
+                    "model config: lookahead {l} must be at most {MAX_LOOKAHEAD} frames"
+                )));
+            }
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::invalid(format!(
                 "model config: dropout {} must be in [0, 1)",
@@ -108,8 +152,30 @@ impl MsTcnConfig {
 
 /// The MS-TCN++'s topology, once for every backend: `x` `[D, T]` to the
 /// logits `[K, T]` of every stage, the prediction generation stage first.
+/// A causal network with look-ahead L runs [`ms_tcn_stages`] over `x`
+/// followed by L zero frames and keeps the last T frames of each stage:
+/// output `t` has seen input frames `0 ..= t + L`.
 pub fn ms_tcn_forward<O: Ops>(o: &mut O, cfg: &MsTcnConfig, x: &O::T) -> Result<Vec<O::T>> {
+    match cfg.lookahead() {
+        None | Some(0) => ms_tcn_stages(o, cfg, x),
+        Some(l) => {
+            let t = o.dims(x).1;
+            // Resampling to its own length is the identity (exactly, in
+            // every backend); its zero padding on the right is the delay.
+            let delayed = o.resample(x, t, t + l)?;
+            ms_tcn_stages(o, cfg, &delayed)?
+                .iter()
+                .map(|s| o.frames(s, l, t))
+                .collect()
+        }
+    }
+}
+
+/// The layers of [`ms_tcn_forward`], output `t` from the inputs up to `t`
+/// when the network is causal (what a stream runs, frame by frame).
+pub fn ms_tcn_stages<O: Ops>(o: &mut O, cfg: &MsTcnConfig, x: &O::T) -> Result<Vec<O::T>> {
     let (f, k, p) = (cfg.f_maps, cfg.num_classes, cfg.dropout);
+    let causal = cfg.causal.is_some();
     let mut h = o.conv(
         &ConvSpec::plain("PG.conv_1x1_in", cfg.input_dim, f, 1),
         x,
@@ -117,8 +183,12 @@ pub fn ms_tcn_forward<O: Ops>(o: &mut O, cfg: &MsTcnConfig, x: &O::T) -> Result<
     )?;
     for i in 0..cfg.layers_pg {
         let (d1, d2) = (1 << (cfg.layers_pg - 1 - i), 1 << i);
-        let c1 = ConvSpec::plain(format!("PG.conv_dilated_1.{i}"), f, f, 3).dilated(d1);
-        let c2 = ConvSpec::plain(format!("PG.conv_dilated_2.{i}"), f, f, 3).dilated(d2);
+        let c1 = ConvSpec::plain(format!("PG.conv_dilated_1.{i}"), f, f, 3)
+            .dilated(d1)
+            .causal(causal);
+        let c2 = ConvSpec::plain(format!("PG.conv_dilated_2.{i}"), f, f, 3)
+            .dilated(d2)
+            .causal(causal);
         let a = o.conv(&c1, &h, None)?;
         let b = o.conv(&c2, &h, None)?;
         let cat = o.cat(&[&a, &b])?;
@@ -141,6 +211,7 @@ pub fn ms_tcn_forward<O: Ops>(o: &mut O, cfg: &MsTcnConfig, x: &O::T) -> Result<
             let l = format!("{r}.layers.{i}");
             let dilated = ConvSpec::plain(format!("{l}.conv_dilated"), f, f, 3)
                 .dilated(1 << i)
+                .causal(causal)
                 .relu();
             let a = o.conv(&dilated, &h, None)?;
             let b = o.conv(&ConvSpec::plain(format!("{l}.conv_1x1"), f, f, 1), &a, None)?;

@@ -89,6 +89,18 @@ pub enum Act {
     Relu,
 }
 
+/// Zero frames before the first input frame of a `k`-tap convolution with
+/// taps `dilation` apart: `dilation · (k − 1)` when causal (no tap reads a
+/// later frame), `dilation · ⌊k/2⌋` when same-padded. Either way the output
+/// has the input's length. Every backend pads by this.
+pub fn left_pad(k: usize, dilation: usize, causal: bool) -> usize {
+    if causal {
+        dilation * k.saturating_sub(1)
+    } else {
+        dilation * (k / 2)
+    }
+}
+
 /// One temporal convolution: its parameters `{name}.weight` `[C_out, C_in,
 /// k]` and `{name}.bias` `[C_out]`, same padding, optionally followed by a
 /// BatchNorm over valid frames (parameters `{norm}.weight`, `.bias`,
@@ -109,6 +121,10 @@ pub struct ConvSpec {
     pub k: usize,
     /// Frames between taps (padding `dilation · k/2` on both sides).
     pub dilation: usize,
+    /// Causal: every tap reads frame `t` or earlier (zero padding
+    /// `dilation · (k − 1)` on the left only), so output `t` depends on no
+    /// later input: the convolutions of a streaming network.
+    pub causal: bool,
     /// The BatchNorm's parameter prefix, if the convolution has one.
     pub norm: Option<String>,
     /// Applied last.
@@ -124,6 +140,7 @@ impl ConvSpec {
             cout,
             k,
             dilation: 1,
+            causal: false,
             norm: None,
             act: Act::None,
         }
@@ -132,6 +149,18 @@ impl ConvSpec {
     /// This convolution with taps `dilation` frames apart.
     pub fn dilated(self, dilation: usize) -> Self {
         ConvSpec { dilation, ..self }
+    }
+
+    /// This convolution causal (`true`) or same-padded.
+    pub fn causal(self, causal: bool) -> Self {
+        ConvSpec { causal, ..self }
+    }
+
+    /// Zero frames before the first input frame: `dilation · (k − 1)` for
+    /// a causal convolution, `dilation · ⌊k/2⌋` for a same-padded one (whose
+    /// output also has T frames).
+    pub fn left_pad(&self) -> usize {
+        left_pad(self.k, self.dilation, self.causal)
     }
 
     /// This convolution followed by a ReLU.

@@ -45,6 +45,31 @@ pub struct PredictOptions {
     /// Frame rate of the videos, for `export`.
     #[serde(with = "by_name")]
     pub fps: Option<FrameRate>,
+    /// Emulate live segmentation: each video goes through a causal
+    /// model's [`crate::stream::Stream`] on the CPU, and
+    /// `<video>.stream.json` records the cost of each push. The outputs
+    /// are those of offline prediction, bit for bit.
+    pub stream: Option<StreamOptions>,
+}
+
+/// How [`PredictOptions::stream`] feeds the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Frames per push (1: frame by frame).
+    pub chunk: usize,
+    /// The look-ahead the model must have (frames); a model with another
+    /// is refused rather than run.
+    pub lookahead: Option<usize>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            chunk: 1,
+            lookahead: None,
+        }
+    }
 }
 
 /// Serde of an optional value by its `Display`/`FromStr` text.
@@ -97,6 +122,9 @@ pub fn output_paths(out: &Path, video: &str, options: &PredictOptions) -> Vec<Pa
     }
     if let (Some(format), Some(_)) = (options.export, options.fps) {
         paths.push(out.join(format!("{video}.{}", format.extension())));
+    }
+    if options.stream.is_some() {
+        paths.push(out.join(format!("{video}.stream.json")));
     }
     paths
 }
@@ -182,15 +210,43 @@ pub fn predict(
             outputs: output_paths(out, name, options),
         })
         .collect();
-    let mut segmenter = engine.segmenter(&model)?;
+    let mut segmenter = match &options.stream {
+        None => Some(engine.segmenter(&model)?),
+        Some(s) => {
+            // Refused before any video is read.
+            let in_model = |e: String| Error::invalid(format!("{}: {e}", inputs.model.display()));
+            crate::stream::Stream::new(&model).map_err(|e| in_model(e.to_string()))?;
+            let have = model.meta.backbone.lookahead();
+            if let Some(want) = s.lookahead.filter(|&l| Some(l) != have) {
+                return Err(in_model(format!(
+                    "the model's look-ahead is {}, not {want}: stream with the model's, or train another",
+                    have.unwrap_or(0)
+                )));
+            }
+            if s.chunk == 0 {
+                return Err(Error::invalid("stream `chunk` must be at least one frame"));
+            }
+            None
+        }
+    };
     let mut notes = Vec::new();
     let report = run_batch("predict", out, &items, batch, monitor, |item| {
         let name = &item.name;
         let fpath = source_path(&inputs.features, name);
         let features = read_video_features(&inputs.features, name, layout)?;
-        let pred = segmenter
-            .predict(&features)
-            .map_err(|e| Error::invalid(format!("{}: {e}", fpath.display())))?;
+        let in_file = |e: Error| Error::invalid(format!("{}: {e}", fpath.display()));
+        let pred = match (&mut segmenter, &options.stream) {
+            (Some(segmenter), _) => segmenter.predict(&features).map_err(in_file)?,
+            (None, s) => {
+                let chunk = s.as_ref().map_or(1, |s| s.chunk);
+                let (pred, stats) =
+                    crate::stream::stream_features(&model, &features, chunk).map_err(in_file)?;
+                let json = serde_json::to_vec_pretty(&stats)
+                    .map_err(|e| Error::invalid(format!("stream stats: {e}")))?;
+                crate::fsio::write_bytes_atomic(out.join(format!("{name}.stream.json")), &json)?;
+                pred
+            }
+        };
         notes.extend(write_outputs(
             out,
             name,
@@ -208,7 +264,10 @@ pub fn predict(
         videos: report.done,
         reused: report.reused,
         shard_videos: report.shard_videos,
-        device: segmenter.describe(),
+        device: match &segmenter {
+            Some(s) => s.describe(),
+            None => "cpu (stream)".to_string(),
+        },
     })
 }
 

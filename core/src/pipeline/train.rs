@@ -64,6 +64,9 @@ pub struct TrainOptions {
     /// Multiplies every channel width of the reference network (C2F-TCN
     /// 256/128, MS-TCN++ 64).
     pub width_scale: f64,
+    /// A causal network (MS-TCN++ only) with this look-ahead in frames,
+    /// for streaming; `None`: the offline network.
+    pub causal_lookahead: Option<usize>,
     /// Continue an interrupted run from `out/last`.
     pub resume: bool,
     /// Append one JSON record per epoch to this file.
@@ -86,6 +89,7 @@ impl Default for TrainOptions {
             time_major: false,
             backbone: BackboneKind::default(),
             width_scale: 1.0,
+            causal_lookahead: None,
             resume: false,
             log_json: None,
         }
@@ -190,6 +194,18 @@ pub fn train(
                 o.backbone
             )));
         }
+        if backbone.lookahead() != o.causal_lookahead {
+            let say = |l: Option<usize>| match l {
+                Some(l) => format!("causal with look-ahead {l}"),
+                None => "not causal".to_string(),
+            };
+            return Err(Error::invalid(format!(
+                "{}: the checkpoint's model is {}, the options ask for {}: resume with the settings the run was started with, or train into a new `out`",
+                meta_file.display(),
+                say(backbone.lookahead()),
+                say(o.causal_lookahead)
+            )));
+        }
         if backbone.input_dim() != dim {
             return Err(Error::invalid(format!(
                 "{}: the checkpoint's model takes {}-dimensional features, `features` {} has {dim}: resume with the features the run was started with, or train into a new `out`",
@@ -209,8 +225,12 @@ pub fn train(
         }
         model
     } else {
+        let mut backbone = o.backbone.config(dim, mapping.len(), o.width_scale);
+        if let Some(l) = o.causal_lookahead {
+            backbone = backbone.with_lookahead(l)?;
+        }
         let meta = ModelMeta::new(
-            o.backbone.config(dim, mapping.len(), o.width_scale),
+            backbone,
             mapping.names().to_vec(),
             o.background.clone(),
             o.max_frames,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use syncseg_core::pipeline::predict::StreamOptions;
 use syncseg_core::pipeline::{PredictInputs, PredictOptions};
 
 use crate::progress::CliMonitor;
@@ -36,11 +37,27 @@ pub struct Args {
     /// Where the model runs: cpu, wgpu (the GPU through Vulkan/Metal/DX12) or auto.
     #[arg(long, value_enum, default_value_t = super::device::DeviceChoice::default())]
     device: super::device::DeviceChoice,
+    /// Emulate live segmentation with a causal model (`train --causal`):
+    /// every video goes through the stream a chunk of frames at a time on
+    /// the CPU, and `<video>.stream.json` records the time of each push.
+    /// The labels are those of offline prediction, frame for frame.
+    #[arg(long)]
+    stream: bool,
+    /// Frames per push with `--stream` (1: frame by frame).
+    #[arg(long, value_name = "FRAMES", default_value_t = 1, requires = "stream")]
+    chunk: usize,
+    /// With `--stream`: the look-ahead the model must have (frames); a
+    /// model trained with another is refused rather than run.
+    #[arg(long, value_name = "FRAMES", requires = "stream")]
+    lookahead: Option<usize>,
     #[command(flatten)]
     batch: super::batch::BatchArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.stream && args.device == super::device::DeviceChoice::Wgpu {
+        anyhow::bail!("--stream runs on the CPU: leave out --device wgpu");
+    }
     let inputs = PredictInputs {
         model: args.model,
         features: args.features,
@@ -52,6 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         time_major: args.time_major,
         export: args.export,
         fps: args.fps,
+        stream: args.stream.then_some(StreamOptions {
+            chunk: args.chunk,
+            lookahead: args.lookahead,
+        }),
     };
     let mut engine = super::device::DeviceEngine(args.device);
     let report = syncseg_core::pipeline::predict(

@@ -71,6 +71,15 @@ pub struct Args {
     /// 256/128, MS-TCN++ 64) by this.
     #[arg(long, default_value_t = d().width_scale)]
     pub width_scale: f64,
+    /// A causal network for live segmentation (`syncseg predict --stream`,
+    /// the C ABI's `syncseg_stream_*`): every convolution reads the past
+    /// only. MS-TCN++ only.
+    #[arg(long)]
+    pub causal: bool,
+    /// With `--causal`: frames of future context the network sees before
+    /// it labels a frame (the stream's latency, in frames).
+    #[arg(long, value_name = "FRAMES", requires = "causal")]
+    pub lookahead: Option<usize>,
     /// Continue an interrupted run from OUT/last (on either device).
     #[arg(long)]
     pub resume: bool,
@@ -108,6 +117,7 @@ impl Args {
             time_major: self.time_major,
             backbone: self.backbone,
             width_scale: self.width_scale,
+            causal_lookahead: self.causal.then(|| self.lookahead.unwrap_or(0)),
             resume: self.resume,
             log_json: self.log_json,
         };

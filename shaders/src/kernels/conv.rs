@@ -2,6 +2,7 @@
 
 use super::{groups, Access, Kernel};
 use crate::graph::{Graph, Slot};
+use syncseg_core::model::ops::left_pad;
 
 /// `conv1d` in `conv.wgsl`.
 pub const CONV1D: Kernel = Kernel {
@@ -63,6 +64,9 @@ pub struct ConvWeights {
     pub k: usize,
     /// Frames between taps (padding `dilation · k/2` on both sides).
     pub dilation: usize,
+    /// Taps at and before `t` only (padding `dilation · (k − 1)` on the
+    /// left): [`syncseg_core::model::ops::left_pad`].
+    pub causal: bool,
 }
 
 /// One input part: `channels` rows of `x` that are input channels
@@ -151,7 +155,7 @@ pub fn conv_batch(
             t_in: frames as u32,
             t_out: frames as u32,
             k: w.k as u32,
-            pad: (w.dilation * (w.k / 2)) as u32,
+            pad: left_pad(w.k, w.dilation, w.causal) as u32,
             dil: w.dilation as u32,
             w_cin: w.cin as u32,
             w_ci0: part.ci0 as u32,

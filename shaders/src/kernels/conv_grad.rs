@@ -4,6 +4,7 @@
 use super::conv::ConvWeights;
 use super::{groups, Access, Kernel};
 use crate::graph::{Graph, Slot};
+use syncseg_core::model::ops::left_pad;
 
 /// `conv1d_grad_input` in `conv_grad.wgsl`.
 pub const CONV1D_GRAD_INPUT: Kernel = Kernel {
@@ -72,7 +73,7 @@ fn params(
         t_in: frames as u32,
         t_out: frames as u32,
         k: w.k as u32,
-        pad: (w.dilation * (w.k / 2)) as u32,
+        pad: left_pad(w.k, w.dilation, w.causal) as u32,
         dil: w.dilation as u32,
         w_cin: w.cin as u32,
         w_ci0: part.ci0 as u32,

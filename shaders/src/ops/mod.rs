@@ -470,6 +470,7 @@ impl Ops for Recorder<'_> {
             Weights::Folded(w) => {
                 let mut cw = w.get(&spec.name)?.bind(self.g);
                 cw.dilation = spec.dilation;
+                cw.causal = spec.causal;
                 let y = self.alloc_value(cout, len, "act");
                 let slot = self.values[y].slot;
                 conv_batch(self.g, &cw, &parts, rows(slot), len, batch, fused, false);
@@ -484,6 +485,7 @@ impl Ops for Recorder<'_> {
                     cin: cp.cin,
                     k: cp.k,
                     dilation: spec.dilation,
+                    causal: spec.causal,
                 };
                 let dw = self.g.import(&p.params[cp.weight].grad);
                 let db = self.g.import(&p.params[cp.bias].grad);

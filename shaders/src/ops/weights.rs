@@ -62,6 +62,7 @@ impl DeviceConv {
             cin: self.cin,
             k: self.k,
             dilation: 1,
+            causal: false,
         }
     }
 
