@@ -306,7 +306,8 @@ impl WgpuSegmenter {
                 len: t as u32,
                 dst_t: t as u32,
                 src_step: 1,
-                _pad: [0; 2],
+                dst_t0: 0,
+                _pad: 0,
             };
             copies.push((copy_window(&mut g, src, dst, params), params));
             window.push(InputPart {

@@ -574,13 +574,15 @@ fn sum_of_squared_differences_is_a_two_pass_tree() {
 #[test]
 fn copy_window_zero_pads_past_the_real_frames() {
     skip_without_gpu!();
-    // Steps: a window (1) and a gather of every 7th frame (CLS tokens).
-    for (step, len) in [(1usize, 20usize), (7, 6)] {
-        copy_window_case(step, len);
+    // Steps: a window (1) and a gather of every 7th frame (CLS tokens);
+    // a window placed 9 frames into the destination (the gradient of
+    // taking frames).
+    for (step, len, dst_t0) in [(1usize, 20usize, 0usize), (7, 6, 0), (1, 20, 9)] {
+        copy_window_case(step, len, dst_t0);
     }
 }
 
-fn copy_window_case(step: usize, len: usize) {
+fn copy_window_case(step: usize, len: usize, dst_t0: usize) {
     let (rows, stride, t0, dst_t) = (3, 50, 7, 32);
     let src = random(rows * stride, 4);
     let got = run(|g| {
@@ -593,7 +595,8 @@ fn copy_window_case(step: usize, len: usize) {
             len: len as u32,
             dst_t: dst_t as u32,
             src_step: step as u32,
-            _pad: [0; 2],
+            dst_t0: dst_t0 as u32,
+            _pad: 0,
         };
         copy_window(g, s, d, params);
         (d, rows * dst_t)
@@ -602,8 +605,8 @@ fn copy_window_case(step: usize, len: usize) {
         .flat_map(|r| {
             let src = &src;
             (0..dst_t).map(move |t| {
-                if t < len {
-                    src[r * stride + t0 + t * step] as f64
+                if t >= dst_t0 && t - dst_t0 < len {
+                    src[r * stride + t0 + (t - dst_t0) * step] as f64
                 } else {
                     0.0
                 }

@@ -111,16 +111,24 @@ fn segmenter_matches_cpu_at_every_length() {
 }
 
 /// MS-TCN++ (its last stage's softmax), cut into windows and chunks with
-/// feature channels in parts, as the C2F-TCN.
+/// feature channels in parts, as the C2F-TCN; and a causal one with a
+/// look-ahead, which runs over whole videos.
 #[test]
 fn ms_tcn_segmenter_matches_cpu() {
     skip_without_gpu!();
+    for lookahead in [None, Some(7)] {
+        ms_tcn_segmenter_case(lookahead);
+    }
+}
+
+fn ms_tcn_segmenter_case(lookahead: Option<usize>) {
     let (dim, classes) = (24, 6);
     let cfg = syncseg_core::model::ms_tcn::MsTcnConfig {
         f_maps: 12,
         layers_pg: 6,
         layers_r: 4,
         refinements: 2,
+        causal: lookahead.map(|lookahead| syncseg_core::model::ms_tcn::Causal { lookahead }),
         ..syncseg_core::model::ms_tcn::MsTcnConfig::reference(dim, classes)
     };
     let names = (0..classes).map(|i| format!("c{i}")).collect();
@@ -131,7 +139,11 @@ fn ms_tcn_segmenter_matches_cpu() {
         let f = features(dim, frames, 60 + i as u64);
         let cpu = predict(&m, &f).unwrap();
         let gpu = seg.predict_blocking(&f).unwrap();
-        compare(&cpu, &gpu, &format!("ms-tcn, {frames} frames"));
+        compare(
+            &cpu,
+            &gpu,
+            &format!("ms-tcn {lookahead:?}, {frames} frames"),
+        );
     }
     seg.limit_chunks(1100, 7);
     let f = features(dim, 2600, 70);

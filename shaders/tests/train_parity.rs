@@ -294,10 +294,17 @@ fn one_step_matches_autodiff_gradients_statistics_and_adam() {
 /// MS-TCN++ (written once in core, recorded by the device): one supervised
 /// step — the loss summed over every stage, dropout drawn from the model's
 /// step count — against candle's autodiff: loss, every gradient, and every
-/// parameter after Adam.
+/// parameter after Adam; offline and causal with a look-ahead (causal
+/// convolutions, the input delayed and the outputs cropped).
 #[test]
 fn ms_tcn_step_matches_autodiff_with_dropout() {
     skip_without_gpu!();
+    for lookahead in [None, Some(5)] {
+        ms_tcn_step_case(lookahead);
+    }
+}
+
+fn ms_tcn_step_case(lookahead: Option<usize>) {
     let train = videos();
     let objective = Supervised::new(
         &train,
@@ -313,6 +320,7 @@ fn ms_tcn_step_matches_autodiff_with_dropout() {
         layers_pg: 5,
         layers_r: 3,
         refinements: 2,
+        causal: lookahead.map(|lookahead| syncseg_core::model::ms_tcn::Causal { lookahead }),
         ..syncseg_core::model::ms_tcn::MsTcnConfig::reference(DIM, CLASSES)
     };
     let meta = ModelMeta::new(cfg, names, vec!["c0".into()], 400);

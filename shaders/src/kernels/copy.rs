@@ -23,11 +23,14 @@ pub struct WindowParams {
     pub dst_t: u32,
     /// 1 for a window; `n` to take every `n`-th frame.
     pub src_step: u32,
-    pub _pad: [u32; 2],
+    /// Destination frame of the first copied frame (frames before it are
+    /// zero too).
+    pub dst_t0: u32,
+    pub _pad: u32,
 }
 
-/// `dst [rows, dst_t]` = frames `src_t0 + i·src_step` (`i < len`) of
-/// `src [rows, src_stride]`, zero beyond `len`. Returns the parameter block, which the caller rewrites
+/// `dst [rows, dst_t]`: frame `dst_t0 + i` = frame `src_t0 + i·src_step`
+/// (`i < len`) of `src [rows, src_stride]`, every other frame zero. Returns the parameter block, which the caller rewrites
 /// per window ([`Graph::set_params`]).
 pub fn copy_window(g: &mut Graph, src: Slot, dst: Slot, params: WindowParams) -> ParamsId {
     g.dispatch(

@@ -741,11 +741,6 @@ impl Ops for Recorder<'_> {
     }
 
     fn frames(&mut self, x: &DTensor, start: usize, len: usize) -> Result<DTensor> {
-        if self.tape.is_some() {
-            return Err(Error::invalid(
-                "taking frames has no backward on the device (the ViT is not trained)",
-            ));
-        }
         if start + len > x.len || len == 0 {
             return Err(Error::invalid(format!(
                 "frames {start} .. {} of a {}-frame tensor",
@@ -763,6 +758,10 @@ impl Ops for Recorder<'_> {
                 )));
             }
             let y = self.alloc_value(xv.rows, len, "frames");
+            self.values[y].needs_grad = xv.needs_grad;
+            if let Some(tape) = self.tape.as_mut() {
+                tape.push(Entry::Frames { x: v, y, start });
+            }
             let params = WindowParams {
                 rows: (self.batch * xv.rows) as u32,
                 src_stride: xv.len as u32,
@@ -770,7 +769,8 @@ impl Ops for Recorder<'_> {
                 len: len as u32,
                 dst_t: len as u32,
                 src_step: 1,
-                _pad: [0; 2],
+                dst_t0: 0,
+                _pad: 0,
             };
             copy_window(self.g, xv.slot, self.values[y].slot, params);
             out.push(y);

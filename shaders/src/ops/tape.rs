@@ -22,6 +22,7 @@ use crate::kernels::attention_grad::attention_grad;
 use crate::kernels::batch_norm::{bn_backward, BatchNormSlots};
 use crate::kernels::conv::{ConvWeights, InputPart};
 use crate::kernels::conv_grad::{conv_grad_input, conv_grad_weight, GradPart};
+use crate::kernels::copy::{copy_window, WindowParams};
 use crate::kernels::ensemble_grad::ensemble_head_grad;
 use crate::kernels::gelu::gelu_grad;
 use crate::kernels::layer_norm::NormFrames;
@@ -93,6 +94,12 @@ pub(crate) enum Entry {
         x: usize,
         y: usize,
         t_up: usize,
+    },
+    /// `y` = frames `start ..` of `x`.
+    Frames {
+        x: usize,
+        y: usize,
+        start: usize,
     },
     /// `out = a + b`.
     Add {
@@ -281,6 +288,34 @@ impl Tape {
                             resample_grad(
                                 g, dy, table, starts, dx, rows, xv.len, *t_up, yv.len, 0, acc,
                             );
+                        }
+                    }
+                    self.release_grad(values, batch, *y);
+                }
+                Entry::Frames { x, y, start } => {
+                    if let Some(dy) = self.written_grad(*y) {
+                        let (xv, yv) = (values[*x], values[*y]);
+                        if xv.needs_grad {
+                            // dx: dy placed at `start`, zero elsewhere.
+                            let rows = batch * xv.rows;
+                            let n = floats(&xv, batch);
+                            let (dx, acc) = self.grad_for_write(g, values, batch, *x);
+                            let dst = if acc { self.temp(g, n) } else { dx };
+                            let params = WindowParams {
+                                rows: rows as u32,
+                                src_stride: yv.len as u32,
+                                src_t0: 0,
+                                len: yv.len as u32,
+                                dst_t: xv.len as u32,
+                                src_step: 1,
+                                dst_t0: *start as u32,
+                                _pad: 0,
+                            };
+                            copy_window(g, dy, dst, params);
+                            if acc {
+                                add_into(g, dst, dx, AddParams::new(n, true));
+                                self.release(n, dst);
+                            }
                         }
                     }
                     self.release_grad(values, batch, *y);
