@@ -14,7 +14,8 @@
 // `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
 // and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`. Added since,
 // without a bump (nothing existing changed): `syncseg_train`,
-// `syncseg_distill` and `SyncsegProgress`.
+// `syncseg_distill` and `SyncsegProgress`; the live segmentation of
+// [`stream`] (`syncseg_stream_*`, `SyncsegFrameLabel`).
 #define SYNCSEG_ABI_VERSION 2
 
 // A loaded model (opaque).
@@ -22,6 +23,9 @@ typedef struct SyncsegModel SyncsegModel;
 
 // The segments of one video (opaque).
 typedef struct SyncsegSegments SyncsegSegments;
+
+// A live segmentation (opaque).
+typedef struct SyncsegStream SyncsegStream;
 
 // Result of a call: one of the `SYNCSEG_STATUS_*` values. Values are only
 // ever appended. A fixed-width integer rather than a C enum, whose size
@@ -58,6 +62,16 @@ typedef struct {
 // Called on the thread that started the job; it must not call back into
 // syncseg.
 typedef void (*SyncsegProgress)(const char *event, void *user);
+
+// One frame's label, as a stream emits it.
+typedef struct {
+  // The frame (0 = the first pushed).
+  int64_t frame;
+  // Class id (index into the model's classes).
+  uint32_t label;
+  // Its probability.
+  float confidence;
+} SyncsegFrameLabel;
 
 // Success.
 #define SYNCSEG_STATUS_OK 0
@@ -212,6 +226,60 @@ SyncsegStatus syncseg_distill(const char *inputs_json,
                               SyncsegProgress progress,
                               void *user,
                               char **report_json);
+
+// A stream of `model`, which must be a causal MS-TCN++ without a feature
+// adapter (`syncseg train --backbone ms-tcn --causal`), into `*out`. Free
+// it with [`syncseg_stream_free`].
+//
+// # Safety
+// `out` is NULL or points to writable storage for a pointer.
+SyncsegStatus syncseg_stream_new(const SyncsegModel *model, SyncsegStream **out);
+
+// The stream's look-ahead (frames between a frame's push and its label),
+// feature dimension and number of classes. Any out pointer may be NULL.
+//
+// # Safety
+// Each out pointer is NULL or points to a writable `size_t`.
+SyncsegStatus syncseg_stream_info(const SyncsegStream *stream,
+                                  size_t *out_lookahead,
+                                  size_t *out_dim,
+                                  size_t *out_classes);
+
+// Pushes `frames` frames of features, frame-major (`len = frames × dim`
+// floats, each frame's `dim` values together), and writes the labels of
+// the frames that became ready, in order, to `out_labels`, their number
+// to `*out_count`. A push of `frames` frames readies at most `frames`
+// labels, so `capacity ≥ frames` always suffices; a smaller capacity is
+// refused before anything runs (the stream is unchanged). NaN or ±inf
+// features are refused likewise.
+//
+// # Safety
+// `features` points to `len` readable floats (may be NULL when `len` is
+// 0); `out_labels` to `capacity` writable labels; `out_count` is writable.
+SyncsegStatus syncseg_stream_push(SyncsegStream *stream,
+                                  const float *features,
+                                  size_t len,
+                                  size_t frames,
+                                  SyncsegFrameLabel *out_labels,
+                                  size_t capacity,
+                                  size_t *out_count);
+
+// Ends the stream: writes the labels of the last `lookahead` frames (at
+// most `lookahead`, so `capacity ≥ lookahead` suffices; less is refused
+// before anything runs). The stream takes no more frames after.
+//
+// # Safety
+// As [`syncseg_stream_push`].
+SyncsegStatus syncseg_stream_finish(SyncsegStream *stream,
+                                    SyncsegFrameLabel *out_labels,
+                                    size_t capacity,
+                                    size_t *out_count);
+
+// Frees a stream and sets `*stream` to NULL. NULL `*stream` is a no-op.
+//
+// # Safety
+// `stream` is NULL or points to a handle variable (the handle itself is checked).
+SyncsegStatus syncseg_stream_free(SyncsegStream **stream);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -33,12 +33,15 @@ use syncseg_core::features::Features;
 use syncseg_core::model::SegModel;
 use syncseg_core::predict::predict;
 
+pub mod stream;
+
 /// Version of this C ABI; bumped on any incompatible change. Compare with
 /// [`syncseg_abi_version`] at load time. Version 2: statuses and layouts are
 /// `uint32_t` (`SyncsegStatus`, `SyncsegLayout`) with `SYNCSEG_*` constants,
 /// and an unknown layout is `SYNCSEG_STATUS_INVALID_ARGUMENT`. Added since,
 /// without a bump (nothing existing changed): `syncseg_train`,
-/// `syncseg_distill` and `SyncsegProgress`.
+/// `syncseg_distill` and `SyncsegProgress`; the live segmentation of
+/// [`stream`] (`syncseg_stream_*`, `SyncsegFrameLabel`).
 pub const SYNCSEG_ABI_VERSION: u32 = 2;
 
 /// Result of a call: one of the `SYNCSEG_STATUS_*` values. Values are only

@@ -1,8 +1,8 @@
 //! The C ABI driven from C: builds the cdylib, compiles the programs in
 //! tests/c with the system C compiler against the generated header, and
 //! runs them on the synthetic benchmark: segmenting features
-//! (abi_smoke.c), and training and distilling through the pipeline
-//! (abi_train.c).
+//! (abi_smoke.c), streaming a causal model frame by frame (abi_stream.c),
+//! and training and distilling through the pipeline (abi_train.c).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,6 +116,53 @@ fn c_program_segments_features_and_survives_bad_input() {
         assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
         assert!(otio.to_string().contains("Marker.2"));
     }
+}
+
+/// A causal MS-TCN++ streamed from C, frame by frame and in uneven chunks,
+/// labels every frame as offline segmentation does; an offline model is
+/// refused.
+#[test]
+fn c_program_streams_a_causal_model_frame_by_frame() {
+    use syncseg_core::model::ms_tcn::MsTcnConfig;
+    let lib_dir = build_cdylib();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("abi_stream");
+    compile_c(&lib_dir, "abi_stream.c", &exe);
+    let (offline, feats, dim, frames) = model_and_features(dir.path());
+    let classes = SegModel::load(&offline, &Device::Cpu).unwrap().meta.classes;
+    let cfg = MsTcnConfig {
+        f_maps: 16,
+        layers_pg: 6,
+        layers_r: 5,
+        refinements: 2,
+        ..MsTcnConfig::reference(dim, classes.len())
+    }
+    .with_lookahead(6);
+    let causal = dir.path().join("causal");
+    SegModel::new_seeded(ModelMeta::new(cfg, classes, vec![], 600), &Device::Cpu, 5)
+        .unwrap()
+        .save(&causal)
+        .unwrap();
+    let out = Command::new(&exe)
+        .arg(&causal)
+        .arg(&offline)
+        .arg(&feats)
+        .arg(dim.to_string())
+        .arg(frames.to_string())
+        .env("LD_LIBRARY_PATH", &lib_dir)
+        .env("DYLD_LIBRARY_PATH", &lib_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "abi_stream failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("all C ABI stream checks passed"));
+    assert!(stdout.contains("causal MS-TCN++"), "{stdout}");
 }
 
 /// A teacher trained and distilled from C, with progress callbacks; refused
