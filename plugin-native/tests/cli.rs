@@ -928,3 +928,148 @@ fn distill_short_windows_with_batch_size_1() {
         assert!(loss.is_finite(), "{epoch}");
     }
 }
+
+/// A causal MS-TCN++ trained with a look-ahead, then segmented offline and
+/// as a frame-by-frame stream: the same labels and probabilities, byte for
+/// byte, and a `.stream.json` of push times; what cannot stream is refused
+/// in one line naming why.
+#[test]
+fn causal_model_streams_what_offline_prediction_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth(dir.path(), "8");
+    let d = |s: &str| data.join(s).to_str().unwrap().to_string();
+    let model = dir.path().join("causal");
+    let train = |out: &Path, extra: &[&str]| {
+        let (f, l, m, v) = (
+            d("features/exo"),
+            d("groundTruth"),
+            d("mapping.txt"),
+            d("splits/exo_train.bundle"),
+        );
+        let mut args = vec![
+            "train",
+            "--features",
+            &f,
+            "--labels",
+            &l,
+            "--mapping",
+            &m,
+            "--videos",
+            &v,
+            "--epochs",
+            "2",
+            "--width-scale",
+            "0.25",
+            "--out",
+            p(out),
+        ];
+        args.extend(extra);
+        syncseg(&args)
+    };
+    let out = train(
+        &model,
+        &["--backbone", "ms-tcn", "--causal", "--lookahead", "4"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["ms_tcn"]["causal"]["lookahead"], 4);
+
+    let (f, v) = (d("features/exo"), d("splits/exo_test.bundle"));
+    let predict = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--model",
+            p(&model),
+            "--features",
+            &f,
+            "--videos",
+            &v,
+            "--out",
+            p(out),
+            "--save-probs",
+        ];
+        args.extend(extra);
+        ok(&args);
+    };
+    let (offline, live) = (dir.path().join("offline"), dir.path().join("live"));
+    predict(&offline, &[]);
+    predict(&live, &["--stream", "--lookahead", "4"]);
+    let videos = std::fs::read_to_string(&v).unwrap();
+    // A bundle lists label files: `rec0046.txt`.
+    for video in videos.lines().filter_map(|l| l.strip_suffix(".txt")) {
+        for ext in ["txt", "probs.npy", "segments.json"] {
+            let name = format!("{video}.{ext}");
+            assert_eq!(
+                std::fs::read(offline.join(&name)).unwrap(),
+                std::fs::read(live.join(&name)).unwrap(),
+                "{name}"
+            );
+        }
+        let stats: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(live.join(format!("{video}.stream.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (stats["chunk"].as_u64(), stats["lookahead"].as_u64()),
+            (Some(1), Some(4))
+        );
+        assert!(stats["max_push_s"].as_f64().unwrap() > 0.0);
+    }
+
+    let wrong = fails(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--features",
+        &f,
+        "--videos",
+        &v,
+        "--out",
+        p(&dir.path().join("x")),
+        "--stream",
+        "--lookahead",
+        "8",
+    ]);
+    assert!(wrong.contains("look-ahead is 4, not 8"), "{wrong}");
+    let c2f = fails(&[
+        "train",
+        "--features",
+        &f,
+        "--labels",
+        &d("groundTruth"),
+        "--mapping",
+        &d("mapping.txt"),
+        "--videos",
+        &v,
+        "--out",
+        p(&dir.path().join("y")),
+        "--causal",
+    ]);
+    assert!(c2f.contains("must be an MS-TCN++"), "{c2f}");
+    assert!(
+        !dir.path().join("y").exists(),
+        "a refused run writes nothing"
+    );
+    let no_causal = fails(&[
+        "train",
+        "--features",
+        &f,
+        "--labels",
+        &d("groundTruth"),
+        "--mapping",
+        &d("mapping.txt"),
+        "--videos",
+        &v,
+        "--out",
+        p(&dir.path().join("z")),
+        "--lookahead",
+        "3",
+    ]);
+    // clap's: "the following required arguments were not provided: --causal".
+    assert!(no_causal.contains("required arguments"), "{no_causal}");
+}
