@@ -17,6 +17,7 @@ mod jobs;
 mod metrics;
 mod model;
 mod pairs;
+mod stream;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,7 @@ fn _syncseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<model::Model>()?;
     m.add_class::<model::Prediction>()?;
+    m.add_class::<stream::Stream>()?;
     m.add_function(wrap_pyfunction!(jobs::train, m)?)?;
     m.add_function(wrap_pyfunction!(jobs::distill, m)?)?;
     m.add_function(wrap_pyfunction!(jobs::defaults, m)?)?;

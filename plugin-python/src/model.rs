@@ -246,6 +246,15 @@ impl Model {
         self.to_python(py, pred)
     }
 
+    /// A live segmentation of one video (`syncseg predict --stream`): the
+    /// model must be causal (trained with `causal_lookahead`, an
+    /// MS-TCN++ without a feature adapter).
+    fn stream(&self) -> PyResult<crate::stream::Stream> {
+        syncseg_core::stream::Stream::new(&self.inner)
+            .map(crate::stream::Stream::new)
+            .map_err(|e| invalid(e.to_string()))
+    }
+
     /// Writes the files `syncseg predict` writes for one video, byte for
     /// byte, into `out` (created if missing): `<video>.txt` (a class name
     /// a frame), `<video>.segments.json`, with `save_probs` `<video>.probs.npy`,

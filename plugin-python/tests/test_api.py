@@ -86,7 +86,7 @@ def test_stub_signatures_are_the_native_ones():
                 assert have == want, f"{name}({arg}=): native {have!r}, stub {want!r}"
         checked += 1
     assert checked >= 10
-    assert {n for n in functions if "." not in n} | {"Model", "Prediction", "__version__"} == set(syncseg.__all__)
+    assert {n for n in functions if "." not in n} | {"Model", "Prediction", "Stream", "__version__"} == set(syncseg.__all__)
 
 
 def test_importing_syncseg_does_not_import_ray():
@@ -268,3 +268,38 @@ def test_defaults_refuse_unknown_jobs():
     assert syncseg.defaults("distill")["loss"] == "sync-mse"
     with pytest.raises(ValueError, match="`job` 'fit'"):
         syncseg.defaults("fit")
+
+
+def test_a_causal_model_streams_offline_predictions_labels(bench, teacher, tmp_path):
+    """A causal MS-TCN++ (``causal_lookahead``) streamed a frame at a time,
+    then in blocks, labels every frame as ``predict`` does; an offline model
+    and bad frames are refused with a message."""
+    from conftest import job_paths, SMALL
+
+    model = syncseg.train(**job_paths(bench), out=tmp_path / "causal", epochs=1, progress=False,
+                          backbone="ms-tcn", causal_lookahead=3, **SMALL)
+    x = syncseg.load_features(bench / "features/ego", video=ego_video(bench))
+    want = model.predict(x)
+    for block in (1, 7):
+        s = model.stream()
+        assert (s.lookahead, s.input_dim) == (3, model.input_dim)
+        got = []
+        for t in range(0, x.shape[1], block):
+            got += s.push(x[:, t:t + block].T if block > 1 else x[:, t].astype(np.float64))
+        got += s.finish()
+        assert [f for f, _, _ in got] == list(range(x.shape[1]))
+        assert np.array_equal(np.array([l for _, l, _ in got]), want.labels)
+        conf = np.array([c for _, _, c in got], dtype=np.float32)
+        assert np.array_equal(conf, want.probs[want.labels, np.arange(x.shape[1])])
+    with pytest.raises(ValueError, match="causal MS-TCN"):
+        teacher.stream()
+    s = model.stream()
+    with pytest.raises(ValueError, match=rf"expected \[{model.input_dim}\] or \[n, {model.input_dim}\]"):
+        s.push(np.zeros((2, 5), np.float32))
+    bad = np.zeros(model.input_dim, np.float32)
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match="feature 3 of frame 0 is not finite"):
+        s.push(bad)
+    s.finish()
+    with pytest.raises(ValueError, match="finished"):
+        s.push(np.zeros(model.input_dim, np.float32))

@@ -18,6 +18,7 @@ from . import _syncseg
 from ._syncseg import (
     Model,
     Prediction,
+    Stream,
     __version__,
     defaults,
     evaluate,
@@ -32,6 +33,7 @@ from ._syncseg import (
 __all__ = [
     "Model",
     "Prediction",
+    "Stream",
     "__version__",
     "defaults",
     "distill",

@@ -3,7 +3,7 @@ suite checks them against ``syncseg.defaults(job)``."""
 
 import os
 import pathlib
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,9 @@ class Model:
     ) -> Prediction:
         """Segments one video: ``features`` ``[D, T]`` (``"dt"``) or
         ``[T, D]`` (``"td"``), any float dtype and memory order."""
+    def stream(self) -> "Stream":
+        """A live segmentation of one video (``syncseg predict --stream``);
+        the model must be causal (trained with ``causal_lookahead``)."""
     def write_outputs(
         self,
         prediction: Union[Prediction, npt.ArrayLike],
@@ -80,6 +83,23 @@ class Model:
         ``fps`` ``<video>.<ext>``. ``prediction`` is a ``Prediction`` of
         this model or features to segment first. Returns the paths
         written; the export's notes are ``UserWarning``s."""
+
+class Stream:
+    """A live segmentation of one video by a causal model: push frames as
+    they come; each frame's label comes ``lookahead`` frames later, equal
+    to offline prediction's."""
+
+    def push(self, frames: npt.ArrayLike) -> List[Tuple[int, int, float]]:
+        """Pushes one frame ``[D]`` or frames ``[n, D]``; returns
+        ``(frame, label, confidence)`` of every frame now labelled."""
+    def finish(self) -> List[Tuple[int, int, float]]:
+        """Ends the stream: the labels of its last ``lookahead`` frames."""
+    @property
+    def lookahead(self) -> int: ...
+    @property
+    def input_dim(self) -> int: ...
+    @property
+    def frames_pushed(self) -> int: ...
 
 def train(
     *,
@@ -101,6 +121,7 @@ def train(
     time_major: bool = False,
     backbone: Literal["c2f-tcn", "ms-tcn"] = "c2f-tcn",
     width_scale: float = 1.0,
+    causal_lookahead: Optional[int] = None,
     resume: bool = False,
     log_json: Optional[PathLike] = None,
     device: Literal["cpu"] = "cpu",
