@@ -78,6 +78,7 @@ impl StreamProbs {
 }
 
 /// A causal convolution with its ring of past inputs.
+#[derive(Clone)]
 struct RingConv {
     shape: ConvShape,
     cin: usize,
@@ -136,6 +137,15 @@ impl RingConv {
             n,
             y,
         );
+    }
+
+    /// This convolution with an empty ring: a new stream's.
+    fn fresh(&self) -> Self {
+        RingConv {
+            ring: vec![0.0; self.ring.len()],
+            head: 0,
+            ..self.clone()
+        }
     }
 
     fn state_bytes(&self) -> usize {
@@ -289,6 +299,27 @@ impl Stream {
             pushed: 0,
             finished: false,
         })
+    }
+
+    /// A new stream of the same model, from its first frame (the model
+    /// itself is not needed again).
+    pub fn restart(&self) -> Stream {
+        Stream {
+            cfg: self.cfg.clone(),
+            lookahead: self.lookahead,
+            ops: StreamOps {
+                exec: CpuInference::without_layers(),
+                convs: self
+                    .ops
+                    .convs
+                    .iter()
+                    .map(|(name, c)| (name.clone(), c.fresh()))
+                    .collect(),
+            },
+            fed: 0,
+            pushed: 0,
+            finished: false,
+        }
     }
 
     /// Features per frame, D.
@@ -577,6 +608,17 @@ mod tests {
             }
             collect(stream.finish_probs().unwrap());
             assert_eq!(next, frames as u64, "every frame labelled once");
+            // A restarted stream starts from nothing: its first frames are
+            // the offline ones again.
+            let mut again = stream.restart();
+            let p = again
+                .push_probs(&rows[..(lookahead + 3).min(frames) * dim])
+                .unwrap();
+            for (c, row) in p.probs.chunks_exact(p.frames.max(1)).enumerate() {
+                if p.frames > 0 {
+                    assert_eq!(row, &offline.probs[c * frames..c * frames + p.frames]);
+                }
+            }
             let got = got.concat();
             assert_eq!(got.len(), offline.probs.len());
             let differ = got

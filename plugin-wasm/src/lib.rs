@@ -24,10 +24,12 @@ mod encoder;
 mod frames;
 mod js;
 mod segmenter;
+mod stream;
 
 pub use data::{parse_features, synthetic_recording};
 pub use encoder::FrameEncoder;
 pub use segmenter::{compile_kernels, Segmenter};
+pub use stream::Stream;
 
 use wasm_bindgen::prelude::*;
 
@@ -70,6 +72,16 @@ export interface Segmentation {
   device: string;
   /** Wall time of the call in milliseconds. */
   millis: number;
+}
+
+/** One frame's label from `Stream.push`/`finish`, `lookahead` frames after the frame. */
+export interface StreamLabel {
+  /** The frame (0 = the first pushed). */
+  frame: number;
+  label: number;
+  name: string;
+  /** The probability of `label`. */
+  confidence: number;
 }
 
 /** Features `[dim, frames]` row-major (channel-major, as MS-TCN-style `.npy` files). */

@@ -36,6 +36,9 @@ pub struct Segmenter {
     adapter: String,
     fallback: Option<String>,
     kernels: Vec<String>,
+    /// A new stream of the model (restarted for each `stream()`), or why
+    /// the model cannot stream.
+    stream: Result<syncseg_core::stream::Stream, String>,
 }
 
 #[wasm_bindgen]
@@ -68,6 +71,7 @@ impl Segmenter {
         drop(model_bytes);
         let classes = Rc::new(model.meta.classes.clone());
         let input_dim = model.meta.backbone.input_dim();
+        let stream = syncseg_core::stream::Stream::new(&model).map_err(|e| e.to_string());
 
         let (gpu, fallback) = on_webgpu(choice, |gpu| {
             let mut seg = WgpuSegmenter::new(gpu, &model).map_err(|e| e.to_string())?;
@@ -85,6 +89,7 @@ impl Segmenter {
                 adapter: gpu.describe(),
                 fallback: None,
                 kernels: gpu.kernel_entries().iter().map(|s| s.to_string()).collect(),
+                stream,
             });
         }
         Ok(Segmenter {
@@ -94,6 +99,7 @@ impl Segmenter {
             adapter: "candle CPU (wasm32)".to_string(),
             fallback,
             kernels: Vec::new(),
+            stream,
         })
     }
 
@@ -136,6 +142,20 @@ impl Segmenter {
     #[wasm_bindgen(getter, js_name = inputDim)]
     pub fn input_dim(&self) -> u32 {
         self.input_dim as u32
+    }
+
+    /// A live segmentation of one video, on the CPU whatever `device`: the
+    /// model must be causal (`syncseg train --backbone ms-tcn --causal`).
+    /// Push frames as they play; each label comes `lookahead` frames later
+    /// and equals `segment`'s on the CPU.
+    pub fn stream(&self) -> Result<crate::stream::Stream, JsError> {
+        match &self.stream {
+            Ok(proto) => Ok(crate::stream::Stream::new(
+                proto.restart(),
+                self.classes.clone(),
+            )),
+            Err(why) => Err(JsError::new(why)),
+        }
     }
 
     /// Segments `features` `[dim, frames]` (row-major: one row per channel).

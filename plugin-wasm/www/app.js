@@ -337,6 +337,8 @@ window.syncsegDemo = {
   }),
   videoFeatures: shown(videoFeatures),
   features: () => call("features"),
+  // Live segmentation of the current features by a causal model (CPU).
+  stream: shown((chunk) => call("stream", { chunk })),
   compileKernels: () => call("compileKernels"),
   status: () => $("status").textContent,
   ready: false,

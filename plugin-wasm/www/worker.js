@@ -101,6 +101,45 @@ const ops = {
     };
   },
 
+  // Live segmentation, emulated over the current features: they go through
+  // a causal model's stream (Segmenter.stream(), on the CPU) `chunk` frames
+  // a push, as a playing video would feed it. The labels, frame by frame,
+  // and the time of the pushes.
+  async stream({ chunk }) {
+    if (!state.features) throw new Error("load features or generate a recording first");
+    const step = Math.max(1, chunk ?? 1);
+    const s = (await segmenter("cpu")).stream();
+    try {
+      const { data, dim, frames } = state.features;
+      const labels = new Int32Array(frames).fill(-1);
+      const take = (out) => {
+        for (const l of out) labels[l.frame] = l.label;
+      };
+      const block = new Float32Array(step * dim);
+      const pushMs = [];
+      for (let t = 0; t < frames; t += step) {
+        const n = Math.min(step, frames - t);
+        for (let i = 0; i < n; i++) {
+          for (let c = 0; c < dim; c++) block[i * dim + c] = data[c * frames + t + i];
+        }
+        const started = performance.now();
+        const out = s.push(block.subarray(0, n * dim));
+        pushMs.push(performance.now() - started);
+        take(out);
+      }
+      take(s.finish());
+      const total = pushMs.reduce((a, b) => a + b, 0);
+      return {
+        labels,
+        lookahead: s.lookahead,
+        meanFrameMs: total / frames,
+        maxPushMs: Math.max(...pushMs),
+      };
+    } finally {
+      s.free();
+    }
+  },
+
   compileKernels: async () => compileKernels(),
 
   async loadWeights({ bytes, name, options }) {

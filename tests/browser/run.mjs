@@ -10,6 +10,8 @@
 //             (or "synthetic": {preset, seed, dim, index, view} instead of "features")
 //   "fallback": {"features": "/files/x.npy"},   optional: a run without WebGPU
 //   "errors": {"key": ["loadModelUrl" | "loadFeaturesUrl" | "segment", arg]}, calls expected to fail
+//   "stream": {"model": "/files/causal.syncseg", "features": "/files/x.npy", "chunks": [1, 16]},
+//             optional, last: a causal model streams the features (CPU)
 //   "vision": {"weights": "/files/vit.safetensors", "options": {resize, crop},
 //              "pixels": {count, width, height, devices?, repeat?},
 //              "video": "/files/clip.webm", "fps": 10},
@@ -224,6 +226,23 @@ async function main() {
     result.errors = {};
     for (const [key, [fn, arg]] of Object.entries(config.errors ?? {})) {
       result.errors[key] = await failure(fn, arg);
+    }
+    // Live segmentation: refused for the (offline) model loaded above, then
+    // a causal model streams the features a chunk of frames at a time.
+    if (config.stream) {
+      const st = config.stream;
+      const started = Date.now();
+      result.stream = { refused: await failure("stream", 1), runs: [] };
+      await page.evaluate((url) => window.syncsegDemo.loadModelUrl(url), st.model);
+      await page.evaluate((url) => window.syncsegDemo.loadFeaturesUrl(url), st.features);
+      for (const chunk of st.chunks ?? [1]) {
+        const r = await page.evaluate(async (chunk) => {
+          const r = await window.syncsegDemo.stream(chunk);
+          return { ...r, labels: Array.from(r.labels) };
+        }, chunk);
+        result.stream.runs.push({ chunk, ...r });
+      }
+      log.push(`stream: ${Date.now() - started} ms`);
     }
     await browser.close();
     browser = null;

@@ -4,8 +4,9 @@
 //! returned against the native CLI on the same model bundle and features:
 //! WebGPU (SwiftShader without a GPU) and the CPU fallback give the CLI's
 //! labels and segment confidences, every WGSL kernel compiles in Chrome, a
-//! 100k-frame video segments on WebGPU, and without WebGPU the page falls
-//! back to the CPU and says so.
+//! 100k-frame video segments on WebGPU, a causal model streamed frame by
+//! frame in the page labels as the CLI does offline, and without WebGPU the
+//! page falls back to the CPU and says so.
 //!
 //! Needs node, /usr/bin/chromium and tests/browser/node_modules:
 //! `bash scripts/test.sh` installs them.
@@ -565,6 +566,46 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
         "syncseg segment --video",
     );
 
+    // A causal MS-TCN++ for the stream, segmented offline by the CLI.
+    let causal = files.join("causal.syncseg");
+    {
+        use syncseg_core::model::ms_tcn::MsTcnConfig;
+        use syncseg_core::model::{ModelMeta, SegModel};
+        let classes = SegModel::load(&model, &candle_core::Device::Cpu)
+            .unwrap()
+            .meta
+            .classes;
+        let cfg = MsTcnConfig {
+            f_maps: 16,
+            layers_pg: 6,
+            layers_r: 5,
+            refinements: 2,
+            ..MsTcnConfig::reference(DIM, classes.len())
+        }
+        .with_lookahead(5);
+        SegModel::new_seeded(
+            ModelMeta::new(cfg, classes, vec![], 600),
+            &candle_core::Device::Cpu,
+            9,
+        )
+        .unwrap()
+        .save_bundle(&causal)
+        .unwrap();
+    }
+    let causal_preds = dir.path().join("causal_preds");
+    run(
+        Command::new(&cli)
+            .args(["predict", "--device", "cpu", "--model"])
+            .arg(&causal)
+            .arg("--features")
+            .arg(&files)
+            .arg("--videos")
+            .arg(&videos)
+            .arg("--out")
+            .arg(&causal_preds),
+        "syncseg predict (causal)",
+    );
+
     // Bad input for the error checks: not a model, features of another dim.
     std::fs::write(files.join("bad.syncseg"), b"not a model").unwrap();
     let other = Features::new(3, 500, vec![0.5; 1500]).unwrap();
@@ -589,6 +630,11 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
             "bad_npy": ["loadFeaturesUrl", "/files/bad.npy"],
             "wrong_dim": ["loadFeaturesUrl", "/files/dim3.npy"],
             "wrong_dim_segment": ["segment", "cpu"],
+        },
+        "stream": {
+            "model": "/files/causal.syncseg",
+            "features": format!("/files/{}.npy", names[0]),
+            "chunks": [1, 16],
         },
     });
     let config_path = dir.path().join("config.json");
@@ -689,6 +735,36 @@ fn demo_page_segments_like_the_native_cli_on_webgpu_and_cpu() {
         "a 3-dim file is valid features: {}",
         errors["wrong_dim"]
     );
+
+    // The stream: refused for the offline model in one line; the causal
+    // model's labels, frame by frame and 16 frames a push, are the CLI's.
+    let stream = &result["stream"];
+    let refused = stream["refused"]["error"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("causal MS-TCN++") && !refused.contains('\n'),
+        "streaming the offline model: {refused:?}"
+    );
+    let want = native_labels(&causal_preds, &names[0]);
+    let classes = syncseg_core::model::SegModel::load(&causal, &candle_core::Device::Cpu)
+        .unwrap()
+        .meta
+        .classes;
+    for r in stream["runs"].as_array().unwrap() {
+        let got: Vec<&str> = r["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| classes[v.as_u64().expect("every frame labelled") as usize].as_str())
+            .collect();
+        assert_eq!(got, want, "stream, {} frames a push", r["chunk"]);
+        assert_eq!(r["lookahead"], 5);
+        eprintln!(
+            "stream in the page, {} frames a push: {:.3} ms a frame, slowest push {:.1} ms",
+            r["chunk"],
+            r["meanFrameMs"].as_f64().unwrap_or(f64::NAN),
+            r["maxPushMs"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
 
     // Without WebGPU the page runs on the CPU and says so.
     let fb = &result["fallback"];
