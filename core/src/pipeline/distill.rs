@@ -161,6 +161,12 @@ pub struct DistillOptions {
     pub adapter_epochs: Option<usize>,
     /// Learning rate of adapter training.
     pub adapter_lr: f64,
+    /// A causal student (MS-TCN++ teachers, `level` tas) with this
+    /// look-ahead in frames, for streaming: it starts from the teacher's
+    /// weights (a causal network has the offline one's parameters) and
+    /// learns to follow the teacher's outputs from the past (and L frames)
+    /// only. `None`: the student is the teacher's network.
+    pub causal_lookahead: Option<usize>,
     /// Continue an interrupted run from `out/last`.
     pub resume: bool,
     /// Append one JSON record per epoch to this file (tagged with the
@@ -194,6 +200,7 @@ impl Default for DistillOptions {
             adapter_ffn: 128,
             adapter_epochs: None,
             adapter_lr: 1e-3,
+            causal_lookahead: None,
             resume: false,
             log_json: None,
         }
@@ -445,6 +452,15 @@ pub fn distill(
     open_log(o.log_json.as_deref(), "distill")?;
     let teacher = SegModel::load(&inputs.teacher, &device)
         .map_err(|e| Error::invalid(format!("loading `teacher`: {e}")))?;
+    if o.causal_lookahead.is_some() && o.level != Level::Tas {
+        return Err(Error::invalid(format!(
+            "`causal_lookahead` with `level` {}: a causal student cannot have a feature adapter (it attends over whole windows); use `level` tas",
+            o.level.name()
+        )));
+    }
+    if let Some(l) = o.causal_lookahead {
+        teacher.meta.backbone.clone().with_lookahead(l)?;
+    }
     if o.level != Level::Feature {
         crate::train::distill::check_levels(&levels_of(o, &teacher), &teacher.meta.backbone)?;
     }
@@ -545,7 +561,15 @@ pub fn distill(
         .as_ref()
         .map(|stage| stage.as_ref().unwrap_or(&run));
     let mut student = match &feature_out {
-        None => SegModel::load(&inputs.teacher, &device)?,
+        None => {
+            let mut student = SegModel::load(&inputs.teacher, &device)?;
+            if let Some(l) = o.causal_lookahead {
+                // The same parameters in a causal network.
+                student.meta.backbone = student.meta.backbone.clone().with_lookahead(l)?;
+                student.rebuild()?;
+            }
+            student
+        }
         Some(stage_out) => {
             let resume = o.resume && stage_out.committed_last()?.is_some();
             let mut student = SegModel::load(&inputs.teacher, &device)?;

@@ -131,6 +131,15 @@ pub struct Args {
     /// Learning rate of adapter training.
     #[arg(long, default_value_t = d().adapter_lr)]
     pub adapter_lr: f64,
+    /// A causal student for live segmentation (`predict --stream`): the
+    /// teacher's MS-TCN++ made causal, from its weights; the teacher may be
+    /// offline. With `--level tas`.
+    #[arg(long)]
+    pub causal: bool,
+    /// With `--causal`: frames of future context the student sees before
+    /// it labels a frame.
+    #[arg(long, value_name = "FRAMES", requires = "causal")]
+    pub lookahead: Option<usize>,
     /// Continue an interrupted run from OUT/last (on either device).
     #[arg(long)]
     pub resume: bool,
@@ -198,6 +207,7 @@ impl Args {
             adapter_ffn: self.adapter_ffn,
             adapter_epochs: self.adapter_epochs,
             adapter_lr: self.adapter_lr,
+            causal_lookahead: self.causal.then(|| self.lookahead.unwrap_or(0)),
             resume: self.resume,
             log_json: self.log_json,
         };

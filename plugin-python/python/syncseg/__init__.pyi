@@ -169,6 +169,7 @@ def distill(
     adapter_ffn: int = 128,
     adapter_epochs: Optional[int] = None,
     adapter_lr: float = 0.001,
+    causal_lookahead: Optional[int] = None,
     resume: bool = False,
     log_json: Optional[PathLike] = None,
     device: Literal["cpu"] = "cpu",
