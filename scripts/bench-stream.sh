@@ -8,7 +8,9 @@
 # a teacher is trained on the labelled exo videos, distilled to ego on the
 # unlabelled synchronized pairs (TAS outputs), and both are scored on the
 # test splits (exo: teacher; ego: student, and the teacher without
-# adaptation). Prints mean ± sd over the seeds of F1@{10,25,50}, Edit, MoF.
+# adaptation); a causal student is also distilled from the offline teacher
+# of the same seed (`distill --causal`). Prints mean ± sd over the seeds of
+# F1@{10,25,50}, Edit, MoF.
 # Then every causal student streams the ego test videos frame by frame
 # (`predict --stream`): the mean and p99 time of one push, the stream's
 # state, and the process's peak RSS (/usr/bin/time -f %M); and one
@@ -56,7 +58,19 @@ for L in $LOOKAHEADS; do
     exo=$(score "$run/teacher" exo "$run/pred_exo")
     ego0=$(score "$run/teacher" ego "$run/pred_ego_teacher")
     ego=$(score "$run/student" ego "$run/pred_ego")
-    echo "{\"L\":\"$L\",\"seed\":$s,\"exo\":$exo,\"ego_teacher\":$ego0,\"ego\":$ego}" >>"$RESULTS"
+    extra=
+    if [ "$L" != off ]; then
+      # The causal student of the offline teacher (same seed).
+      if [ ! -f "$run/student_of_offline/model.json" ]; then
+        "$BIN" distill --teacher "$DIR/Loff/seed$s/teacher" --dataset "$DATA" \
+          --teacher-view exo --student-view ego --videos "$DATA/splits/adapt.bundle" \
+          --val-videos "$DATA/splits/adapt_val.bundle" --level tas --epochs 15 \
+          --lr 5e-4 --seed "$s" --causal --lookahead "$L" \
+          --out "$run/student_of_offline" 2>/dev/null
+      fi
+      extra=",\"ego_of_offline\":$(score "$run/student_of_offline" ego "$run/pred_ego_of_offline")"
+    fi
+    echo "{\"L\":\"$L\",\"seed\":$s,\"exo\":$exo,\"ego_teacher\":$ego0,\"ego\":$ego$extra}" >>"$RESULTS"
   done
 done
 
@@ -70,12 +84,15 @@ def cell(vals):
     return f"{m:5.1f} ± {sd:4.1f}"
 for part, title in [("exo", "exo teacher on exo_test"),
                      ("ego_teacher", "exo teacher on ego_test (no adaptation)"),
-                     ("ego", "distilled student on ego_test")]:
+                     ("ego", "distilled student on ego_test (student of its own teacher)"),
+                     ("ego_of_offline", "causal student of the offline teacher on ego_test")]:
     print(f"\n{title}")
     print("| L | seeds | F1@10 | F1@25 | F1@50 | Edit | MoF |")
     print("|---|---|---|---|---|---|---|")
     for L in dict.fromkeys(r["L"] for r in rows):
-        rs = [r[part] for r in rows if r["L"] == L]
+        rs = [r[part] for r in rows if r["L"] == L and part in r]
+        if not rs:
+            continue
         name = "offline" if L == "off" else f"causal L={L}"
         print(f"| {name} | {len(rs)} | " + " | ".join(cell([r[k] for r in rs]) for k in keys) + " |")
 EOF
@@ -105,9 +122,10 @@ for L in $LOOKAHEADS; do
     else
       feats=$LONG videos=$LONG/hour.bundle
     fi
-    rss=$( { /usr/bin/time -f %M "$BIN" predict --model "$DIR/L$L/seed1/student" \
+    /usr/bin/time -f %M -o "$out.rss" "$BIN" predict --model "$DIR/L$L/seed1/student" \
       --features "$feats" --videos "$videos" --out "$out" \
-      --stream --lookahead "$L" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+      --stream --lookahead "$L" >/dev/null 2>&1
+    rss=$(tail -1 "$out.rss")
     python3 - "$out" "$L" "$rss" "$what" <<'EOF'
 import glob, json, sys
 st = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/*.stream.json"))]
