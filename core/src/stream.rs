@@ -155,7 +155,7 @@ impl RingConv {
 
 /// The op interface over the frames of one pass: convolutions through
 /// their rings, every other op on a parameter-free CPU executor.
-pub struct StreamOps {
+struct StreamOps {
     exec: CpuInference<'static>,
     convs: HashMap<String, RingConv>,
 }
