@@ -63,6 +63,9 @@ pub struct ViewSpec {
 ///     "exo": { "fps": 30.0, "offset_s": 0.0, "layout": "dim_by_time" },
 ///     "ego": { "fps": 15.0, "offset_s": 0.5, "layout": "time_by_dim",
 ///              "dir": "features/ego_dinov2" }
+///   },
+///   "recordings": {
+///     "P01_cooking": { "ego": { "offset_s": 2.37, "rate": 1.0004 } }
 ///   }
 /// }
 /// ```
@@ -74,6 +77,10 @@ pub struct ViewSpec {
 ///   the default, or `time_by_dim`), `dir` (default `features/<name>`,
 ///   relative to the root; `"features"` opens a classic single-view
 ///   MS-TCN dataset as one named view).
+/// - `recordings.<video>.<view>.offset_s` (default: the view's) and `rate`
+///   (default 1, within [`RATE_RANGE`]): that view's clock in that
+///   recording ([`ViewClock`]), for pairs recorded by cameras that were not
+///   synchronized alike. Needs the view's fps.
 ///
 /// Unknown fields are errors, so a misspelt key is not silently ignored.
 #[derive(Debug, Clone)]
@@ -93,6 +100,9 @@ pub struct MultiViewDataset {
     /// Allowed length difference in frames between views and labels when
     /// aligning by index (default [`LENGTH_TOLERANCE_FRAMES`]).
     pub length_tolerance: usize,
+    /// Per-recording clocks of views (`recordings.<video>.<view>`), for
+    /// pairs whose views are not synchronized alike.
+    pub clocks: BTreeMap<String, BTreeMap<String, ViewClock>>,
 }
 
 /// One recording with all requested views on a common timeline: frame `t`
@@ -134,7 +144,34 @@ struct ViewsFile {
     length_tolerance_frames: Option<usize>,
     #[serde(default)]
     views: BTreeMap<String, ViewEntry>,
+    #[serde(default)]
+    recordings: BTreeMap<String, BTreeMap<String, ClockEntry>>,
 }
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockEntry {
+    #[serde(default)]
+    offset_s: Option<f64>,
+    #[serde(default)]
+    rate: Option<f64>,
+}
+
+/// One view's clock in one recording (`views.json` `recordings.<video>.<view>`):
+/// where its frame 0 sits on the reference clock, and how fast it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ViewClock {
+    /// Seconds on the reference clock of the view's frame 0 (replaces the
+    /// view's `offset_s` for this recording).
+    pub offset_s: f64,
+    /// The view's seconds per reference second (1.001: its clock runs
+    /// 0.1 % fast, a drift). Default 1.
+    pub rate: f64,
+}
+
+/// The clock rates `views.json` accepts for one recording's view: a drift
+/// of up to a factor 2 either way (real camera clocks drift by < 0.1 %).
+pub const RATE_RANGE: (f64, f64) = (0.5, 2.0);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +306,44 @@ impl MultiViewDataset {
             )));
         }
 
+        let known = available_views(&root).unwrap_or_default();
+        let mut clocks = BTreeMap::new();
+        for (video, entries) in &config.recordings {
+            let mut per_view = BTreeMap::new();
+            for (view, e) in entries {
+                if !config.views.contains_key(view) && !known.contains(view) {
+                    return Err(bad_json(format!(
+                        "recordings.{video}: unknown view '{view}' (views found: {})",
+                        listing()
+                    )));
+                }
+                let fps = config.views.get(view).and_then(|v| v.fps);
+                if fps.is_none() {
+                    return Err(bad_json(format!(
+                        "recordings.{video}.{view}: a clock needs the view's fps (views.{view}.fps)"
+                    )));
+                }
+                let offset_s = e
+                    .offset_s
+                    .or_else(|| config.views.get(view).and_then(|v| v.offset_s))
+                    .unwrap_or(0.0);
+                if !(-MAX_OFFSET_S..=MAX_OFFSET_S).contains(&offset_s) {
+                    return Err(bad_json(format!(
+                        "recordings.{video}.{view}: offset_s must be within ±{MAX_OFFSET_S} s, got {offset_s}"
+                    )));
+                }
+                let rate = e.rate.unwrap_or(1.0);
+                if !(RATE_RANGE.0..=RATE_RANGE.1).contains(&rate) {
+                    return Err(bad_json(format!(
+                        "recordings.{video}.{view}: rate must be in [{}, {}], got {rate}",
+                        RATE_RANGE.0, RATE_RANGE.1
+                    )));
+                }
+                per_view.insert(view.clone(), ViewClock { offset_s, rate });
+            }
+            clocks.insert(video.clone(), per_view);
+        }
+
         // mapping.txt wins when both exist: it is the MS-TCN original.
         let mapping = ["mapping.txt", "mapping.csv"]
             .iter()
@@ -286,7 +361,21 @@ impl MultiViewDataset {
             root,
             views,
             mapping,
+            clocks,
         })
+    }
+
+    /// The clock of `view` in `video`: its per-recording entry, else the
+    /// view's offset at rate 1.
+    pub fn clock(&self, video: &str, view: &ViewSpec) -> ViewClock {
+        self.clocks
+            .get(video)
+            .and_then(|c| c.get(&view.name))
+            .copied()
+            .unwrap_or(ViewClock {
+                offset_s: view.offset_s,
+                rate: 1.0,
+            })
     }
 
     /// The opened view called `name`.
@@ -455,7 +544,10 @@ impl MultiViewDataset {
             });
         };
 
-        // Alignment by timestamps.
+        // Alignment by timestamps. A view's frame rate on the reference
+        // clock is its fps times its clock's rate (exactly its fps at rate 1).
+        let clocks: Vec<ViewClock> = specs.iter().map(|s| self.clock(video, s)).collect();
+        let fps0 = fps0 * clocks[0].rate;
         let (fps_ref, origin_s, len, labels) = match (labels, self.label_fps) {
             (Some(l), Some(fps)) => (fps, 0.0, l.len(), Some(l)),
             (Some(mut l), None) => {
@@ -468,22 +560,24 @@ impl MultiViewDataset {
                 }
                 let n = l.len().min(t0);
                 l.truncate(n);
-                (fps0, first.offset_s, n, Some(l))
+                (fps0, clocks[0].offset_s, n, Some(l))
             }
-            (None, _) => (fps0, first.offset_s, feats[0].frames, None),
+            (None, _) => (fps0, clocks[0].offset_s, feats[0].frames, None),
         };
         let mut views = Vec::with_capacity(feats.len());
-        for (s, f) in specs.iter().zip(&feats) {
-            let fps_v = s.fps.unwrap_or(fps0); // open() checked all or none have fps
+        for ((s, f), clock) in specs.iter().zip(&feats).zip(&clocks) {
+            // open() checked all or none have fps.
+            let fps_v = s.fps.unwrap_or(fps0) * clock.rate;
+            let offset_s = clock.offset_s;
             let (ref_end, view_end) = (
                 origin_s + len as f64 / fps_ref,
-                s.offset_s + f.frames as f64 / fps_v,
+                offset_s + f.frames as f64 / fps_v,
             );
-            if view_end <= origin_s || s.offset_s >= ref_end {
+            if view_end <= origin_s || offset_s >= ref_end {
                 return Err(Error::invalid(format!(
                     "video '{video}': {} covers {:.3}s..{:.3}s, outside the reference timeline {:.3}s..{:.3}s",
                     path_of(s).display(),
-                    s.offset_s,
+                    offset_s,
                     view_end,
                     origin_s,
                     ref_end
@@ -494,7 +588,7 @@ impl MultiViewDataset {
                 .map(|t| {
                     // t * fps_v / fps_ref first: exact for integral rates, so
                     // 15-of-30 fps ties land exactly on .5.
-                    let x = t as f64 * fps_v / fps_ref + (origin_s - s.offset_s) * fps_v;
+                    let x = t as f64 * fps_v / fps_ref + (origin_s - offset_s) * fps_v;
                     // Round half up, with slack for the offset's rounding error.
                     (x + 0.5 + 1e-9).floor().clamp(0.0, last) as usize
                 })
@@ -628,6 +722,74 @@ mod tests {
         // Ego frame j is at 0.5 + j/15 s, i.e. exo frame 15 + 2j.
         assert_eq!(frame_values(&rec.views[1])[..3], [15., 17., 19.]);
         assert_eq!(frame_values(&rec.views[1])[29], 59.0);
+    }
+
+    /// A recording's own clock for a view: its offset replaces the view's,
+    /// its rate scales the view's frames per reference second; other
+    /// recordings keep the view's offset.
+    #[test]
+    fn per_recording_clocks_shift_and_stretch_a_view() {
+        let dir = dataset(100, 100, None);
+        let r = dir.path();
+        write_features(r.join("features/exo/v2.npy"), &ramp(2, 100)).unwrap();
+        write_features(r.join("features/ego/v2.npy"), &ramp(2, 100)).unwrap();
+        std::fs::write(
+            r.join("views.json"),
+            r#"{"views": {"exo": {"fps": 10}, "ego": {"fps": 10, "offset_s": 0.3}},
+                "recordings": {"v1": {"ego": {"offset_s": -1.0, "rate": 1.25}}}}"#,
+        )
+        .unwrap();
+        let ds = MultiViewDataset::open(r, &["exo", "ego"]).unwrap();
+        // v1: ego frame for exo frame t is round((t/10 + 1) · 1.25 · 10).
+        let ego = frame_values(&ds.load_recording_unlabeled("v1", &[]).unwrap().views[1]);
+        assert_eq!(ego[..4], [13.0, 14.0, 15.0, 16.0]); // 12.5 rounds up, 13.75, 15, 16.25
+        assert_eq!(ego[60], 88.0); // (6 + 1) · 12.5 = 87.5
+        assert_eq!(ego[99], 99.0); // clamped to the last frame
+                                   // v2: the view's own offset, rate 1: ego frame round(t − 3).
+        let ego = frame_values(&ds.load_recording_unlabeled("v2", &[]).unwrap().views[1]);
+        assert_eq!(ego[..5], [0.0, 0.0, 0.0, 0.0, 1.0]);
+        // The same offset declared per recording gives the same frames.
+        std::fs::write(
+            r.join("views.json"),
+            r#"{"views": {"exo": {"fps": 10}, "ego": {"fps": 10}},
+                "recordings": {"v2": {"ego": {"offset_s": 0.3}}}}"#,
+        )
+        .unwrap();
+        let ds = MultiViewDataset::open(r, &["exo", "ego"]).unwrap();
+        let again = frame_values(&ds.load_recording_unlabeled("v2", &[]).unwrap().views[1]);
+        assert_eq!(again, ego);
+        assert_eq!(
+            ds.clock("v2", ds.view("ego").unwrap()),
+            ViewClock {
+                offset_s: 0.3,
+                rate: 1.0
+            }
+        );
+        // Refused in one line naming the recording and the view.
+        let refused = |text: &str| {
+            std::fs::write(r.join("views.json"), text).unwrap();
+            MultiViewDataset::open(r, &["exo", "ego"])
+                .unwrap_err()
+                .to_string()
+        };
+        let views = r#""views": {"exo": {"fps": 10}, "ego": {"fps": 10}}"#;
+        let e = refused(&format!(
+            r#"{{{views}, "recordings": {{"v1": {{"eg0": {{"rate": 1}}}}}}}}"#
+        ));
+        assert!(e.contains("recordings.v1: unknown view 'eg0'"), "{e}");
+        let e = refused(&format!(
+            r#"{{{views}, "recordings": {{"v1": {{"ego": {{"rate": 0}}}}}}}}"#
+        ));
+        assert!(
+            e.contains("recordings.v1.ego: rate must be in [0.5, 2]"),
+            "{e}"
+        );
+        let e = refused(&format!(
+            r#"{{{views}, "recordings": {{"v1": {{"ego": {{"drift": 1}}}}}}}}"#
+        ));
+        assert!(e.contains("unknown field `drift`"), "{e}");
+        let e = refused(r#"{"recordings": {"v1": {"ego": {"offset_s": 1}}}}"#);
+        assert!(e.contains("a clock needs the view's fps"), "{e}");
     }
 
     #[test]
