@@ -48,6 +48,27 @@ fn compile_c(lib_dir: &Path, source: &str, out: &Path) {
     assert!(status.success(), "compiling {source} failed");
 }
 
+/// Runs the compiled C program `exe` with `args` against the cdylib in
+/// `lib_dir`, prints its output, asserts it exited 0 and returns stdout.
+fn run_c(exe: &Path, lib_dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(exe)
+        .args(args)
+        .env("LD_LIBRARY_PATH", lib_dir)
+        .env("DYLD_LIBRARY_PATH", lib_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{} failed ({:?}):\n{stdout}\n{stderr}",
+        exe.display(),
+        out.status
+    );
+    stdout
+}
+
 /// A model directory and one synthetic ego recording as raw `[dim][frames]`
 /// float32: `(model_dir, features_file, dim, frames)`.
 fn model_and_features(dir: &Path) -> (PathBuf, PathBuf, usize, usize) {
@@ -85,23 +106,17 @@ fn c_program_segments_features_and_survives_bad_input() {
         .save_bundle(&bundle)
         .unwrap();
     for model in [&model_dir, &bundle] {
-        let out = Command::new(&exe)
-            .arg(model)
-            .arg(&feats)
-            .arg(dim.to_string())
-            .arg(frames.to_string())
-            .arg(dir.path())
-            .env("LD_LIBRARY_PATH", &lib_dir)
-            .env("DYLD_LIBRARY_PATH", &lib_dir)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{stdout}");
-        assert!(
-            out.status.success(),
-            "abi_smoke failed ({:?}):\n{stdout}\n{stderr}",
-            out.status
+        let (dim, frames) = (dim.to_string(), frames.to_string());
+        let stdout = run_c(
+            &exe,
+            &lib_dir,
+            &[
+                model.as_os_str(),
+                feats.as_os_str(),
+                dim.as_ref(),
+                frames.as_ref(),
+                dir.path().as_os_str(),
+            ],
         );
         assert!(stdout.contains("all C ABI checks passed"));
         assert!(
@@ -143,23 +158,17 @@ fn c_program_streams_a_causal_model_frame_by_frame() {
         .unwrap()
         .save(&causal)
         .unwrap();
-    let out = Command::new(&exe)
-        .arg(&causal)
-        .arg(&offline)
-        .arg(&feats)
-        .arg(dim.to_string())
-        .arg(frames.to_string())
-        .env("LD_LIBRARY_PATH", &lib_dir)
-        .env("DYLD_LIBRARY_PATH", &lib_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "abi_stream failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
+    let (dim, frames) = (dim.to_string(), frames.to_string());
+    let stdout = run_c(
+        &exe,
+        &lib_dir,
+        &[
+            causal.as_os_str(),
+            offline.as_os_str(),
+            feats.as_os_str(),
+            dim.as_ref(),
+            frames.as_ref(),
+        ],
     );
     assert!(stdout.contains("all C ABI stream checks passed"));
     assert!(stdout.contains("causal MS-TCN++"), "{stdout}");
@@ -181,21 +190,7 @@ fn c_program_trains_and_distills_through_the_pipeline() {
         .unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let run = Command::new(&exe)
-        .arg(&data)
-        .arg(&out)
-        .env("LD_LIBRARY_PATH", &lib_dir)
-        .env("DYLD_LIBRARY_PATH", &lib_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    println!("{stdout}");
-    assert!(
-        run.status.success(),
-        "abi_train failed ({:?}):\n{stdout}\n{stderr}",
-        run.status
-    );
+    let stdout = run_c(&exe, &lib_dir, &[data.as_os_str(), out.as_os_str()]);
     assert!(stdout.contains("all C ABI training checks passed"));
     // The student is a model the CLI's loader takes, with the teacher's classes.
     let teacher = SegModel::load(out.join("teacher"), &Device::Cpu).unwrap();
